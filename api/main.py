@@ -1,0 +1,60 @@
+"""The API process: owns the ClickHouse store, runs the sink and the HTTP API.
+
+chdb allows one process per data path, so this process is the only one that
+opens the embedded store; the CLI reaches it over HTTP while it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+
+import uvicorn
+
+from api.app import create_app
+from api.context import AppContext
+from ops.secrets import load_secrets
+from ops.settings import get_settings
+from sinks.store import open_store
+
+log = logging.getLogger("skillstream.api")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    if not settings.kafka_bootstrap:
+        sys.exit("KAFKA_BOOTSTRAP must be set for the API process (skillstream up sets it)")
+    if not settings.api_port:
+        sys.exit("API_PORT must be set for the API process (skillstream up picks one)")
+    store = open_store(settings.clickhouse_url, settings.chdb_path)
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        secrets=load_secrets(settings),
+        kafka_bootstrap=settings.kafka_bootstrap,
+    )
+    app = create_app(ctx)
+    url = f"http://{settings.api_host}:{settings.api_port}"
+    settings.api_file.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    config = uvicorn.Config(
+        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        try:
+            if json.loads(settings.api_file.read_text()).get("pid") == os.getpid():
+                settings.api_file.unlink()
+        except (OSError, ValueError):
+            pass
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""How the CLI reaches SkillStream's data.
+
+While `skillstream up` runs, its API process owns the embedded ClickHouse
+(chdb: one process per data path), so the CLI calls the API's admin
+endpoints with the run dir's admin secret. With no API running (or with a
+ClickHouse server configured), the CLI opens the store itself and runs the
+same operator functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Protocol
+
+import httpx
+
+from ops.secrets import load_secrets
+from ops.settings import Settings
+
+
+class ControlError(RuntimeError):
+    pass
+
+
+class Control(Protocol):
+    def create_tenant(self, name: str) -> tuple[str, str]: ...
+
+    def mint_token(self, tenant: str, role: str, user_id: str | None) -> str: ...
+
+
+def running_api_url(settings: Settings) -> str | None:
+    try:
+        info = json.loads(settings.api_file.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return str(info["url"])
+
+
+class HttpControl:
+    def __init__(self, url: str, admin_secret: str) -> None:
+        self.client = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {admin_secret}"}, timeout=30
+        )
+
+    def _post(self, path: str, body: dict) -> dict:
+        r = self.client.post(path, json=body)
+        if r.status_code >= 400:
+            try:
+                detail = r.json().get("detail")
+            except ValueError:
+                detail = r.text
+            raise ControlError(f"{detail} (HTTP {r.status_code})")
+        return r.json()
+
+    def create_tenant(self, name: str) -> tuple[str, str]:
+        out = self._post("/v1/admin/tenants", {"name": name})
+        return out["tenant_id"], out["write_key"]
+
+    def mint_token(self, tenant: str, role: str, user_id: str | None) -> str:
+        out = self._post("/v1/admin/tokens", {"tenant": tenant, "role": role, "user_id": user_id})
+        return out["token"]
+
+
+class LocalControl:
+    def __init__(self, settings: Settings) -> None:
+        from api.tenants import TenantRegistry
+        from sinks.store import open_store
+
+        self.settings = settings
+        self.secrets = load_secrets(settings)
+        self.store = open_store(settings.clickhouse_url, settings.chdb_path)
+        self.tenants = TenantRegistry(self.store)
+
+    def create_tenant(self, name: str) -> tuple[str, str]:
+        from api import operator
+        from api.tenants import TenantError
+
+        try:
+            tenant, key = operator.create_tenant(self.tenants, name)
+        except TenantError as exc:
+            raise ControlError(str(exc)) from exc
+        return tenant.tenant_id, key
+
+    def mint_token(self, tenant: str, role: str, user_id: str | None) -> str:
+        from api import operator
+        from api.tenants import TenantError
+
+        try:
+            return operator.mint_token(
+                self.tenants,
+                self.secrets,
+                tenant_name=tenant,
+                role=role,
+                user_id=user_id,
+                ttl_s=self.settings.token_ttl_s,
+            )
+        except (operator.NotFound, TenantError) as exc:
+            raise ControlError(str(exc)) from exc
+
+
+def control_for(settings: Settings) -> Control:
+    url = running_api_url(settings)
+    if url:
+        return HttpControl(url, load_secrets(settings).admin_secret)
+    return LocalControl(settings)

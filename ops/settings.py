@@ -1,0 +1,129 @@
+"""All configuration in one place, read from the environment.
+
+Every process (API + sink, stream worker, CLI) builds the same ``Settings``
+from the same variables, so a value means one thing everywhere. The README's
+configuration table is generated from the field descriptions here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+
+    # --- where things live -------------------------------------------------
+    run_dir: Path = Field(
+        PROJECT_ROOT / ".run",
+        alias="SKILLSTREAM_RUN_DIR",
+        description="Run directory: Kafka data, embedded ClickHouse, RocksDB state, pid files.",
+    )
+    cache_dir: Path = Field(
+        PROJECT_ROOT / ".cache",
+        alias="SKILLSTREAM_CACHE_DIR",
+        description="Download cache (Kafka jars resolved by Maven). Safe to delete.",
+    )
+
+    # --- Kafka -------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None,
+        alias="KAFKA_BOOTSTRAP",
+        description="Kafka bootstrap servers. Unset: start (or re-use) the local KRaft broker.",
+    )
+    kafka_version: str = Field("4.1.0", alias="KAFKA_VERSION", description="Local Kafka version.")
+    kafka_heap: str = Field(
+        "512m", alias="KAFKA_HEAP", description="JVM heap of each local broker."
+    )
+    topic_prefix: str = Field(
+        "skillstream", alias="TOPIC_PREFIX", description="Prefix of every topic name."
+    )
+    topic_partitions: int = Field(
+        6, alias="TOPIC_PARTITIONS", description="Partitions of topics created at start-up."
+    )
+    topic_retention_ms: int = Field(
+        7 * 24 * 3600 * 1000,
+        alias="TOPIC_RETENTION_MS",
+        description="Retention of the raw and derived topics (ms).",
+    )
+
+    # --- ClickHouse --------------------------------------------------------
+    clickhouse_url: str | None = Field(
+        None,
+        alias="CLICKHOUSE_URL",
+        description="ClickHouse server, e.g. http://user:pass@host:8123/db. "
+        "Unset: embedded chdb under the run directory.",
+    )
+
+    # --- Schema registry ---------------------------------------------------
+    schema_registry_url: str | None = Field(
+        None,
+        alias="SCHEMA_REGISTRY_URL",
+        description="Confluent-compatible schema registry. Unset: Avro single-object "
+        "encoding resolved against schemas/.",
+    )
+
+    # --- object storage ----------------------------------------------------
+    s3_endpoint: str | None = Field(
+        None,
+        alias="S3_ENDPOINT",
+        description="S3/MinIO endpoint for exports. Unset: local directory store.",
+    )
+    s3_bucket: str = Field("skillstream-exports", alias="S3_BUCKET", description="Export bucket.")
+
+    # --- API -----------------------------------------------------------------
+    api_host: str = Field("127.0.0.1", alias="API_HOST", description="API bind address.")
+    api_port: int = Field(0, alias="API_PORT", description="API port. 0: pick a free one.")
+
+    # --- secrets -------------------------------------------------------------
+    token_secret: str | None = Field(
+        None,
+        alias="SKILLSTREAM_TOKEN_SECRET",
+        description="HMAC secret that signs bearer tokens. Unset: generated once into the "
+        "run directory.",
+    )
+    admin_secret: str | None = Field(
+        None,
+        alias="SKILLSTREAM_ADMIN_SECRET",
+        description="Secret the CLI uses for admin calls to a running API. Unset: generated "
+        "once into the run directory.",
+    )
+    token_ttl_s: int = Field(
+        12 * 3600, alias="TOKEN_TTL_S", description="Lifetime of bearer tokens (s)."
+    )
+
+    # --- derived paths -------------------------------------------------------
+    @property
+    def kafka_dir(self) -> Path:
+        return self.run_dir / "kafka"
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.run_dir / "clickhouse"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.run_dir / "state"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.run_dir / "secrets.json"
+
+    @property
+    def api_file(self) -> Path:
+        """Written by the running API process: its URL and pid (see ops/control.py)."""
+        return self.run_dir / "api.json"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,50 @@
+"""Kafka topics SkillStream uses, created at start-up (idempotent)."""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ops.settings import Settings
+
+# name -> extra topic config. Names get the settings' prefix.
+TOPICS: dict[str, dict[str, str]] = {
+    "events.raw": {},
+    "events.dead_letter": {"retention.ms": str(30 * 24 * 3600 * 1000)},
+}
+
+
+def topic_names(settings: Settings) -> list[str]:
+    return [settings.topic(name) for name in TOPICS]
+
+
+def ensure_topics(
+    bootstrap: str,
+    settings: Settings,
+    names: dict[str, dict[str, str]] | None = None,
+    replication: int = 1,
+) -> list[str]:
+    """Create missing topics; return the names created now."""
+    wanted = TOPICS if names is None else names
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [
+        NewTopic(
+            settings.topic(name),
+            num_partitions=settings.topic_partitions,
+            replication_factor=replication,
+            config={"retention.ms": str(settings.topic_retention_ms), **extra},
+        )
+        for name, extra in wanted.items()
+        if settings.topic(name) not in existing
+    ]
+    if not new:
+        return []
+    created = []
+    for topic, fut in admin.create_topics(new, operation_timeout=15).items():
+        try:
+            fut.result()
+            created.append(topic)
+        except Exception as exc:  # a concurrent creator won the race: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    return created

@@ -1,0 +1,57 @@
+"""Versioned DDL migrations, applied at start-up, idempotent.
+
+Files are ``NNNN_name.sql`` in this folder, applied in order; each statement
+ends with ``;`` at the end of a line. Applied versions are recorded in
+``schema_migrations`` so a restart applies only what is new, and every
+statement is written to be harmless if run twice (``IF NOT EXISTS``), so a
+crash between a statement and its record does no damage either.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sinks.store import Store
+
+HERE = Path(__file__).parent
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def migration_files() -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted(HERE.glob("*.sql")):
+        m = _NAME.match(path.name)
+        if not m:
+            raise ValueError(f"migration file name must be NNNN_name.sql: {path.name}")
+        found.append((int(m.group(1)), m.group(2), path))
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise ValueError("duplicate migration version")
+    return found
+
+
+def statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip() for s in re.split(r";\s*$", body, flags=re.M) if s.strip()]
+
+
+def migrate(store: Store) -> list[int]:
+    """Apply pending migrations; return the versions applied now."""
+    store.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)"
+        ") ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    done = {r["version"] for r in store.query("SELECT version FROM schema_migrations FINAL")}
+    applied = []
+    for version, name, path in migration_files():
+        if version in done:
+            continue
+        for stmt in statements(path.read_text()):
+            store.command(stmt)
+        store.insert("schema_migrations", [{"version": version, "name": name}])
+        applied.append(version)
+    return applied

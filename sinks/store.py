@@ -1,0 +1,179 @@
+"""One ClickHouse interface, two engines, the same SQL.
+
+``EmbeddedStore`` runs ClickHouse in-process through chdb on a data path;
+``ServerStore`` talks to a ClickHouse server through clickhouse-connect.
+Both take the same SQL text with ClickHouse's server-side parameters
+(``{name:Type}``), so nothing above this module knows which one it has.
+
+chdb serves one process per data path. The process that owns the embedded
+store is the API process (it also runs the sink); every other process
+reaches the data through that process's HTTP API (see README, Architecture).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+Row = dict[str, Any]
+
+
+class StoreError(RuntimeError):
+    """The store is unreachable or rejected a statement."""
+
+
+class Store(Protocol):
+    kind: str
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None: ...
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def encode_rows(rows: Iterable[Row]) -> bytes:
+    return "".join(
+        json.dumps(r, default=_json_default, separators=(",", ":")) + "\n" for r in rows
+    ).encode()
+
+
+def insert_sql(table: str, dedup_token: str | None) -> str:
+    # The token makes a replayed batch a no-op: MergeTree tables keep a window
+    # of recent tokens (non_replicated_deduplication_window in the DDL).
+    settings = ""
+    if dedup_token:
+        if "'" in dedup_token or "\\" in dedup_token:
+            raise ValueError("dedup token must not contain quotes")
+        settings = f" SETTINGS insert_deduplication_token='{dedup_token}'"
+    if not table.replace("_", "").isalnum():
+        raise ValueError(f"bad table name {table!r}")
+    return f"INSERT INTO {table}{settings} FORMAT JSONEachRow"
+
+
+class EmbeddedStore:
+    """ClickHouse in this process, via chdb (one process per data path)."""
+
+    kind = "embedded"
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # chdb raises plain RuntimeError on lock conflicts
+            raise StoreError(
+                f"cannot open embedded ClickHouse at {path}: {exc}. "
+                "Another process owns it; go through the running API instead."
+            ) from exc
+        # chdb sessions are not safe for concurrent use; the API's threadpool
+        # and the sink thread share this lock.
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, fmt: str = "JSONEachRow", params: Mapping[str, Any] | None = None):
+        with self._lock:
+            try:
+                return self._session.query(sql, fmt, params=dict(params) if params else None)
+            except Exception as exc:
+                raise StoreError(str(exc)) from exc
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        res = self._run(sql, "JSONEachRow", params)
+        raw = res.bytes() if res is not None else b""
+        return [json.loads(line) for line in raw.splitlines() if line]
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        self._run(insert_sql(table, dedup_token) + "\n" + encode_rows(rows).decode(), "CSV")
+
+    def ping(self) -> bool:
+        try:
+            return self.query("SELECT 1 AS ok") == [{"ok": 1}]
+        except StoreError:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+class ServerStore:
+    """A ClickHouse server, via clickhouse-connect's HTTP client."""
+
+    kind = "server"
+
+    def __init__(self, url: str) -> None:
+        import clickhouse_connect
+
+        u = urlparse(url)
+        self._client = clickhouse_connect.get_client(
+            host=u.hostname or "localhost",
+            port=u.port or (8443 if u.scheme == "https" else 8123),
+            username=u.username or "default",
+            password=u.password or "",
+            database=(u.path or "/").strip("/") or "default",
+            secure=u.scheme == "https",
+            # JSONEachRow output keeps both engines' results identical.
+            settings={"output_format_json_quote_64bit_integers": 0},
+        )
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        try:
+            raw = self._client.raw_query(sql, parameters=dict(params or {}), fmt="JSONEachRow")
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+        return [json.loads(line) for line in raw.splitlines() if line]
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        try:
+            self._client.command(sql, parameters=dict(params or {}))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        try:
+            self._client.command(insert_sql(table, dedup_token), data=encode_rows(rows))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def ping(self) -> bool:
+        return bool(self._client.ping())
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_store(clickhouse_url: str | None, chdb_path: Path) -> Store:
+    """The store the settings ask for, with migrations applied."""
+    from sinks.migrations import migrate
+
+    store: Store = ServerStore(clickhouse_url) if clickhouse_url else EmbeddedStore(chdb_path)
+    migrate(store)
+    return store

@@ -1,0 +1,90 @@
+"""Shared fixtures: one real Kafka per test session, one embedded ClickHouse.
+
+Kafka: ``KAFKA_BOOTSTRAP`` if set, else the local KRaft broker from
+``ops/kafka_launcher.py`` (re-used across runs while it lives, stopped at the
+end of a session that started it). Each test gets its own topics.
+
+ClickHouse: chdb holds one data path per process, so the whole session
+shares one embedded store; tests isolate themselves by tenant and topic.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ops.kafka_launcher import KafkaCluster
+from ops.settings import PROJECT_ROOT, Settings
+
+TEST_RUN_DIR = PROJECT_ROOT / ".run" / "test"
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    env = os.environ.get("KAFKA_BOOTSTRAP")
+    if env:
+        yield env
+        return
+    s = Settings()
+    cluster = KafkaCluster.ensure(
+        TEST_RUN_DIR / "kafka", s.cache_dir, s.kafka_version, heap=s.kafka_heap
+    )
+    yield cluster.bootstrap
+    if cluster.started_here:
+        cluster.stop()
+
+
+@pytest.fixture
+def unique() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str) -> Callable[..., str]:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap, "log_level": 0})
+
+    def make(prefix: str = "test", partitions: int = 3) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        for fut in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+            fut.result(15)
+        return name
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("clickhouse")
+
+
+@pytest.fixture(scope="session")
+def store(store_path: Path):
+    from sinks.store import open_store
+
+    s = open_store(None, store_path)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
+    """Settings for an isolated run dir on the session's Kafka."""
+    return Settings(
+        SKILLSTREAM_RUN_DIR=tmp_path / "run",
+        KAFKA_BOOTSTRAP=kafka_bootstrap,
+        TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
+        TOPIC_PARTITIONS=3,
+    )
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -1,0 +1,61 @@
+"""docker-compose.yml: valid against the Compose specification, and complete.
+
+No Docker engine runs here, so the file is checked by reading: the Compose
+spec's JSON schema (vendored by check-jsonschema) plus what our code needs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from ops.settings import PROJECT_ROOT, Settings
+
+COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_file_matches_the_compose_specification():
+    # Locate the vendored schema without importing the package (its CLI code
+    # wants a newer click than Faust allows).
+    spec = importlib.util.find_spec("check_jsonschema")
+    pkg = Path(next(iter(spec.submodule_search_locations)))
+    schema_file = pkg / "builtin_schemas/vendor/compose-spec.json"
+    schema = json.loads(schema_file.read_text())
+    jsonschema.validate(_compose(), schema)
+
+
+def test_every_expected_service_is_present():
+    services = _compose()["services"]
+    expected = {"kafka", "schema-registry", "clickhouse", "minio", "prometheus", "grafana"}
+    assert expected | {"api", "worker"} <= set(services)
+
+
+def test_app_services_get_the_settings_our_code_reads():
+    services = _compose()["services"]
+    aliases = {f.alias for f in Settings.model_fields.values() if f.alias}
+    for name in ("api", "worker"):
+        env = services[name]["environment"]
+        for var in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "S3_ENDPOINT"):
+            assert var in env, f"{name} lacks {var}"
+        skillstream_vars = {k for k in env if not k.startswith("AWS_")}
+        assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
+    assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert "clickhouse:8123" in services["api"]["environment"]["CLICKHOUSE_URL"]
+    assert services["api"]["command"][-1] == "api.main"
+    assert services["worker"]["command"][-1] == "streams.worker"
+
+
+def test_prometheus_scrapes_the_api():
+    prom = yaml.safe_load((PROJECT_ROOT / "ops/prometheus/prometheus.yml").read_text())
+    targets = [
+        t for job in prom["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    ]
+    assert "api:8000" in targets

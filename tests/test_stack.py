@@ -1,0 +1,109 @@
+"""`skillstream up`, `tenant create` and `token` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import jwt
+import pytest
+
+from ops.settings import PROJECT_ROOT
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def stack_env(tmp_path, kafka_bootstrap, unique) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SKILLSTREAM_RUN_DIR": str(tmp_path / "run"),
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TOPIC_PREFIX": f"up{unique}",
+    }
+
+
+def test_cli_without_running_stack_uses_local_store(stack_env):
+    out = _cli("tenant", "create", "solo", env=stack_env)
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip().splitlines()[-1]
+    assert key.startswith("ssk_") and " " not in key
+    tok = _cli("token", "--tenant", "solo", "--role", "learner", "--user", "u1", env=stack_env)
+    assert tok.returncode == 0, tok.stderr
+    claims = jwt.decode(tok.stdout.strip().splitlines()[-1], options={"verify_signature": False})
+    assert claims["role"] == "learner" and claims["sub"] == "u1" and claims["tname"] == "solo"
+    bad = _cli("token", "--tenant", "missing", "--role", "learner", env=stack_env)
+    assert bad.returncode == 1 and "no tenant named 'missing'" in bad.stderr
+
+
+def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "up", "--no-demo"],
+        env=stack_env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = proc.stdout.readline().strip()  # blocks until /health answered
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        health = httpx.get(f"{url}/health", timeout=10).json()
+        assert health["status"] == "ok" and health["kafka"] and health["store"]
+        assert httpx.get(f"{url}/metrics", timeout=10).status_code == 200
+        assert httpx.get(f"{url}/openapi.json", timeout=10).status_code == 200
+
+        # the API process owns the embedded store: the CLI goes through it
+        created = _cli("tenant", "create", "acme", env=stack_env)
+        assert created.returncode == 0, created.stderr
+        assert created.stdout.strip().splitlines()[-1].startswith("ssk_")
+        dup = _cli("tenant", "create", "acme", env=stack_env)
+        assert dup.returncode == 1 and "already exists" in dup.stderr
+        tok = _cli("token", "--tenant", "acme", "--role", "company_admin", env=stack_env)
+        assert tok.returncode == 0, tok.stderr
+        token = tok.stdout.strip().splitlines()[-1]
+        assert token.count(".") == 2
+
+        # admin endpoints refuse anyone without the run dir's admin secret
+        r = httpx.post(f"{url}/v1/admin/tenants", json={"name": "evil"}, timeout=10)
+        assert r.status_code == 401
+        r = httpx.post(
+            f"{url}/v1/admin/tenants",
+            json={"name": "evil"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert r.status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    assert proc.returncode == 0
+    # children are gone: the API no longer answers
+    time.sleep(0.5)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/health", timeout=2)
+
+
+def test_help_everywhere():
+    for args in (["--help"], ["up", "--help"], ["tenant", "create", "--help"], ["token", "--help"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "ops.cli", *args], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0 and "usage: skillstream" in out.stdout
