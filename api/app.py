@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.context import AppContext
-from api.routes import admin, health
+from api.routes import admin, events, health
 
 DESCRIPTION = """
 SkillStream: streaming learning analytics on Kafka and ClickHouse.
@@ -21,4 +21,5 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.state.ctx = ctx
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(events.router)
     return app

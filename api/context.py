@@ -6,9 +6,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from api.ingest.producer import AsyncProducer
+from api.ingest.ratelimit import RateLimiter
+from api.ingest.recent import RecentIds
+from api.ingest.validate import Bounds
 from api.tenants import TenantRegistry
 from ops.secrets import Secrets
 from ops.settings import Settings
+from schemas.codec import Codec, codec_for
 from sinks.store import Store
 
 
@@ -40,8 +45,26 @@ class AppContext:
     kafka_bootstrap: str
     tenants: TenantRegistry = field(init=False)
     kafka: KafkaProbe = field(init=False)
+    producer: AsyncProducer = field(init=False)
+    codec: Codec = field(init=False)
+    recent: RecentIds = field(init=False)
+    rate_limiter: RateLimiter = field(init=False)
+    bounds: Bounds = field(init=False)
+    raw_topic: str = field(init=False)
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
+        s = self.settings
         self.tenants = TenantRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
+        self.raw_topic = s.topic("events.raw")
+        self.producer = AsyncProducer(self.kafka_bootstrap, s.ingest_ack_timeout_s)
+        self.codec = codec_for(s.schema_registry_url, self.raw_topic)
+        self.recent = RecentIds()
+        # A full batch must always fit in the bucket, whatever the rate.
+        burst = max(s.ingest_rate_per_s * 2, s.ingest_max_batch_events)
+        self.rate_limiter = RateLimiter(s.ingest_rate_per_s, burst)
+        self.bounds = Bounds(s.ingest_max_future_s, s.ingest_max_age_s)
+
+    def close(self) -> None:
+        self.producer.close()

@@ -53,6 +53,7 @@ def main() -> None:
                 settings.api_file.unlink()
         except (OSError, ValueError):
             pass
+        ctx.close()
         store.close()
 
 

@@ -81,6 +81,32 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", alias="API_HOST", description="API bind address.")
     api_port: int = Field(0, alias="API_PORT", description="API port. 0: pick a free one.")
 
+    # --- ingestion -----------------------------------------------------------
+    ingest_max_body_bytes: int = Field(
+        5 * 1024 * 1024,
+        alias="INGEST_MAX_BODY_BYTES",
+        description="Largest batch body (413 above).",
+    )
+    ingest_max_batch_events: int = Field(
+        1000, alias="INGEST_MAX_BATCH_EVENTS", description="Most events in one batch (413 above)."
+    )
+    ingest_rate_per_s: float = Field(
+        20000,
+        alias="INGEST_RATE_PER_S",
+        description="Per-tenant events/s (token bucket; 429 above). 0 disables.",
+    )
+    ingest_max_future_s: float = Field(
+        300, alias="INGEST_MAX_FUTURE_S", description="Clock skew allowed into the future (s)."
+    )
+    ingest_max_age_s: float = Field(
+        7 * 24 * 3600,
+        alias="INGEST_MAX_AGE_S",
+        description="Late-arrival bound: older events are rejected (s).",
+    )
+    ingest_ack_timeout_s: float = Field(
+        10, alias="INGEST_ACK_TIMEOUT_S", description="Wait for Kafka acks before 503 (s)."
+    )
+
     # --- secrets -------------------------------------------------------------
     token_secret: str | None = Field(
         None,

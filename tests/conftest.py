@@ -88,3 +88,57 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
 def artifacts() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS
+
+
+class LiveApi:
+    """The real API app served by uvicorn on loopback, in a thread of the test
+    process (so it can share the session's embedded ClickHouse)."""
+
+    def __init__(self, settings: Settings, store, bootstrap: str) -> None:
+        import threading
+
+        import uvicorn
+
+        from api.app import create_app
+        from api.context import AppContext
+        from ops.kafka_launcher import free_port
+        from ops.secrets import load_secrets
+        from ops.topics import ensure_topics
+
+        ensure_topics(bootstrap, settings)
+        self.settings = settings
+        self.ctx = AppContext(
+            settings=settings,
+            store=store,
+            secrets=load_secrets(settings),
+            kafka_bootstrap=bootstrap,
+        )
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.server = uvicorn.Server(
+            uvicorn.Config(create_app(self.ctx), host="127.0.0.1", port=port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 30
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert self.server.started, "API did not start"
+
+    def new_tenant(self, name: str) -> tuple[str, str]:
+        tenant, key = self.ctx.tenants.create(name)
+        return tenant.tenant_id, key
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.ctx.close()
+
+
+@pytest.fixture
+def live_api(settings: Settings, store, kafka_bootstrap: str) -> Iterator[LiveApi]:
+    api = LiveApi(settings, store, kafka_bootstrap)
+    yield api
+    api.close()

@@ -1,0 +1,1 @@
+"""The front door: validate, hash PII, dedupe recent retries, produce to Kafka."""

@@ -1,0 +1,107 @@
+"""An asyncio face on confluent-kafka's idempotent producer.
+
+``send_all`` resolves only when Kafka acknowledged every message (acks=all,
+enable.idempotence) or reports which ones failed. A background thread polls
+the producer so delivery callbacks fire promptly; they hand results back to
+the event loop with ``call_soon_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from prometheus_client import Gauge
+
+PRODUCER_QUEUE = Gauge("skillstream_producer_queue_messages", "Messages waiting for Kafka acks")
+
+
+class ProducerUnavailable(RuntimeError):
+    """Kafka could not take the batch now (down, or the local queue is full)."""
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class AsyncProducer:
+    def __init__(self, bootstrap: str, ack_timeout_s: float, queue_max: int = 100_000) -> None:
+        self.ack_timeout_s = ack_timeout_s
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "queue.buffering.max.messages": queue_max,
+                # A message not acknowledged within this bound fails, so a
+                # request waiting on a down broker ends with 503, not a hang.
+                "message.timeout.ms": int(ack_timeout_s * 1000),
+                "log_level": 3,
+            }
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.05)
+            PRODUCER_QUEUE.set(len(self._producer))
+
+    async def send_all(self, messages: Sequence[OutMessage]) -> list[KafkaError | None]:
+        """Produce every message; return one result per message (None = acked).
+
+        Raises ProducerUnavailable if the local queue is full before all were
+        enqueued (nothing unacknowledged is ever reported as accepted).
+        """
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future] = []
+
+        def callback_for(fut: asyncio.Future):
+            def on_delivery(err, _msg) -> None:
+                loop.call_soon_threadsafe(_resolve, fut, err)
+
+            return on_delivery
+
+        for m in messages:
+            fut = loop.create_future()
+            try:
+                self._producer.produce(
+                    m.topic, m.value, m.key, headers=m.headers, on_delivery=callback_for(fut)
+                )
+            except BufferError as exc:
+                fut.cancel()
+                # Wait for what was enqueued so its outcome is known, then refuse.
+                await asyncio.wait(futures, timeout=self.ack_timeout_s + 5) if futures else None
+                raise ProducerUnavailable("producer queue full") from exc
+            except KafkaException as exc:
+                fut.cancel()
+                raise ProducerUnavailable(str(exc)) from exc
+            futures.append(fut)
+        done, pending = await asyncio.wait(futures, timeout=self.ack_timeout_s + 5)
+        results: list[KafkaError | None] = []
+        for fut in futures:
+            if fut in pending:
+                results.append(KafkaError(KafkaError._MSG_TIMED_OUT))
+            else:
+                results.append(fut.result())
+        return results
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._producer.flush(timeout_s)
+
+
+def _resolve(fut: asyncio.Future, err: KafkaError | None) -> None:
+    if not fut.done():
+        fut.set_result(err)

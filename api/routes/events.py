@@ -1,0 +1,235 @@
+"""`POST /v1/events/batch`: the ingest front door.
+
+Each event is validated on its own; valid ones are produced to Kafka and
+reported `accepted` only once Kafka acknowledged them. The tenant is the
+write key's tenant, never anything in the body.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import Ctx
+from api.ingest.producer import OutMessage, ProducerUnavailable
+from api.ingest.validate import validate_event
+from api.tenants import Tenant
+from schemas import dictionary
+
+router = APIRouter(prefix="/v1/events", tags=["ingest"])
+
+INGESTED = Counter(
+    "skillstream_ingest_events_total", "Events by outcome at the front door", ["outcome"]
+)
+BATCH_SECONDS = Histogram("skillstream_ingest_batch_seconds", "Batch request latency")
+REFUSED = Counter("skillstream_ingest_refused_total", "Whole batches refused", ["status"])
+
+
+# --- documentation models (the body is parsed by hand: 400/413 beat 422) -----
+class EventIn(BaseModel):
+    """One event. Unknown fields are rejected; server-set fields must be absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_name: str = Field(description="A name from the event dictionary (schemas/dictionary.py).")
+    client_event_id: str = Field(
+        description="Idempotency key, 1-128 of A-Z a-z 0-9 _ . : -; retries reuse it."
+    )
+    event_timestamp: str = Field(description="ISO 8601 with offset, e.g. 2026-05-21T15:42:18Z.")
+    anonymous_id: str = Field(description="Client UUID prior to login.")
+    user_id: str | None = Field(None, description="Authenticated user, when known.")
+    persona: str = Field(description="student, career_changer or advisor (per event).")
+    context_page: str = Field(description="Route that emitted the event.")
+    context_device: str | None = None
+    opt_out_status: bool = Field(description="Mirrors the user's tracking_opt_out.")
+    pii_hash: str | None = Field(None, description="64 lowercase hex characters.")
+    email: str | None = Field(None, description="Raw e-mail: hashed by the server, never stored.")
+    phone: str | None = Field(None, description="Raw phone: hashed by the server, never stored.")
+    plan_id: str | None = Field(None, description="Required on plan events.")
+    assessment_id: str | None = Field(None, description="Required on assessment events.")
+    readiness_score: float | None = Field(None, description="0-100; required where listed.")
+    program_id: str | None = Field(None, description="Required on program engagement events.")
+    cohort_id: str | None = None
+    properties: dict[str, Any] = Field(
+        default_factory=dict, description="Typed per event: see the Avro schema."
+    )
+
+
+class FieldErrorOut(BaseModel):
+    field: str = Field(description="Dotted path of the offending field ('' = the event).")
+    reason: str
+
+
+class Rejected(BaseModel):
+    index: int = Field(description="Position of the event in the batch.")
+    client_event_id: str | None
+    errors: list[FieldErrorOut]
+
+
+class BatchResult(BaseModel):
+    accepted: list[str] = Field(description="Acknowledged by Kafka (acks=all).")
+    duplicates: list[str] = Field(description="Repeated in this batch or accepted recently.")
+    rejected: list[Rejected]
+
+
+def _error(code: int, detail: str, retry_after: float | None = None) -> JSONResponse:
+    REFUSED.labels(str(code)).inc()
+    headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))} if retry_after else None
+    return JSONResponse({"detail": detail}, status_code=code, headers=headers)
+
+
+async def _tenant_from_write_key(request: Request, ctx: Ctx) -> Tenant:
+    auth = request.headers.get("authorization", "")
+    scheme, _, key = auth.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing write key: Authorization: Bearer <write key>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    tenant = await run_in_threadpool(ctx.tenants.by_write_key, key.strip())
+    if tenant is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "invalid write key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return tenant
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _batch_schema() -> dict:
+    return {
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "properties": {
+                        "events": {"type": "array", "items": EventIn.model_json_schema()}
+                    },
+                }
+            }
+        },
+        "required": True,
+    }
+
+
+ERRORS = {
+    400: {"description": "Malformed JSON, or no `events` array."},
+    401: {"description": "Missing or invalid write key."},
+    413: {"description": "Body larger than INGEST_MAX_BODY_BYTES or more than "
+          "INGEST_MAX_BATCH_EVENTS events."},
+    429: {"description": "Tenant over its event rate; see Retry-After."},
+    503: {"description": "Kafka unavailable or producer queue full; retry the whole batch "
+          "after Retry-After (safe: accepted ids come back as duplicates)."},
+}  # fmt: skip
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResult,
+    responses=ERRORS,
+    openapi_extra={"requestBody": _batch_schema()},
+    summary="Ingest a batch of events",
+)
+async def ingest_batch(request: Request, ctx: Ctx) -> Any:
+    with BATCH_SECONDS.time():
+        tenant = await _tenant_from_write_key(request, ctx)
+        s = ctx.settings
+        body = await _read_body(request, s.ingest_max_body_bytes)
+        if body is None:
+            return _error(413, f"body larger than {s.ingest_max_body_bytes} bytes")
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _error(400, f"malformed JSON: {exc}")
+        if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+            return _error(400, 'body must be a JSON object {"events": [...]}')
+        events = payload["events"]
+        if len(events) > s.ingest_max_batch_events:
+            return _error(413, f"more than {s.ingest_max_batch_events} events in one batch")
+        wait = ctx.rate_limiter.take(tenant.tenant_id, len(events))
+        if wait:
+            return _error(429, "tenant event rate exceeded", retry_after=wait)
+        return await _ingest(ctx, tenant, events)
+
+
+async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
+    received_at = datetime.now(UTC)
+    rejected: list[dict] = []
+    duplicates: list[str] = []
+    outgoing: list[tuple[str, OutMessage]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(events):
+        cid = raw.get("client_event_id") if isinstance(raw, dict) else None
+        cid = cid if isinstance(cid, str) else None
+        record, errors = validate_event(
+            raw,
+            tenant_id=tenant.tenant_id,
+            pii_salt=tenant.pii_salt,
+            received_at=received_at,
+            bounds=ctx.bounds,
+        )
+        if errors:
+            rejected.append({"index": i, "client_event_id": cid, "errors": errors})
+            continue
+        cid = record["client_event_id"]
+        if cid in seen or ctx.recent.contains(tenant.tenant_id, cid):
+            duplicates.append(cid)
+            continue
+        seen.add(cid)
+        try:
+            value = ctx.codec.encode(record)
+        except Exception as exc:  # a validator gap must not become a 500
+            rejected.append(
+                {"index": i, "client_event_id": cid, "errors": [{"field": "", "reason": str(exc)}]}
+            )
+            continue
+        learner = record["user_id"] or record["anonymous_id"]
+        headers = [
+            ("persona", record["persona"].encode()),
+            ("event_name", record["event_name"].encode()),
+            ("tenant_id", tenant.tenant_id.encode()),
+            ("essential", b"1" if dictionary.BY_NAME[record["event_name"]].essential else b"0"),
+        ]
+        msg = OutMessage(ctx.raw_topic, f"{tenant.tenant_id}:{learner}".encode(), value, headers)
+        outgoing.append((cid, msg))
+
+    if outgoing:
+        try:
+            results = await ctx.producer.send_all([m for _, m in outgoing])
+        except ProducerUnavailable as exc:
+            return _error(503, f"Kafka unavailable: {exc}", retry_after=5)
+        acked = [cid for (cid, _), err in zip(outgoing, results, strict=True) if err is None]
+        ctx.recent.add_many(tenant.tenant_id, acked)
+        if len(acked) != len(outgoing):
+            first = next(err for err in results if err is not None)
+            INGESTED.labels("accepted").inc(len(acked))
+            return _error(503, f"Kafka did not acknowledge every event: {first.str()}", 5)
+    else:
+        acked = []
+
+    INGESTED.labels("accepted").inc(len(acked))
+    INGESTED.labels("duplicate").inc(len(duplicates))
+    INGESTED.labels("rejected").inc(len(rejected))
+    return {"accepted": acked, "duplicates": duplicates, "rejected": rejected}

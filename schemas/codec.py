@@ -1,0 +1,134 @@
+"""Avro wire formats for Kafka.
+
+* Without a schema registry: Avro single-object encoding (spec 1.10+):
+  ``C3 01`` + 8-byte little-endian CRC-64-AVRO fingerprint of the writer
+  schema's parsing canonical form + the Avro binary body. The reader finds
+  the writer schema among the versions in ``schemas/avro`` and resolves it
+  to the newest (reader) schema, so old data stays readable.
+* With ``SCHEMA_REGISTRY_URL``: Confluent framing through confluent-kafka's
+  schema registry client (magic byte 0 + 4-byte schema id).
+
+An unknown fingerprint or a corrupt body raises ``DecodeError``; the stream
+sends such records to the dead-letter topic, it never crashes on them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+AVRO_DIR = Path(__file__).parent / "avro"
+MAGIC = b"\xc3\x01"
+_VERSION_FILE = re.compile(r"^event\.v(\d+)\.avsc$")
+
+
+class DecodeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    version: int
+    raw: dict
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, little-endian, as on the wire
+
+
+def _fingerprint_le(parsed: Any) -> bytes:
+    # fastavro returns the CRC-64-AVRO value as big-endian hex; the
+    # single-object header carries it little-endian.
+    value = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+    return struct.pack("<Q", value)
+
+
+@lru_cache(maxsize=1)
+def versions() -> tuple[SchemaVersion, ...]:
+    out = []
+    for path in AVRO_DIR.glob("event.v*.avsc"):
+        m = _VERSION_FILE.match(path.name)
+        if not m:
+            continue
+        raw = json.loads(path.read_text())
+        parsed = parse_schema(raw, _write_hint=False, _force=True)
+        out.append(SchemaVersion(int(m.group(1)), raw, parsed, _fingerprint_le(parsed)))
+    return tuple(sorted(out, key=lambda v: v.version))
+
+
+def latest() -> SchemaVersion:
+    return versions()[-1]
+
+
+class Codec(Protocol):
+    def encode(self, record: dict) -> bytes: ...
+
+    def decode(self, data: bytes) -> dict: ...
+
+
+class SingleObjectCodec:
+    """Writes the newest schema; reads any known version, resolved to the newest."""
+
+    def __init__(self) -> None:
+        self.writer = latest()
+        self.by_fingerprint = {v.fingerprint: v for v in versions()}
+
+    def encode(self, record: dict) -> bytes:
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(self.writer.fingerprint)
+        fastavro.schemaless_writer(buf, self.writer.parsed, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict:
+        if len(data) < 10 or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoded (bad magic)")
+        writer = self.by_fingerprint.get(data[2:10])
+        if writer is None:
+            raise DecodeError(f"unknown schema fingerprint {data[2:10].hex()}")
+        try:
+            return fastavro.schemaless_reader(
+                io.BytesIO(data[10:]),
+                writer.parsed,
+                self.writer.parsed,
+                return_record_name=True,
+            )
+        except Exception as exc:  # corrupt body, truncated data, ...
+            raise DecodeError(f"corrupt Avro body: {exc}") from exc
+
+
+class RegistryCodec:
+    """Confluent wire format against a schema registry (``SCHEMA_REGISTRY_URL``)."""
+
+    def __init__(self, url: str, subject: str) -> None:
+        from confluent_kafka.schema_registry import SchemaRegistryClient
+        from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+        from confluent_kafka.serialization import MessageField, SerializationContext
+
+        client = SchemaRegistryClient({"url": url})
+        schema_str = json.dumps(latest().raw)
+        self._ctx = SerializationContext(subject.removesuffix("-value"), MessageField.VALUE)
+        self._ser = AvroSerializer(client, schema_str, conf={"auto.register.schemas": True})
+        self._de = AvroDeserializer(client, schema_str, return_record_name=True)
+
+    def encode(self, record: dict) -> bytes:
+        return self._ser(record, self._ctx)
+
+    def decode(self, data: bytes) -> dict:
+        try:
+            return self._de(data, self._ctx)
+        except Exception as exc:
+            raise DecodeError(f"schema registry decode failed: {exc}") from exc
+
+
+def codec_for(schema_registry_url: str | None, topic: str) -> Codec:
+    if schema_registry_url:
+        return RegistryCodec(schema_registry_url, topic)
+    return SingleObjectCodec()

@@ -1,0 +1,39 @@
+"""Test helpers that read topics back with a plain confluent-kafka consumer."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+
+
+def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 20.0):
+    """Every message on ``topic`` from the beginning (waits for ``expect`` if given)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "log_level": 0,
+        }
+    )
+    md = c.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
+    ends = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+    c.assign(parts)
+    out = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        msg = c.poll(0.2)
+        if msg is not None and not msg.error():
+            out.append(msg)
+        positions = {tp.partition: tp.offset for tp in c.position(parts)}
+        caught_up = all(positions[p] >= ends[p] or ends[p] == 0 for p in ends)
+        if caught_up and (expect is None or len(out) >= expect):
+            break
+        if expect is not None and caught_up and len(out) < expect:
+            ends = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+    c.close()
+    return out

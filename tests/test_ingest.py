@@ -1,0 +1,171 @@
+"""`POST /v1/events/batch` against the real API, real Kafka, real ClickHouse."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from schemas.codec import SingleObjectCodec
+from schemas.examples import example_event
+from tests.support.kafka import read_all
+
+
+def post(api, key: str, events, **kw) -> httpx.Response:
+    return httpx.post(
+        f"{api.url}/v1/events/batch",
+        json={"events": events},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        **kw,
+    )
+
+
+def test_mixed_batch_gives_exact_lists_and_only_valid_events_reach_kafka(live_api, unique):
+    _, key = live_api.new_tenant(f"mixed-{unique}")
+    good1 = example_event("lesson_completed", client_event_id=f"{unique}-1")
+    good2 = example_event("assessment_completed", client_event_id=f"{unique}-2")
+    bad = example_event("assessment_completed", client_event_id=f"{unique}-3")
+    del bad["assessment_id"]
+    bad["readiness_score"] = 140
+    dup = dict(good1)
+    r = post(live_api, key, [good1, bad, good2, dup])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["accepted"] == [f"{unique}-1", f"{unique}-2"]
+    assert body["duplicates"] == [f"{unique}-1"]
+    assert len(body["rejected"]) == 1
+    rej = body["rejected"][0]
+    assert rej["index"] == 1 and rej["client_event_id"] == f"{unique}-3"
+    fields = {e["field"]: e["reason"] for e in rej["errors"]}
+    assert fields["assessment_id"] == "required for assessment_completed"
+    assert "between 0 and 100" in fields["readiness_score"]
+
+    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=2)
+    codec = SingleObjectCodec()
+    decoded = [codec.decode(m.value()) for m in msgs]
+    assert sorted(d["client_event_id"] for d in decoded) == [f"{unique}-1", f"{unique}-2"]
+    tenant_id = live_api.ctx.tenants.by_write_key(key).tenant_id
+    for m, d in zip(msgs, decoded, strict=True):
+        assert d["tenant_id"] == tenant_id
+        assert m.key() == f"{tenant_id}:usr_12345".encode()
+        assert dict(m.headers())["persona"] == b"student"
+        assert d["received_at"] >= d["event_timestamp"] - timedelta(seconds=5)
+
+
+def test_replayed_batch_reports_duplicates(live_api, unique):
+    _, key = live_api.new_tenant(f"replay-{unique}")
+    batch = [example_event("session_started", client_event_id=f"{unique}-{i}") for i in range(5)]
+    first = post(live_api, key, batch).json()
+    assert len(first["accepted"]) == 5
+    again = post(live_api, key, batch).json()
+    assert again == {"accepted": [], "duplicates": [e["client_event_id"] for e in batch],
+                     "rejected": []}  # fmt: skip
+    assert len(read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)) == 5
+
+
+def test_same_id_in_two_tenants_is_not_a_duplicate(live_api, unique):
+    _, key_a = live_api.new_tenant(f"a-{unique}")
+    _, key_b = live_api.new_tenant(f"b-{unique}")
+    ev = example_event("session_started", client_event_id=f"{unique}-same")
+    assert post(live_api, key_a, [ev]).json()["accepted"] == [f"{unique}-same"]
+    assert post(live_api, key_b, [ev]).json()["accepted"] == [f"{unique}-same"]
+
+
+def test_pii_is_hashed_before_kafka_and_never_in_topic_bytes(live_api, unique):
+    tenant_id, key = live_api.new_tenant(f"pii-{unique}")
+    email, phone = f"Maya.{unique}@Example.com", "+1 (555) 010-7788"
+    ev = example_event("session_started", client_event_id=f"{unique}-p", email=email, phone=phone)
+    assert post(live_api, key, [ev]).json()["accepted"] == [f"{unique}-p"]
+    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=1)
+    raw = b"".join(m.value() + (m.key() or b"") for m in msgs)
+    for needle in (email, email.lower(), "555", "010-7788", "Maya"):
+        assert needle.encode() not in raw
+    salt = live_api.ctx.tenants.by_id(tenant_id).pii_salt
+    expected = hmac.new(salt.encode(), email.lower().encode(), hashlib.sha256).hexdigest()
+    decoded = SingleObjectCodec().decode(msgs[0].value())
+    assert decoded["pii_hash"] == expected
+    assert decoded["phone_hash"] and len(decoded["phone_hash"]) == 64
+
+
+def test_server_set_fields_and_bad_values_are_rejected_by_name(live_api, unique):
+    _, key = live_api.new_tenant(f"fields-{unique}")
+    now = datetime.now(UTC)
+    cases = {
+        "tenant_id": example_event("session_started", tenant_id="t_other"),
+        "event_name": example_event("session_started", event_name="made_up_event"),
+        "event_timestamp": example_event(
+            "session_started", event_timestamp=(now + timedelta(hours=1)).isoformat()
+        ),
+        "persona": example_event("advisor_note_added", persona="student"),
+        "pii_hash": example_event("session_started", pii_hash="not-a-hash"),
+        "properties.bogus": example_event("session_started", properties={"bogus": 1}),
+        "properties.duration_minutes": example_event(
+            "lesson_completed", properties={"lesson_id": "l", "duration_minutes": "ten"}
+        ),
+        "client_event_id": example_event("session_started", client_event_id="has space"),
+        "surprise": example_event("session_started", surprise=True),
+    }
+    old = example_event("session_started", at=now - timedelta(days=30))
+    r = post(live_api, key, [*cases.values(), old, "not an object"])
+    assert r.status_code == 200
+    rejected = r.json()["rejected"]
+    assert len(rejected) == len(cases) + 2
+    for (field, _), rej in zip(cases.items(), rejected, strict=False):
+        assert field in {e["field"] for e in rej["errors"]}, (field, rej)
+    late = rejected[len(cases)]["errors"]
+    assert late[0]["field"] == "event_timestamp" and "late-arrival" in late[0]["reason"]
+    assert rejected[-1]["errors"][0]["reason"] == "event must be a JSON object"
+    assert r.json()["accepted"] == []
+
+
+def test_request_level_errors(live_api, unique):
+    _, key = live_api.new_tenant(f"errors-{unique}")
+    url = f"{live_api.url}/v1/events/batch"
+    auth = {"Authorization": f"Bearer {key}"}
+    assert httpx.post(url, json={"events": []}).status_code == 401
+    assert (
+        httpx.post(url, json={"events": []}, headers={"Authorization": "Bearer nope"}).status_code
+        == 401
+    )
+    r = httpx.post(url, content=b"{not json", headers=auth)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
+    assert httpx.post(url, json=[1, 2], headers=auth).status_code == 400
+    max_events = live_api.settings.ingest_max_batch_events
+    too_many = [example_event("session_started") for _ in range(max_events + 1)]
+    assert httpx.post(url, json={"events": too_many}, headers=auth).status_code == 413
+    huge = b'{"events": ["' + b"x" * (live_api.settings.ingest_max_body_bytes + 1) + b'"]}'
+    assert httpx.post(url, content=huge, headers=auth).status_code == 413
+    assert httpx.post(url, json={"events": []}, headers=auth).json() == {
+        "accepted": [], "duplicates": [], "rejected": []
+    }  # fmt: skip
+
+
+def test_rate_limit_is_429_with_retry_after(live_api, unique):
+    from api.ingest.ratelimit import RateLimiter
+
+    _, key = live_api.new_tenant(f"rate-{unique}")
+    live_api.ctx.rate_limiter = RateLimiter(rate_per_s=1, burst=10)
+    batch = [example_event("session_started") for _ in range(8)]
+    assert post(live_api, key, batch).status_code == 200
+    r = post(live_api, key, batch)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_openapi_documents_fields_and_errors(live_api):
+    spec = httpx.get(f"{live_api.url}/openapi.json").json()
+    op = spec["paths"]["/v1/events/batch"]["post"]
+    assert {"200", "400", "401", "413", "429", "503"} <= set(op["responses"])
+    item = op["requestBody"]["content"]["application/json"]["schema"]["properties"]["events"]
+    assert "client_event_id" in item["items"]["properties"]
+    assert httpx.get(f"{live_api.url}/docs").status_code == 200
+
+
+@pytest.mark.parametrize("name", ["lesson_completed", "survey_response_submitted"])
+def test_examples_are_valid(live_api, unique, name):
+    _, key = live_api.new_tenant(f"ex-{name}-{unique}")
+    r = post(live_api, key, [example_event(name)])
+    assert r.json()["rejected"] == [] and len(r.json()["accepted"]) == 1
