@@ -63,6 +63,32 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bootstrap() -> str:
+    from ops.kafka_launcher import KafkaCluster, KafkaLauncherError
+
+    s = get_settings()
+    if s.kafka_bootstrap:
+        return s.kafka_bootstrap
+    c = KafkaCluster.load(s.kafka_dir)
+    if not c or not c.is_running():
+        raise KafkaLauncherError("no Kafka: set KAFKA_BOOTSTRAP or run `skillstream up`")
+    return c.bootstrap
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from ops import dlq
+
+    topic = get_settings().topic("events.dead_letter")
+    if args.action == "list":
+        letters = dlq.list_dead_letters(_bootstrap(), topic, args.limit)
+        print(dlq.format_table(letters))
+        print(f"{len(letters)} dead letter(s)", file=sys.stderr)
+    else:
+        n = dlq.replay(_bootstrap(), topic, step=args.step, dry_run=args.dry_run)
+        print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skillstream", description="SkillStream: streaming learning analytics."
@@ -84,6 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES, help="role of the token")
     token.add_argument("--user", default=None, help="user id the token speaks for")
     token.set_defaults(func=cmd_token)
+
+    dlq = sub.add_parser("dlq", help="inspect and re-drive dead letters")
+    dsub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dlist = dsub.add_parser("list", help="show dead letters: step, event, tenant, error")
+    dlist.add_argument("--limit", type=int, default=None, help="show at most N")
+    dlist.set_defaults(func=cmd_dlq)
+    drep = dsub.add_parser("replay", help="re-produce dead letters to their source topic, once")
+    drep.add_argument("--step", default=None, help="only letters that failed in this step")
+    drep.add_argument("--dry-run", action="store_true", help="count, produce nothing")
+    drep.set_defaults(func=cmd_dlq)
 
     kafka = sub.add_parser("kafka", help="fetch, start, stop or show the local Kafka")
     kafka.add_argument("action", choices=["fetch", "start", "stop", "status"])

@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -44,10 +43,10 @@ class SchemaVersion:
 
 
 def _fingerprint_le(parsed: Any) -> bytes:
-    # fastavro returns the CRC-64-AVRO value as big-endian hex; the
-    # single-object header carries it little-endian.
-    value = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+    # fastavro's CRC-64-AVRO hex string already spells the little-endian
+    # bytes the single-object header carries (checked in the tests against
+    # the spec's own algorithm).
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 @lru_cache(maxsize=1)

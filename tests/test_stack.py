@@ -49,10 +49,17 @@ def test_cli_without_running_stack_uses_local_store(stack_env):
     assert bad.returncode == 1 and "no tenant named 'missing'" in bad.stderr
 
 
+def _accepted(url: str) -> float:
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith('skillstream_ingest_events_total{outcome="accepted"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "up", "--no-demo"],
-        env=stack_env,
+        [sys.executable, "-m", "ops.cli", "up"],
+        env={**stack_env, "DEMO_EVENTS_PER_S": "40", "DEMO_LEARNERS": "200"},
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -87,6 +94,14 @@ def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env
             timeout=10,
         )
         assert r.status_code == 401
+
+        # demo telemetry flows through the front door and the worker keeps up
+        deadline = time.monotonic() + 30
+        while _accepted(url) == 0 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert _accepted(url) > 0
+        time.sleep(3)
+        assert proc.poll() is None, proc.stderr.read()  # no child died
     finally:
         proc.send_signal(signal.SIGINT)
         try:

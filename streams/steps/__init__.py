@@ -1,0 +1,2 @@
+"""Pipeline steps, one transformation each: decode → dedupe → identity →
+opt-out → enrich → emit."""
