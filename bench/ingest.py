@@ -46,7 +46,7 @@ def make_events(n: int, seed: int = 11) -> list[dict]:
         lr.enrolled_at = datetime(2000, 1, 1, tzinfo=UTC)
     events: list[dict] = []
     while len(events) < n:
-        events += [ev for _, ev in pop.events_at(datetime.now(UTC).replace(hour=12), 1000)]
+        events += [ev for _, ev in pop.events_at(datetime.now(UTC), 1000)]
     return events[:n]
 
 
@@ -201,7 +201,8 @@ def run(n_events: int, concurrency: int, scale: str = "custom") -> dict:
         "scenario": "ingest",
         "scale": scale,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
         "events": n_events,
         "batch_size": 100,
         "concurrency": concurrency,
