@@ -202,7 +202,11 @@ class KafkaCluster:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         for node in self.nodes:
             config = self._write_config(node, voters, size)
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+            # "--cluster-id=ID": a base64 id may start with "-", which argparse
+            # would otherwise take for an option.
+            self._java(
+                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)
+            )
         for node in self.nodes:
             node.pid = self._spawn(node)
         self.started_here = True

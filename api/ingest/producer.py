@@ -40,6 +40,10 @@ class AsyncProducer:
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,
+                # Java's (and aiokafka's) partitioner, so the worker's own
+                # sends keyed by tenant:learner land on the same partition
+                # number as the raw events of that learner.
+                "partitioner": "murmur2_random",
                 "compression.type": "lz4",
                 "queue.buffering.max.messages": queue_max,
                 # A message not acknowledged within this bound fails, so a
