@@ -14,6 +14,7 @@ from api.tenants import TenantRegistry
 from ops.secrets import Secrets
 from ops.settings import Settings
 from schemas.codec import Codec, codec_for
+from sinks.sink import Sink
 from sinks.store import Store
 
 
@@ -51,6 +52,7 @@ class AppContext:
     rate_limiter: RateLimiter = field(init=False)
     bounds: Bounds = field(init=False)
     raw_topic: str = field(init=False)
+    sink: Sink | None = None
     started_at: float = field(default_factory=time.time)
 
     def __post_init__(self) -> None:
@@ -66,5 +68,12 @@ class AppContext:
         self.rate_limiter = RateLimiter(s.ingest_rate_per_s, burst)
         self.bounds = Bounds(s.ingest_max_future_s, s.ingest_max_age_s)
 
+    def start_sink(self) -> Sink:
+        self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
+        self.sink.start()
+        return self.sink
+
     def close(self) -> None:
+        if self.sink:
+            self.sink.stop()
         self.producer.close()

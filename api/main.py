@@ -37,6 +37,7 @@ def main() -> None:
         secrets=load_secrets(settings),
         kafka_bootstrap=settings.kafka_bootstrap,
     )
+    ctx.start_sink()  # this process owns the store, so it runs the sink
     app = create_app(ctx)
     url = f"http://{settings.api_host}:{settings.api_port}"
     settings.api_file.write_text(json.dumps({"url": url, "pid": os.getpid()}))

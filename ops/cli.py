@@ -89,6 +89,17 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recompute(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from streams.worker import request_recompute
+
+    day = date.fromisoformat(args.date)
+    n = request_recompute(_bootstrap(), get_settings(), day)
+    print(f"recompute of {day.isoformat()} requested on {n} partitions")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skillstream", description="SkillStream: streaming learning analytics."
@@ -110,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES, help="role of the token")
     token.add_argument("--user", default=None, help="user id the token speaks for")
     token.set_defaults(func=cmd_token)
+
+    rec = sub.add_parser("recompute", help="recompute daily engagement scores for a date")
+    rec.add_argument("--date", required=True, help="UTC date, YYYY-MM-DD")
+    rec.set_defaults(func=cmd_recompute)
 
     dlq = sub.add_parser("dlq", help="inspect and re-drive dead letters")
     dsub = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         6, alias="TOPIC_PARTITIONS", description="Partitions of topics created at start-up."
     )
     topic_retention_ms: int = Field(
-        7 * 24 * 3600 * 1000,
+        14 * 24 * 3600 * 1000,
         alias="TOPIC_RETENTION_MS",
         description="Retention of the raw and derived topics (ms).",
     )
@@ -105,6 +105,29 @@ class Settings(BaseSettings):
     )
     ingest_ack_timeout_s: float = Field(
         10, alias="INGEST_ACK_TIMEOUT_S", description="Wait for Kafka acks before 503 (s)."
+    )
+
+    # --- stream processing ---------------------------------------------------
+    dedupe_window_days: int = Field(
+        7, alias="DEDUPE_WINDOW_DAYS", description="How long client event ids are remembered."
+    )
+    allowed_lateness_days: int = Field(
+        7,
+        alias="ALLOWED_LATENESS_DAYS",
+        description="Event-time lateness still counted in aggregates.",
+    )
+    recompute_cron: str = Field(
+        "15 2 * * *",
+        alias="RECOMPUTE_CRON",
+        description="When the daily score recompute runs (cron, UTC).",
+    )
+
+    # --- sink ---------------------------------------------------------------
+    sink_batch_size: int = Field(
+        5000, alias="SINK_BATCH_SIZE", description="Rows per ClickHouse insert (per partition)."
+    )
+    sink_batch_ms: int = Field(
+        500, alias="SINK_BATCH_MS", description="Longest a row waits before its batch is written."
     )
 
     # --- secrets -------------------------------------------------------------

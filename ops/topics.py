@@ -7,9 +7,18 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ops.settings import Settings
 
 # name -> extra topic config. Names get the settings' prefix.
+COMPACT = {"cleanup.policy": "compact"}
 TOPICS: dict[str, dict[str, str]] = {
-    "events.raw": {},
+    "events.raw": {},  # the front door's output, keyed tenant:learner
     "events.dead_letter": {"retention.ms": str(30 * 24 * 3600 * 1000)},
+    "events.attributed": {},  # anonymous events forwarded to their user's partition
+    "identity.links": {},  # anonymous_id -> user_id, keyed tenant:anonymous_id
+    "events.clean": {},  # deduped, attributed, opt-out enforced
+    "aggregates.learner_daily": COMPACT,  # full rows, newest version per key
+    "aggregates.program_weekly": COMPACT,
+    "scores.learner": COMPACT,
+    "optout.state": COMPACT,
+    "control.recompute": {},  # recompute ticks, one per partition
 }
 
 

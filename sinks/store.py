@@ -70,6 +70,22 @@ def insert_sql(table: str, dedup_token: str | None) -> str:
     return f"INSERT INTO {table}{settings} FORMAT JSONEachRow"
 
 
+def _literal(value: Any) -> str:
+    """A value in ClickHouse's text form for query parameters (chdb takes text;
+    clickhouse-connect formats lists itself)."""
+    if isinstance(value, (list, tuple, set)):
+        return "[" + ",".join(_quoted(v) for v in value) + "]"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value
+
+
+def _quoted(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return str(_literal(value))
+
+
 class EmbeddedStore:
     """ClickHouse in this process, via chdb (one process per data path)."""
 
@@ -94,7 +110,8 @@ class EmbeddedStore:
     def _run(self, sql: str, fmt: str = "JSONEachRow", params: Mapping[str, Any] | None = None):
         with self._lock:
             try:
-                return self._session.query(sql, fmt, params=dict(params) if params else None)
+                text = {k: _literal(v) for k, v in params.items()} if params else None
+                return self._session.query(sql, fmt, params=text)
             except Exception as exc:
                 raise StoreError(str(exc)) from exc
 

@@ -22,8 +22,8 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",
-        # At-least-once delivery; duplicates from a replay are removed by the
-        # dedupe table and the sink's insert tokens, which is where
-        # "counted exactly once" is enforced and tested.
-        processing_guarantee="at_least_once",
+        # Kafka transactions: table changelogs, emitted records and consumed
+        # offsets commit atomically per partition, so a worker killed
+        # mid-stream neither loses nor double-counts (tests/test_exactly_once.py).
+        processing_guarantee="exactly_once",
     )

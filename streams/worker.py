@@ -1,52 +1,281 @@
 """The stream worker process: ``python -m streams.worker``.
 
-It owns the Faust tables (RocksDB) and never opens ClickHouse: the sink in
-the API process writes there.
+Agents (all topics share one partition count, so Faust co-partitions them
+and every table key is only ever touched by one partition):
+
+  events.raw          decode → dedupe → identity → opt-out → enrich → emit
+  events.attributed   opt-out → enrich → emit   (anonymous events, now a user's)
+  identity.links      remember the link; forward the visitor's pending events
+  control.recompute   nightly/on-demand score snapshot + dedupe sweep
+
+Processing is exactly once: Faust commits table changelogs, emitted records
+and consumed offsets in one Kafka transaction per partition. The worker
+never opens ClickHouse; the sink in the API process writes there.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import faust
+from confluent_kafka import Producer
 from mode import Worker
 
 from ops.settings import Settings, get_settings
 from schemas.codec import codec_for
+from streams import aggregates
 from streams.app import create_app
-from streams.pipeline import Item, Pipeline, dead_letter_headers
+from streams.pipeline import Item, Pipeline, Step, dead_letter_headers
+from streams.records import iso_day, normalise
 from streams.steps.decode import decode_step
+from streams.steps.dedupe import dedupe_step
+from streams.steps.enrich import enrich_step
+from streams.steps.identity import identity_step
+from streams.steps.optout import optout_step
+
+log = logging.getLogger("skillstream.worker")
 
 
-def build(settings: Settings, bootstrap: str, app_id: str = "skillstream-worker") -> faust.App:
-    app = create_app(settings, bootstrap, app_id)
+def _headers(msg) -> list[tuple[str, bytes]]:
+    h = msg.headers or []
+    return list(h.items()) if isinstance(h, dict) else list(h)
+
+
+def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faust.App:
+    # The app id names the consumer group and the changelog topics: derive it
+    # from the topic prefix so two stacks on one cluster never share state.
+    app = create_app(settings, bootstrap, app_id or f"{settings.topic_prefix}-worker")
+    parts = settings.topic_partitions
     raw_name = settings.topic("events.raw")
-    raw = app.topic(raw_name, value_serializer="raw", key_serializer="raw")
-    dead = app.topic(
-        settings.topic("events.dead_letter"), value_serializer="raw", key_serializer="raw"
+
+    def topic(name: str, raw: bool = False) -> faust.TopicT:
+        ser = "raw" if raw else "json"
+        return app.topic(
+            settings.topic(name), key_serializer="raw", value_serializer=ser, partitions=parts
+        )
+
+    raw = topic("events.raw", raw=True)
+    dead = topic("events.dead_letter", raw=True)
+    attributed = topic("events.attributed")
+    links_topic = topic("identity.links")
+    clean = topic("events.clean")
+    learner_daily = topic("aggregates.learner_daily")
+    program_weekly = topic("aggregates.program_weekly")
+    scores = topic("scores.learner")
+    optout_topic = topic("optout.state")
+    ticks = topic("control.recompute")
+
+    def table(name: str) -> faust.Table:
+        return app.Table(name, default=None, partitions=parts, key_type=str)
+
+    seen = table("dedupe")
+    seen_attributed = table("dedupe_attributed")
+    links = table("identity_links")
+    links_sent = table("identity_links_sent")
+    pending = table("identity_pending")
+    optout = table("optout")
+    watermarks = table("watermarks")
+    learner_day = table("learner_day")
+    program_week = table("program_week")
+    learner_index = table("learner_index")
+
+    async def send(t: faust.TopicT, key: str, value: dict) -> None:
+        await t.send(key=key.encode(), value=value)
+
+    async def send_link(key: str, value: dict) -> None:
+        await send(links_topic, key, value)
+
+    async def forward(key: str, rec: dict) -> None:
+        await send(attributed, key, rec)
+
+    async def emit_optout(change: dict) -> None:
+        await send(optout_topic, f"{change['tenant_id']}:{change['user_id']}", change)
+
+    async def emit(item: Item) -> Item:
+        rec = item.record
+        learner_key = rec.get("learner_id") or rec["anonymous_id"]
+        await send(clean, f"{rec['tenant_id']}:{learner_key}", _clean_row(rec))
+        if not rec["countable"]:
+            return item
+        tenant, user = rec["tenant_id"], rec["learner_id"]
+        row = aggregates.update_learner_day(learner_day, rec)
+        await send(learner_daily, f"{tenant}:{user}:{row['day']}", row)
+        week_row = aggregates.update_program_week(program_week, rec, item.partition)
+        if week_row:
+            await send(program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
+        learner_index[f"{tenant}|{user}"] = {"p": item.partition, "last_day": rec["event_day"]}
+        now_ms = int(time.time() * 1000)
+        score = aggregates.learner_score_row(
+            learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms
+        )
+        await send(scores, f"{tenant}:{user}:{score['day']}", score)
+        return item
+
+    emit_step = Step("emit", emit)
+    enrich = enrich_step(watermarks, settings.allowed_lateness_days)
+    optout_s = optout_step(optout, emit_optout)
+    main_pipeline = Pipeline(
+        [
+            decode_step(codec_for(settings.schema_registry_url, raw_name)),
+            Step("normalise", _normalise),
+            dedupe_step(seen),
+            identity_step(links, links_sent, pending, send_link, forward),
+            optout_s,
+            enrich,
+            emit_step,
+        ]
     )
-    pipeline = Pipeline([decode_step(codec_for(settings.schema_registry_url, raw_name))])
+    # Forwarded events are deduped again on the user's partition: a link can
+    # be delivered twice (a link re-sent after a restart), its pending events
+    # must still count once.
+    attributed_pipeline = Pipeline(
+        [Step("dedupe_attributed", dedupe_step(seen_attributed).run), optout_s, enrich, emit_step]
+    )
+
+    async def dead_letter(outcome, msg) -> None:
+        await dead.send(key=msg.key, value=msg.value, headers=dead_letter_headers(outcome))
 
     @app.agent(raw)
     async def process_raw(stream):
         async for event in stream.events():
             msg = event.message
-            item = Item(
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                value=msg.value,
-                headers=list((msg.headers or {}).items())
-                if isinstance(msg.headers, dict)
-                else list(msg.headers or []),
-            )
-            outcome = await pipeline.process(item)
+            item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
+            outcome = await main_pipeline.process(item)
             if outcome.failed_step:
-                await dead.send(key=msg.key, value=msg.value, headers=dead_letter_headers(outcome))
+                await dead_letter(outcome, msg)
+
+    @app.agent(attributed)
+    async def process_attributed(stream):
+        async for event in stream.events():
+            msg = event.message
+            item = Item(msg.topic, msg.partition, msg.offset, msg.key, b"", _headers(msg))
+            item.record = dict(event.value)
+            outcome = await attributed_pipeline.process(item)
+            if outcome.failed_step:
+                await dead_letter(outcome, msg)
+
+    @app.agent(links_topic)
+    async def process_links(stream):
+        async for link in stream:
+            key = f"{link['tenant_id']}|{link['anonymous_id']}"
+            links[key] = link["user_id"]
+            waiting = pending.get(key) or []
+            if waiting:
+                pending[key] = []
+            for rec in waiting:
+                rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
+                await forward(f"{link['tenant_id']}:{link['user_id']}", rec)
+
+    @app.agent(ticks)
+    async def process_ticks(stream):
+        async for event in stream.events():
+            tick, partition = event.value, event.message.partition
+            day = date.fromisoformat(tick["date"]).toordinal()
+            n = await _recompute_partition(partition, day, scores, learner_day, learner_index)
+            swept = _sweep_dedupe(seen, partition, day - settings.dedupe_window_days)
+            log.warning(
+                "recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept
+            )
+
+    @app.crontab(settings.recompute_cron, timezone=UTC)
+    async def nightly_recompute() -> None:
+        yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
+        request_recompute(bootstrap, settings, yesterday)
 
     return app
+
+
+async def _normalise(item: Item) -> Item:
+    item.record = normalise(item.record)
+    return item
+
+
+def _clean_row(rec: dict) -> dict:
+    row = {k: v for k, v in rec.items() if k not in ("component", "countable", "attributed_later")}
+    return row
+
+
+async def _recompute_partition(partition, day, scores, learner_day, learner_index) -> int:
+    """Daily snapshot: a score for every learner of this partition active in the window."""
+    from streams.score import INACTIVE_DAYS, WINDOW_DAYS
+
+    now_ms = int(time.time() * 1000)
+    n = 0
+    for key, info in list(learner_index.items()):
+        if not info or info.get("p") != partition:
+            continue
+        if info["last_day"] < day - WINDOW_DAYS - INACTIVE_DAYS:
+            continue  # gone quiet for three weeks: no longer an active learner
+        tenant, user = key.split("|", 1)
+        row = aggregates.learner_score_row(
+            learner_day, tenant, user, day, "daily", now_ms * 2 + 1, now_ms
+        )
+        await scores.send(key=f"{tenant}:{user}:{iso_day(day)}".encode(), value=row)
+        n += 1
+    return n
+
+
+def _sweep_dedupe(seen, partition: int, oldest_day: int) -> int:
+    """Forget ids older than the window. Only this partition's keys: a delete
+    is logged to the changelog partition of the event being processed."""
+    store = getattr(seen, "data", None)
+    dbs = getattr(store, "_dbs", None)
+    if not dbs or partition not in dbs:
+        return 0
+    expired = []
+    for raw_key, raw_value in dbs[partition].items():
+        try:
+            day = int(raw_value)
+        except (TypeError, ValueError):
+            continue
+        if day < oldest_day:
+            expired.append(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
+    for key in expired:
+        key = key.strip('"')
+        if key in seen:
+            del seen[key]
+    return len(expired)
+
+
+def request_recompute(bootstrap: str, settings: Settings, day: date) -> int:
+    """Produce one recompute tick per partition (used by the crontab and the CLI)."""
+    import json
+
+    from confluent_kafka.admin import AdminClient
+
+    name = settings.topic("control.recompute")
+    md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(name, timeout=10)
+    partitions = list(md.topics[name].partitions)
+    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    body = json.dumps({"date": day.isoformat(), "requested_at": time.time()}).encode()
+    for part in partitions:
+        p.produce(name, body, b"recompute", partition=part)
+    if p.flush(30) != 0:
+        raise RuntimeError("recompute ticks not acknowledged by Kafka")
+    return len(partitions)
+
+
+CLEAN_MARKER = "CLEAN_SHUTDOWN"
+
+
+def discard_state_after_crash(state_dir: Path) -> bool:
+    """Local RocksDB writes are not part of Kafka transactions: after a crash
+    they may hold updates of an aborted transaction. Unless the last run
+    stopped cleanly, drop them and restore the tables from the (committed)
+    changelog, as Kafka Streams does under exactly-once."""
+    marker = state_dir / CLEAN_MARKER
+    if marker.exists():
+        marker.unlink()
+        return False
+    if state_dir.exists() and any(state_dir.iterdir()):
+        shutil.rmtree(state_dir)
+        return True
+    return False
 
 
 def main() -> None:
@@ -54,8 +283,19 @@ def main() -> None:
     settings = get_settings()
     if not settings.kafka_bootstrap:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
+    if discard_state_after_crash(settings.state_dir):
+        log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)
-    Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    code = 1
+    try:
+        Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    if code == 0:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        (settings.state_dir / CLEAN_MARKER).write_text(str(time.time()))
+    sys.exit(code)
 
 
 if __name__ == "__main__":

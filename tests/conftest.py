@@ -94,7 +94,7 @@ class LiveApi:
     """The real API app served by uvicorn on loopback, in a thread of the test
     process (so it can share the session's embedded ClickHouse)."""
 
-    def __init__(self, settings: Settings, store, bootstrap: str) -> None:
+    def __init__(self, settings: Settings, store, bootstrap: str, sink: bool = False) -> None:
         import threading
 
         import uvicorn
@@ -113,6 +113,8 @@ class LiveApi:
             secrets=load_secrets(settings),
             kafka_bootstrap=bootstrap,
         )
+        if sink:
+            self.ctx.start_sink()
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(

@@ -70,3 +70,11 @@ def test_insert_sql_rejects_injection():
 def test_second_data_path_in_same_process_is_refused(store, tmp_path):
     with pytest.raises(StoreError):
         EmbeddedStore(tmp_path / "other")
+
+
+def test_array_parameters_are_quoted_safely(store):
+    hostile = ["a'b", "c\\d", "x') OR 1=1 --"]
+    out = store.query(
+        "SELECT {xs:Array(String)} AS xs, length({xs:Array(String)}) AS n", {"xs": hostile}
+    )
+    assert out == [{"xs": hostile, "n": 3}]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,16 +32,16 @@ class Health(BaseModel):
 async def health(ctx: Ctx, response: Response) -> Health:
     kafka_ok = await run_in_threadpool(ctx.kafka.ok)
     store_ok = await run_in_threadpool(ctx.store.ping)
-    import time
-
-    h = Health(
+    fresh = ctx.sink.data_fresh_as_of() if ctx.sink else None
+    return Health(
         status="ok" if kafka_ok and store_ok else "degraded",
         kafka=kafka_ok,
         store=store_ok,
         store_kind=ctx.store.kind,
+        ingest_lag_ms=ctx.sink.ingest_lag_ms() if ctx.sink else None,
+        data_fresh_as_of=fresh.isoformat() if fresh else None,
         uptime_s=round(time.time() - ctx.started_at, 3),
     )
-    return h
 
 
 @router.get("/metrics", include_in_schema=False)

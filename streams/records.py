@@ -1,0 +1,53 @@
+"""The clean event record: the decoded Avro envelope in a JSON-safe shape.
+
+Derived topics carry JSON (documented in README, Analytics schema); times
+are epoch milliseconds, properties a plain object.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from schemas import dictionary
+
+DAY_MS = 86_400_000
+
+
+def to_ms(value: datetime | int) -> int:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return int(value)
+
+
+def day_of(ms: int) -> int:
+    """Date ordinal (UTC) of an epoch-ms timestamp."""
+    return datetime.fromtimestamp(ms / 1000, UTC).date().toordinal()
+
+
+def week_of(day: int) -> int:
+    """Ordinal of the Monday of the ISO week containing ``day``."""
+    return day - date.fromordinal(day).weekday()
+
+
+def iso_day(day: int) -> str:
+    return date.fromordinal(day).isoformat()
+
+
+def normalise(avro: dict[str, Any]) -> dict[str, Any]:
+    rec = dict(avro)
+    rec["event_timestamp"] = to_ms(rec["event_timestamp"])
+    rec["received_at"] = to_ms(rec["received_at"])
+    props = rec.get("properties")
+    if isinstance(props, tuple):
+        props = props[1]
+    rec["properties"] = {
+        k: (to_ms(v) if isinstance(v, datetime) else v) for k, v in (props or {}).items()
+    }
+    spec = dictionary.BY_NAME.get(rec["event_name"])
+    rec["essential"] = bool(spec and spec.essential)
+    rec["retention_days"] = (
+        spec.retention_days if spec else dictionary.DEFAULT_RETENTION_YEARS * 365
+    )
+    rec["learner_id"] = rec.get("user_id")
+    return rec

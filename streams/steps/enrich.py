@@ -1,0 +1,45 @@
+"""enrich: derive what downstream needs from the record.
+
+Adds the event day, the engagement component the event feeds, the row
+version, and whether it is within the allowed lateness of its partition's
+event-time watermark (a too-late event is kept as a raw event but changes
+no aggregate: its day's window has closed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from prometheus_client import Counter
+
+from schemas import dictionary
+from streams.pipeline import Item, Step
+from streams.records import DAY_MS, day_of
+
+TOO_LATE = Counter(
+    "skillstream_stream_too_late_total", "Events past the allowed lateness (no aggregate change)"
+)
+
+
+def enrich_step(watermarks: MutableMapping[str, int], allowed_lateness_days: int) -> Step:
+    async def run(item: Item) -> Item:
+        rec = item.record
+        ts = rec["event_timestamp"]
+        wm_key = f"p{item.partition}"
+        watermark = watermarks.get(wm_key) or 0
+        if ts > watermark:
+            watermarks[wm_key] = ts
+            watermark = ts
+        rec["event_day"] = day_of(ts)
+        spec = dictionary.BY_NAME.get(rec["event_name"])
+        rec["component"] = spec.engagement_component if spec else None
+        rec["countable"] = bool(rec.get("learner_id")) and (
+            ts >= watermark - allowed_lateness_days * DAY_MS
+        )
+        if rec.get("learner_id") and not rec["countable"]:
+            TOO_LATE.inc()
+        # A record re-emitted after attribution replaces the anonymous one.
+        rec["version"] = 2 if rec.get("attributed_later") else 1
+        return item
+
+    return Step("enrich", run)

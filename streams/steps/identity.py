@@ -1,0 +1,63 @@
+"""identity: attribute events to a learner (user_id), linking anonymous ids.
+
+* An event with both ids links them: a link record goes to the
+  ``identity.links`` topic, keyed by tenant:anonymous_id, so it lands on
+  the partition that holds that visitor's anonymous events.
+* An anonymous-only event whose visitor is linked is forwarded to
+  ``events.attributed`` keyed by tenant:user_id (the user's partition), where
+  it is counted for the user.
+* An anonymous-only event of an unknown visitor is kept as is (no learner,
+  no aggregates) and remembered in ``pending``; when the link arrives, the
+  pending events (up to PENDING_MAX_EVENTS, PENDING_MAX_DAYS old) are
+  forwarded to the user's partition and counted then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+
+from streams.pipeline import Item, Step
+from streams.records import DAY_MS
+
+PENDING_MAX_EVENTS = 500
+PENDING_MAX_DAYS = 30
+
+Send = Callable[[str, dict], Awaitable[None]]
+
+
+def identity_step(
+    links: MutableMapping[str, str],
+    links_sent: MutableMapping[str, str],
+    pending: MutableMapping[str, list],
+    send_link: Send,
+    forward: Send,
+) -> Step:
+    async def run(item: Item) -> Item | None:
+        rec = item.record
+        tenant, anon, user = rec["tenant_id"], rec["anonymous_id"], rec.get("user_id")
+        anon_key = f"{tenant}|{anon}"
+        if user:
+            rec["learner_id"] = user
+            if anon and links_sent.get(anon_key) != user:
+                links_sent[anon_key] = user
+                await send_link(
+                    f"{tenant}:{anon}",
+                    {"tenant_id": tenant, "anonymous_id": anon, "user_id": user,
+                     "linked_at": rec["received_at"]},
+                )  # fmt: skip
+            return item
+        linked = links.get(anon_key)
+        if linked:
+            rec["learner_id"] = linked
+            await forward(f"{tenant}:{linked}", rec)
+            return None  # counted on the user's partition
+        rec["learner_id"] = None
+        kept = [
+            e
+            for e in pending.get(anon_key) or []
+            if e["event_timestamp"] > rec["event_timestamp"] - PENDING_MAX_DAYS * DAY_MS
+        ]
+        pending[anon_key] = (kept + [rec])[-PENDING_MAX_EVENTS:]
+        return item
+
+    return Step("identity", run)

@@ -1,0 +1,190 @@
+"""The stream end to end: front door → Kafka → Faust worker → sink → ClickHouse,
+compared with ground truth computed from the generated events."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import pytest
+
+from api.ingest.recent import RecentIds
+from ops.settings import PROJECT_ROOT
+from tests.support import scenario
+from tests.support.stream_check import diff, observed
+
+
+def start_worker(settings, kafka_bootstrap) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
+        "SKILLSTREAM_RUN_DIR": str(settings.run_dir),
+    }
+    log = open(settings.run_dir / "worker.log", "ab")  # noqa: SIM115 (lives with the process)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.worker"], env=env, cwd=PROJECT_ROOT, stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+def stop(proc: subprocess.Popen, sig=signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def post_all(api, keys: dict[str, str], batches: list[list[dict]]) -> None:
+    for batch in batches:
+        by_tenant: dict[str, list[dict]] = {}
+        for ev in batch:
+            user = scenario.learner_of(ev)
+            by_tenant.setdefault(user.rsplit("-u", 1)[0], []).append(ev)
+        for tenant, events in by_tenant.items():
+            for _ in range(20):
+                r = httpx.post(
+                    f"{api.url}/v1/events/batch",
+                    json={"events": events},
+                    headers={"Authorization": f"Bearer {keys[tenant]}"},
+                    timeout=60,
+                )
+                if r.status_code != 503:
+                    break
+                time.sleep(1)
+            assert r.status_code == 200, r.text
+            assert r.json()["rejected"] == [], r.json()["rejected"][:2]
+
+
+def wait_for_truth(query, tenant_ids, want, timeout=120) -> list[str]:
+    deadline = time.monotonic() + timeout
+    problems = ["not checked"]
+    while time.monotonic() < deadline:
+        problems = diff(want, observed(query, list(tenant_ids)))
+        if not problems:
+            return []
+        time.sleep(1)
+    return problems
+
+
+@pytest.fixture
+def live_api_with_sink(settings, store, kafka_bootstrap):
+    from tests.conftest import LiveApi
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    api = LiveApi(settings, store, kafka_bootstrap, sink=True)
+    yield api
+    api.close()
+
+
+def _setup(api, unique):
+    names = [f"s{unique}a", f"s{unique}b"]
+    tenant_ids, keys = {}, {}
+    for n in names:
+        tid, key = api.new_tenant(n)
+        tenant_ids[n], keys[n] = tid, key
+    scen = scenario.build(seed=int(unique[:6], 16), tenant_names=names)
+    want = scenario.expected(scen.truth_events, tenant_ids)
+    return names, tenant_ids, keys, scen, want
+
+
+def test_counts_match_ground_truth(live_api_with_sink, settings, kafka_bootstrap, unique):
+    api = live_api_with_sink
+    names, tenant_ids, keys, scen, want = _setup(api, unique)
+    worker = start_worker(settings, kafka_bootstrap)
+    try:
+        post_all(api, keys, scen.batches)
+        api.ctx.recent = RecentIds()  # an API restart forgets: only the stream can dedupe
+        post_all(api, keys, scen.replay)
+        problems = wait_for_truth(api.ctx.store.query, tenant_ids.values(), want)
+        assert not problems, "\n".join(problems[:20])
+        # freshness and lag are reported once the data is queryable
+        health = httpx.get(f"{api.url}/health", timeout=10).json()
+        assert health["data_fresh_as_of"] is not None and health["ingest_lag_ms"] == 0
+
+        # the daily recompute, on demand through the CLI, snapshots every learner
+        day = datetime.now(UTC).date() - timedelta(days=1)
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "TOPIC_PREFIX": settings.topic_prefix,
+            "SKILLSTREAM_RUN_DIR": str(settings.run_dir),
+        }
+        out = subprocess.run(
+            [sys.executable, "-m", "ops.cli", "recompute", "--date", day.isoformat()],
+            env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 0 and "requested on 3 partitions" in out.stdout, out.stderr
+        want_scores = expected_scores(want["daily"], day)
+        got: dict = {}
+        deadline = time.monotonic() + 60
+        while got != want_scores and time.monotonic() < deadline:
+            time.sleep(1)
+            got = {
+                (r["tenant_id"], r["user_id"]): (int(r["score"]), int(r["at_risk"]))
+                for r in api.ctx.store.query(
+                    "SELECT tenant_id, user_id, score, at_risk FROM learner_scores FINAL"
+                    " WHERE tenant_id IN {t:Array(String)} AND day = {d:Date} AND kind = 'daily'",
+                    {"t": list(tenant_ids.values()), "d": day.isoformat()},
+                )
+            }
+        assert got == want_scores
+    finally:
+        stop(worker)
+
+
+def expected_scores(daily: dict, day) -> dict:
+    """Scores from the ground-truth components, through the documented formula."""
+    from streams.score import compute
+
+    per_learner: dict = {}
+    for (tenant, user, d), comps in daily.items():
+        per_learner.setdefault((tenant, user), {})[date.fromisoformat(d).toordinal()] = comps
+    out = {}
+    for key, days in per_learner.items():
+        s = compute(days, day.toordinal())
+        out[key] = (s.score, int(s.at_risk))
+    return out
+
+
+def test_counts_match_after_worker_sigkill_and_sink_crash(
+    live_api_with_sink, settings, kafka_bootstrap, unique
+):
+    api = live_api_with_sink
+    names, tenant_ids, keys, scen, want = _setup(api, unique)
+    worker = start_worker(settings, kafka_bootstrap)
+    half = len(scen.batches) // 2
+    try:
+        post_all(api, keys, scen.batches[:half])
+        time.sleep(4)  # the worker is mid-stream
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        post_all(api, keys, scen.batches[half:])
+        # the sink dies between a ClickHouse insert and its Kafka commit
+        sink = api.ctx.sink
+        sink.crash_after_insert = True
+        worker = start_worker(settings, kafka_bootstrap)
+        deadline = time.monotonic() + 60
+        while sink._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sink._thread.is_alive(), "sink crash was not injected"
+        api.ctx.start_sink()  # a fresh sink resumes from what ClickHouse holds
+        time.sleep(3)
+        worker.send_signal(signal.SIGKILL)  # and once more, later
+        worker.wait()
+        worker = start_worker(settings, kafka_bootstrap)
+        api.ctx.recent = RecentIds()
+        post_all(api, keys, scen.replay)
+        problems = wait_for_truth(api.ctx.store.query, tenant_ids.values(), want, timeout=180)
+        assert not problems, "\n".join(problems[:20])
+    finally:
+        stop(worker)
