@@ -74,7 +74,7 @@ class Sink:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
         self._load_freshness()
-        self._thread = threading.Thread(target=self.run, name="sink", daemon=True)
+        self._thread = threading.Thread(target=self._run_logged, name="sink", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 30) -> None:
@@ -133,6 +133,12 @@ class Sink:
     def _stored_offsets(self) -> dict[tuple[str, int], int]:
         rows = self.store.query("SELECT topic, partition, next_offset FROM sink_offsets FINAL")
         return {(r["topic"], int(r["partition"])): int(r["next_offset"]) for r in rows}
+
+    def _run_logged(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # the thread dies like a crashed process would
+            log.error("sink stopped: %s", exc)
 
     def run(self) -> None:
         consumer = self._consumer()

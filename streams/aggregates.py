@@ -95,6 +95,22 @@ def update_program_week(table: MutableMapping[str, Any], rec: dict, partition: i
     }
 
 
+SCORE_LOOKBACK_DAYS = scoring.WINDOW_DAYS + scoring.INACTIVE_DAYS
+
+
+def remember_active_day(index: MutableMapping[str, Any], rec: dict, partition: int) -> list[int]:
+    """Keep the learner's recent active days, so a score reads only those."""
+    key = f"{rec['tenant_id']}|{rec['learner_id']}"
+    cur = index.get(key) or {"days": []}
+    day = rec["event_day"]
+    days = cur.get("days", [])
+    if day not in days:
+        newest = max([day, *days])
+        days = sorted(d for d in [*days, day] if d > newest - SCORE_LOOKBACK_DAYS - 1)
+        index[key] = {"p": partition, "last_day": max(days), "days": days}
+    return days
+
+
 def learner_score_row(
     table: MutableMapping[str, Any],
     tenant: str,
@@ -103,10 +119,12 @@ def learner_score_row(
     kind: str,
     version: int,
     computed_at_ms: int,
+    active_days: list[int] | None = None,
 ) -> dict:
     days: dict[int, dict] = {}
     program = cohort = None
-    for d in range(day - scoring.WINDOW_DAYS - scoring.INACTIVE_DAYS, day + 1):
+    lookback = range(day - SCORE_LOOKBACK_DAYS, day + 1)
+    for d in lookback if active_days is None else [d for d in active_days if d in lookback]:
         cur = table.get(learner_day_key(tenant, user, d))
         if cur:
             days[d] = cur["c"]

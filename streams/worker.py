@@ -108,10 +108,10 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         week_row = aggregates.update_program_week(program_week, rec, item.partition)
         if week_row:
             await send(program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
-        learner_index[f"{tenant}|{user}"] = {"p": item.partition, "last_day": rec["event_day"]}
+        active_days = aggregates.remember_active_day(learner_index, rec, item.partition)
         now_ms = int(time.time() * 1000)
         score = aggregates.learner_score_row(
-            learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms
+            learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms, active_days
         )
         await send(scores, f"{tenant}:{user}:{score['day']}", score)
         return item
@@ -213,7 +213,7 @@ async def _recompute_partition(partition, day, scores, learner_day, learner_inde
             continue  # gone quiet for three weeks: no longer an active learner
         tenant, user = key.split("|", 1)
         row = aggregates.learner_score_row(
-            learner_day, tenant, user, day, "daily", now_ms * 2 + 1, now_ms
+            learner_day, tenant, user, day, "daily", now_ms * 2 + 1, now_ms, info.get("days")
         )
         await scores.send(key=f"{tenant}:{user}:{iso_day(day)}".encode(), value=row)
         n += 1
