@@ -45,6 +45,7 @@ def generate(n: int, seed: int = 5) -> list[dict]:
         for _, ev in pop.events_at(at, 200):
             if ev["event_name"].startswith("settings_tracking"):
                 continue  # opt-outs would make the expected count depend on order
+            ev["opt_out_status"] = False
             events.append(ev)
     events = events[:n]
     events.sort(key=lambda e: e["event_timestamp"])
@@ -119,6 +120,21 @@ def baseline_decode(bootstrap: str, topic: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def worker_caught_up(bootstrap: str, settings: Settings) -> bool:
+    """The worker's group has committed every raw record."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{settings.topic_prefix}-worker"})
+    try:
+        name = settings.topic("events.raw")
+        md = c.list_topics(name, timeout=10)
+        parts = [TopicPartition(name, p) for p in md.topics[name].partitions]
+        committed = c.committed(parts, timeout=10)
+        return all(tp.offset >= c.get_watermark_offsets(tp, timeout=10)[1] for tp in committed)
+    finally:
+        c.close()
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -127,6 +143,84 @@ def peak_rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def steady(bootstrap: str, settings: Settings, events: list[dict], rate: float, stop) -> int:
+    """Produce ``events`` at ``rate`` per second, received_at = send time."""
+    from confluent_kafka import Producer
+
+    from api.ingest.validate import Bounds, validate_event
+    from schemas.codec import SingleObjectCodec
+
+    codec, bounds = SingleObjectCodec(), Bounds(300, 7 * 86400)
+    p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "partitioner": "murmur2_random"})
+    topic, sent, t0 = settings.topic("events.raw"), 0, time.perf_counter()
+    for ev in events:
+        if stop.is_set():
+            break
+        due = t0 + sent / rate
+        if due > time.perf_counter():
+            time.sleep(due - time.perf_counter())
+        rec, _ = validate_event(
+            ev, tenant_id="t_bench", pii_salt="s", received_at=datetime.now(UTC), bounds=bounds
+        )
+        p.produce(
+            topic, codec.encode(rec), f"t_bench:{rec['user_id'] or rec['anonymous_id']}".encode()
+        )
+        p.poll(0)
+        sent += 1
+    p.flush(60)
+    return sent
+
+
+def run_steady(rate: float, duration_s: float) -> dict:
+    import threading
+
+    from ops.kafka_launcher import KafkaCluster
+    from ops.topics import ensure_topics
+    from sinks.sink import Sink
+    from sinks.store import open_store
+
+    base = Settings()
+    cluster = KafkaCluster.ensure(
+        PROJECT_ROOT / ".run" / "bench-kafka", base.cache_dir, base.kafka_version
+    )
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
+    prefix = f"bf{int(time.time())}"
+    settings = Settings(
+        SKILLSTREAM_RUN_DIR=run_dir, KAFKA_BOOTSTRAP=cluster.bootstrap, TOPIC_PREFIX=prefix
+    )
+    ensure_topics(cluster.bootstrap, settings)
+    events = [e for e in generate(int(rate * duration_s)) if e is not None]
+    store = open_store(None, settings.chdb_path)
+    sink = Sink(settings, store, cluster.bootstrap)
+    env = {**os.environ, "KAFKA_BOOTSTRAP": cluster.bootstrap, "TOPIC_PREFIX": prefix,
+           "SKILLSTREAM_RUN_DIR": str(run_dir)}  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "streams.worker"], env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    sink.start()
+    time.sleep(10)  # worker joins its group
+    stop = threading.Event()
+    sent = steady(cluster.bootstrap, settings, events, rate, stop)
+    time.sleep(15)  # drain
+    worker.terminate()
+    worker.wait(60)
+    sink.stop()
+    q = store.query(
+        "SELECT count() AS n, quantiles(0.5, 0.99)(dateDiff('millisecond', received_at, sunk_at))"
+        " AS q FROM events"
+    )[0]
+    return {
+        "scenario": "freshness",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rate_per_s": rate,
+        "sent": sent,
+        "queryable": int(q["n"]),
+        "p50_ms": q["q"][0],
+        "p99_ms": q["q"][1],
+    }
 
 
 def run(n_events: int, scale: str) -> dict:
@@ -170,10 +264,13 @@ def run(n_events: int, scale: str) -> dict:
     sink.start()
     rss = 0.0
     done_at = None
+    worker_done_at = None
     try:
         while time.perf_counter() - t0 < 3600:
             time.sleep(2)
             rss = max(rss, peak_rss_mb(worker.pid))
+            if worker_done_at is None and worker_caught_up(cluster.bootstrap, settings):
+                worker_done_at = time.perf_counter()
             n = store.query("SELECT count() AS n FROM events FINAL")[0]["n"]
             if int(n) >= unique:
                 done_at = time.perf_counter()
@@ -196,6 +293,7 @@ def run(n_events: int, scale: str) -> dict:
             "seconds_to_queryable": round(elapsed, 1),
             "events_per_s": round(len(events) / elapsed),
             "worker_peak_rss_mb": round(rss, 1),
+            "seconds_worker_consumed_all": round((worker_done_at or t0) - t0, 1),
         },
         "baseline_plain_consumer_decode": {
             "seconds": round(baseline_s, 1),
@@ -210,7 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--scale", choices=["small", "full"], default=None)
+    ap.add_argument("--rate", type=float, default=None, help="steady-rate freshness mode (ev/s)")
+    ap.add_argument("--duration", type=float, default=60, help="seconds of steady load")
     args = ap.parse_args(argv)
+    if args.rate:
+        res = run_steady(args.rate, args.duration)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"{res['date'][:10]}-freshness-{int(args.rate)}.json"
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(json.dumps(res))
+        return 0
     n = {"small": 20_000, "full": 1_000_000}.get(args.scale, args.events)
     res = run(n, args.scale or "custom")
     RESULTS.mkdir(parents=True, exist_ok=True)
