@@ -8,7 +8,10 @@
   partition, so partials are disjoint and sum exactly in ClickHouse.
 
 Each update returns the full new row with a per-key version, so a replay
-converges (ReplacingMergeTree keeps the highest version).
+converges (ReplacingMergeTree keeps the highest version). A learner's
+events come from one partition per topic, in order, so each row remembers
+the last source offset it applied per topic: a record delivered again after
+a crash changes nothing, whatever the restored state already holds.
 """
 
 from __future__ import annotations
@@ -35,10 +38,28 @@ def learner_day_key(tenant: str, user: str, day: int) -> str:
     return f"{tenant}|{user}|{day}"
 
 
-def update_learner_day(table: MutableMapping[str, Any], rec: dict) -> dict:
+def _row(tenant: str, user: str, day: int, state: dict) -> dict:
+    return {
+        "tenant_id": tenant,
+        "user_id": user,
+        "day": iso_day(day),
+        "program_id": state.get("program_id"),
+        "cohort_id": state.get("cohort_id"),
+        **state["c"],
+        "version": state["v"],
+    }
+
+
+def update_learner_day(
+    table: MutableMapping[str, Any], rec: dict, source: str = "", offset: int = -1
+) -> dict:
     tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
     key = learner_day_key(tenant, user, day)
-    cur = table.get(key) or {"c": dict.fromkeys(COUNTERS, 0), "v": 0}
+    cur = table.get(key) or {"c": dict.fromkeys(COUNTERS, 0), "v": 0, "applied": {}}
+    applied = dict(cur.get("applied") or {})
+    if offset >= 0 and offset <= applied.get(source, -1):
+        return _row(tenant, user, day, cur)  # already applied before a crash
+    applied[source] = offset
     counts = dict(cur["c"])
     counts["events"] += 1
     if rec.get("component"):
@@ -51,19 +72,12 @@ def update_learner_day(table: MutableMapping[str, Any], rec: dict) -> dict:
     new = {
         "c": counts,
         "v": cur["v"] + 1,
+        "applied": applied,
         "program_id": rec.get("program_id") or cur.get("program_id"),
         "cohort_id": rec.get("cohort_id") or cur.get("cohort_id"),
     }
     table[key] = new
-    return {
-        "tenant_id": tenant,
-        "user_id": user,
-        "day": iso_day(day),
-        "program_id": new["program_id"],
-        "cohort_id": new["cohort_id"],
-        **counts,
-        "version": new["v"],
-    }
+    return _row(tenant, user, day, new)
 
 
 def update_program_week(table: MutableMapping[str, Any], rec: dict, partition: int) -> dict | None:

@@ -15,6 +15,7 @@ never opens ClickHouse; the sink in the API process writes there.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import sys
@@ -103,7 +104,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         if not rec["countable"]:
             return item
         tenant, user = rec["tenant_id"], rec["learner_id"]
-        row = aggregates.update_learner_day(learner_day, rec)
+        row = aggregates.update_learner_day(learner_day, rec, item.topic, item.offset)
         await send(learner_daily, f"{tenant}:{user}:{row['day']}", row)
         week_row = aggregates.update_program_week(program_week, rec, item.partition)
         if week_row:
@@ -230,8 +231,8 @@ def _sweep_dedupe(seen, partition: int, oldest_day: int) -> int:
     expired = []
     for raw_key, raw_value in dbs[partition].items():
         try:
-            day = int(raw_value)
-        except (TypeError, ValueError):
+            day = int(json.loads(raw_value)[0])
+        except (TypeError, ValueError, IndexError, KeyError):
             continue
         if day < oldest_day:
             expired.append(raw_key.decode() if isinstance(raw_key, bytes) else raw_key)
@@ -244,8 +245,6 @@ def _sweep_dedupe(seen, partition: int, oldest_day: int) -> int:
 
 def request_recompute(bootstrap: str, settings: Settings, day: date) -> int:
     """Produce one recompute tick per partition (used by the crontab and the CLI)."""
-    import json
-
     from confluent_kafka.admin import AdminClient
 
     name = settings.topic("control.recompute")

@@ -1,7 +1,10 @@
 """dedupe: drop an event whose (tenant, client_event_id) was seen in the window.
 
-State: a RocksDB table ``key -> event day``; the nightly sweep deletes keys
-older than the window (DEDUPE_WINDOW_DAYS), so state stays bounded.
+State: a RocksDB table ``key -> [event day, source offset]``; the nightly
+sweep deletes keys older than the window (DEDUPE_WINDOW_DAYS), so state
+stays bounded. The offset tells a duplicate (same id, another offset) from
+the same record delivered again after a crash (same offset), which must go
+on: its earlier processing may not have been committed.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ def dedupe_step(seen: MutableMapping[str, int]) -> Step:
     async def run(item: Item) -> Item | None:
         rec = item.record
         key = dedupe_key(rec)
-        if seen.get(key) is not None:
+        first = seen.get(key)
+        if first is not None:
+            if first[1] == item.offset:
+                return item  # redelivery of the first occurrence, not a duplicate
             DUPLICATES.inc()
             return None
-        seen[key] = day_of(rec["event_timestamp"])
+        seen[key] = [day_of(rec["event_timestamp"]), item.offset]
         return item
 
     return Step("dedupe", run)

@@ -33,7 +33,10 @@ def optout_step(
                 after = False
             elif rec["event_name"] == "settings_tracking_opt_out" or rec["opt_out_status"]:
                 after = True
-            if after != before:
+            # A change, or an explicit setting event (re-emitted after a crash
+            # even when the restored state already holds it).
+            explicit = rec["event_name"].startswith("settings_tracking_opt_")
+            if after != before or explicit:
                 state[key] = after
                 await emit_change(
                     {"tenant_id": rec["tenant_id"], "user_id": learner, "opted_out": after,
