@@ -173,37 +173,56 @@ def steady(bootstrap: str, settings: Settings, events: list[dict], rate: float, 
     return sent
 
 
-def run_steady(rate: float, duration_s: float) -> dict:
-    import threading
-
+def bench_settings(tag: str) -> tuple[str, Settings]:
+    """The bench Kafka (started once, re-used) and fresh topics and run dir."""
     from ops.kafka_launcher import KafkaCluster
     from ops.topics import ensure_topics
-    from sinks.sink import Sink
-    from sinks.store import open_store
 
     base = Settings()
     cluster = KafkaCluster.ensure(
         PROJECT_ROOT / ".run" / "bench-kafka", base.cache_dir, base.kafka_version
     )
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
-    prefix = f"bf{int(time.time())}"
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench-{tag}-"))
     settings = Settings(
-        SKILLSTREAM_RUN_DIR=run_dir, KAFKA_BOOTSTRAP=cluster.bootstrap, TOPIC_PREFIX=prefix
+        SKILLSTREAM_RUN_DIR=run_dir,
+        KAFKA_BOOTSTRAP=cluster.bootstrap,
+        TOPIC_PREFIX=f"{tag}{int(time.time())}",
     )
     ensure_topics(cluster.bootstrap, settings)
-    events = [e for e in generate(int(rate * duration_s)) if e is not None]
+    return cluster.bootstrap, settings
+
+
+def start_worker(bootstrap: str, settings: Settings) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "TOPIC_PREFIX": settings.topic_prefix,
+        "SKILLSTREAM_RUN_DIR": str(settings.run_dir),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.worker"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def run_steady(rate: float, duration_s: float) -> dict:
+    import threading
+
+    from sinks.sink import Sink
+    from sinks.store import open_store
+
+    bootstrap, settings = bench_settings("bf")
+    events = generate(int(rate * duration_s))
     store = open_store(None, settings.chdb_path)
-    sink = Sink(settings, store, cluster.bootstrap)
-    env = {**os.environ, "KAFKA_BOOTSTRAP": cluster.bootstrap, "TOPIC_PREFIX": prefix,
-           "SKILLSTREAM_RUN_DIR": str(run_dir)}  # fmt: skip
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.worker"], env=env, cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    sink = Sink(settings, store, bootstrap)
+    worker = start_worker(bootstrap, settings)
     sink.start()
     time.sleep(10)  # worker joins its group
     stop = threading.Event()
-    sent = steady(cluster.bootstrap, settings, events, rate, stop)
+    sent = steady(bootstrap, settings, events, rate, stop)
     time.sleep(15)  # drain
     worker.terminate()
     worker.wait(60)
@@ -224,43 +243,20 @@ def run_steady(rate: float, duration_s: float) -> dict:
 
 
 def run(n_events: int, scale: str) -> dict:
-    from ops.kafka_launcher import KafkaCluster
-    from ops.topics import ensure_topics
     from sinks.sink import Sink
     from sinks.store import open_store
 
-    base = Settings()
-    cluster = KafkaCluster.ensure(
-        PROJECT_ROOT / ".run" / "bench-kafka", base.cache_dir, base.kafka_version
-    )
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
-    prefix = f"bs{int(time.time())}"
-    settings = Settings(
-        SKILLSTREAM_RUN_DIR=run_dir, KAFKA_BOOTSTRAP=cluster.bootstrap, TOPIC_PREFIX=prefix
-    )
-    ensure_topics(cluster.bootstrap, settings)
+    bootstrap, settings = bench_settings("bs")
     events = generate(n_events)
     t = time.perf_counter()
-    unique = preload(cluster.bootstrap, settings, events)
+    unique = preload(bootstrap, settings, events)
     preload_s = time.perf_counter() - t
-    baseline_s = baseline_decode(cluster.bootstrap, settings.topic("events.raw"), len(events))
+    baseline_s = baseline_decode(bootstrap, settings.topic("events.raw"), len(events))
 
     store = open_store(None, settings.chdb_path)
-    sink = Sink(settings, store, cluster.bootstrap)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": cluster.bootstrap,
-        "TOPIC_PREFIX": prefix,
-        "SKILLSTREAM_RUN_DIR": str(run_dir),
-    }
+    sink = Sink(settings, store, bootstrap)
     t0 = time.perf_counter()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.worker"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(bootstrap, settings)
     sink.start()
     rss = 0.0
     done_at = None
@@ -269,7 +265,7 @@ def run(n_events: int, scale: str) -> dict:
         while time.perf_counter() - t0 < 3600:
             time.sleep(2)
             rss = max(rss, peak_rss_mb(worker.pid))
-            if worker_done_at is None and worker_caught_up(cluster.bootstrap, settings):
+            if worker_done_at is None and worker_caught_up(bootstrap, settings):
                 worker_done_at = time.perf_counter()
             n = store.query("SELECT count() AS n FROM events FINAL")[0]["n"]
             if int(n) >= unique:

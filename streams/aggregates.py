@@ -80,14 +80,37 @@ def update_learner_day(
     return _row(tenant, user, day, new)
 
 
-def update_program_week(table: MutableMapping[str, Any], rec: dict, partition: int) -> dict | None:
+def _week_row(tenant: str, program: str, week: int, partition: int, state: dict) -> dict:
+    return {
+        "tenant_id": tenant,
+        "program_id": program,
+        "week": iso_day(week),
+        "src_partition": partition,
+        "active_learners": len(state["active"]),
+        "completions": len(state["completed"]),
+        "version": state["v"],
+    }
+
+
+def update_program_week(
+    table: MutableMapping[str, Any],
+    rec: dict,
+    partition: int,
+    source: str = "",
+    offset: int = -1,
+) -> dict | None:
+    """The new row if this event changed the week, else None; a redelivered
+    event that changed it re-emits the row (its first emit may be lost)."""
     program = rec.get("program_id")
     if not program:
         return None
     tenant, user = rec["tenant_id"], rec["learner_id"]
     week = week_of(rec["event_day"])
     key = f"{tenant}|{program}|{week}|{partition}"
-    cur = table.get(key) or {"active": [], "completed": [], "v": 0}
+    cur = table.get(key) or {"active": [], "completed": [], "v": 0, "applied": {}}
+    applied = dict(cur.get("applied") or {})
+    if offset >= 0 and offset <= applied.get(source, -1):
+        return _week_row(tenant, program, week, partition, cur)
     active, completed = set(cur["active"]), set(cur["completed"])
     changed = user not in active
     active.add(user)
@@ -96,17 +119,15 @@ def update_program_week(table: MutableMapping[str, Any], rec: dict, partition: i
         changed = True
     if not changed:
         return None
-    new = {"active": sorted(active), "completed": sorted(completed), "v": cur["v"] + 1}
-    table[key] = new
-    return {
-        "tenant_id": tenant,
-        "program_id": program,
-        "week": iso_day(week),
-        "src_partition": partition,
-        "active_learners": len(active),
-        "completions": len(completed),
-        "version": new["v"],
+    applied[source] = offset
+    new = {
+        "active": sorted(active),
+        "completed": sorted(completed),
+        "v": cur["v"] + 1,
+        "applied": applied,
     }
+    table[key] = new
+    return _week_row(tenant, program, week, partition, new)
 
 
 SCORE_LOOKBACK_DAYS = scoring.WINDOW_DAYS + scoring.INACTIVE_DAYS

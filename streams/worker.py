@@ -8,8 +8,9 @@ and every table key is only ever touched by one partition):
   identity.links      remember the link; forward the visitor's pending events
   control.recompute   nightly/on-demand score snapshot + dedupe sweep
 
-Processing is exactly once: Faust commits table changelogs, emitted records
-and consumed offsets in one Kafka transaction per partition. The worker
+Delivery is at least once (Faust flushes every send before it commits an
+offset); every state update is idempotent per source offset and every
+output converges per key, so each event counts exactly once. The worker
 never opens ClickHouse; the sink in the API process writes there.
 """
 
@@ -88,11 +89,18 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
         await t.send(key=key.encode(), value=value)
 
+    async def send_acked(t: faust.TopicT, key: str, value: dict) -> None:
+        # For sends that a state change will later suppress (a link marked
+        # sent, a pending list cleared): the record must be in Kafka before
+        # the state says so, or a crash in between would lose it for good.
+        fut = await t.send(key=key.encode(), value=value)
+        await fut
+
     async def send_link(key: str, value: dict) -> None:
-        await send(links_topic, key, value)
+        await send_acked(links_topic, key, value)
 
     async def forward(key: str, rec: dict) -> None:
-        await send(attributed, key, rec)
+        await send_acked(attributed, key, rec)
 
     async def emit_optout(change: dict) -> None:
         await send(optout_topic, f"{change['tenant_id']}:{change['user_id']}", change)
@@ -106,7 +114,9 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         tenant, user = rec["tenant_id"], rec["learner_id"]
         row = aggregates.update_learner_day(learner_day, rec, item.topic, item.offset)
         await send(learner_daily, f"{tenant}:{user}:{row['day']}", row)
-        week_row = aggregates.update_program_week(program_week, rec, item.partition)
+        week_row = aggregates.update_program_week(
+            program_week, rec, item.partition, item.topic, item.offset
+        )
         if week_row:
             await send(program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
         active_days = aggregates.remember_active_day(learner_index, rec, item.partition)
@@ -166,11 +176,11 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
             key = f"{link['tenant_id']}|{link['anonymous_id']}"
             links[key] = link["user_id"]
             waiting = pending.get(key) or []
-            if waiting:
-                pending[key] = []
-            for rec in waiting:
+            for rec in waiting:  # acknowledged before the list is cleared
                 rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
                 await forward(f"{link['tenant_id']}:{link['user_id']}", rec)
+            if waiting:
+                pending[key] = []
 
     @app.agent(ticks)
     async def process_ticks(stream):

@@ -39,12 +39,12 @@ def identity_step(
         if user:
             rec["learner_id"] = user
             if anon and links_sent.get(anon_key) != user:
-                links_sent[anon_key] = user
-                await send_link(
+                await send_link(  # acknowledged before it is marked sent
                     f"{tenant}:{anon}",
                     {"tenant_id": tenant, "anonymous_id": anon, "user_id": user,
                      "linked_at": rec["received_at"]},
                 )  # fmt: skip
+                links_sent[anon_key] = user
             return item
         linked = links.get(anon_key)
         if linked:

@@ -35,7 +35,9 @@ def optout_step(
                 after = True
             # A change, or an explicit setting event (re-emitted after a crash
             # even when the restored state already holds it).
-            explicit = rec["event_name"].startswith("settings_tracking_opt_")
+            explicit = rec["event_name"].startswith("settings_tracking_opt_") or bool(
+                rec["opt_out_status"]
+            )
             if after != before or explicit:
                 state[key] = after
                 await emit_change(
