@@ -9,8 +9,8 @@ nothing; the token covers a crash inside the insert, and every table
 converges to one row per key besides. The store down: retries with
 exponential backoff; the batch stays, lag grows, nothing is lost.
 
-Consumers read with isolation.level=read_committed: only records of
-committed worker transactions are ever written.
+Consumers read with isolation.level=read_committed, so records of any
+aborted producer transaction are never written.
 """
 
 from __future__ import annotations

@@ -206,9 +206,11 @@ async def _normalise(item: Item) -> Item:
     return item
 
 
+_INTERNAL_FIELDS = ("component", "countable", "attributed_later")
+
+
 def _clean_row(rec: dict) -> dict:
-    row = {k: v for k, v in rec.items() if k not in ("component", "countable", "attributed_later")}
-    return row
+    return {k: v for k, v in rec.items() if k not in _INTERNAL_FIELDS}
 
 
 async def _recompute_partition(partition, day, scores, learner_day, learner_index) -> int:
@@ -273,10 +275,10 @@ CLEAN_MARKER = "CLEAN_SHUTDOWN"
 
 
 def discard_state_after_crash(state_dir: Path) -> bool:
-    """Local RocksDB writes are not part of Kafka transactions: after a crash
-    they may hold updates of an aborted transaction. Unless the last run
-    stopped cleanly, drop them and restore the tables from the (committed)
-    changelog, as Kafka Streams does under exactly-once."""
+    """After a crash, local RocksDB may hold writes whose changelog records
+    never reached Kafka. Unless the last run stopped cleanly, drop the local
+    state and restore the tables from the changelogs, so local state and
+    Kafka agree before replay starts."""
     marker = state_dir / CLEAN_MARKER
     if marker.exists():
         marker.unlink()
