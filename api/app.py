@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api.context import AppContext
-from api.routes import admin, events, health
+from api.routes import admin, dashboard, events, health, org, reports
 
 DESCRIPTION = """
 SkillStream: streaming learning analytics on Kafka and ClickHouse.
 
 * **Ingest**: `POST /v1/events/batch` with a tenant write key.
-* **Reports**: role-scoped, with a bearer token from `skillstream token`.
+* **Reports**: `GET /v1/reports/{engagement,learners,kpis}`, role-scoped, with a bearer
+  token from `skillstream token`; org data at `/v1/org/links`.
+* **Dashboard**: `GET /` (the "Engagement · last 8 weeks" page).
 * **Health**: `GET /health`, Prometheus at `GET /metrics`.
 """
 
@@ -22,4 +25,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
+    app.include_router(reports.router)
+    app.include_router(org.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app

@@ -130,6 +130,24 @@ class Settings(BaseSettings):
         500, alias="SINK_BATCH_MS", description="Longest a row waits before its batch is written."
     )
 
+    # --- reports and dashboard -------------------------------------------------
+    engagement_target: float = Field(
+        70.0,
+        alias="ENGAGEMENT_TARGET",
+        description="Target median engagement score drawn on the dashboard (0-100).",
+    )
+    stale_after_s: int = Field(
+        600,
+        alias="STALE_AFTER_S",
+        description="Data older than this is flagged stale (the dashboard's yellow banner).",
+    )
+    demo_mode: bool = Field(
+        False,
+        alias="SKILLSTREAM_DEMO",
+        description="Demo mode: the dashboard may mint short-lived tokens for demo users of "
+        "each role (`skillstream up` sets it while it streams demo telemetry).",
+    )
+
     # --- secrets -------------------------------------------------------------
     token_secret: str | None = Field(
         None,

@@ -64,3 +64,55 @@ async def create_token(body: TokenRequest, ctx: Ctx) -> TokenIssued:
     except TenantError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     return TokenIssued(token=token, expires_in=ttl)
+
+
+# --- org data (the CLI's `skillstream org ...`) ------------------------------------
+class OrgLinkRequest(BaseModel):
+    tenant: str = Field(description="Tenant name.")
+    relation: str = Field(description="manager | mentor | program_owner")
+    subject_id: str
+    object_id: str
+    unlink: bool = False
+
+
+class OrgLinksBulk(BaseModel):
+    tenant: str
+    links: list[tuple[str, str, str]] = Field(description="(relation, subject_id, object_id)")
+
+
+@router.post("/org/links")
+async def org_link(body: OrgLinkRequest, ctx: Ctx) -> dict:
+    try:
+        return await run_in_threadpool(
+            lambda: operator.org_change(
+                ctx.tenants, ctx.store, body.tenant, body.relation, body.subject_id,
+                body.object_id, unlink=body.unlink,
+            )
+        )  # fmt: skip
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+
+
+@router.post("/org/links/bulk")
+async def org_link_bulk(body: OrgLinksBulk, ctx: Ctx) -> dict:
+    try:
+        n = await run_in_threadpool(
+            lambda: operator.org_bulk(ctx.tenants, ctx.store, body.tenant, body.links)
+        )
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    return {"linked": n}
+
+
+@router.get("/org/links")
+async def org_list(ctx: Ctx, tenant: str, relation: str | None = None) -> list[dict]:
+    try:
+        return await run_in_threadpool(
+            lambda: operator.org_list(ctx.tenants, ctx.store, tenant, relation)
+        )
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

@@ -1,0 +1,1 @@
+"""Report scoping, org data and the query layer shared by routes and exports."""

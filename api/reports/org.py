@@ -1,0 +1,167 @@
+"""Org data (who manages, mentors, owns what) and the audit trail.
+
+Links live in ``org_links`` (ReplacingMergeTree; an unlink is a newer version
+with ``deleted = 1``). Every change, and every refused report request, is
+appended to ``audit_events`` so the audit-log issue can build on it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.store import Store
+
+log = logging.getLogger("skillstream.audit")
+
+RELATIONS = ("manager", "mentor", "program_owner")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+
+
+class OrgError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Link:
+    tenant_id: str
+    relation: str
+    subject_id: str
+    object_id: str
+
+
+def audit(
+    store: Store,
+    *,
+    tenant_id: str,
+    actor_id: str,
+    actor_role: str,
+    action: str,
+    resource: str,
+    outcome: str,
+    detail: dict[str, Any] | str = "",
+) -> None:
+    """Append one audit event; a failing audit write is logged, never raised,
+    so a refusal is still a 403 when the store hiccups."""
+    text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+    log.info("%s %s %s by %s/%s: %s", action, outcome, resource, actor_role, actor_id, text)
+    try:
+        store.insert(
+            "audit_events",
+            [
+                {
+                    "at": datetime.now(UTC),
+                    "tenant_id": tenant_id,
+                    "actor_id": actor_id,
+                    "actor_role": actor_role,
+                    "action": action,
+                    "resource": resource,
+                    "outcome": outcome,
+                    "detail": text,
+                }
+            ],
+        )
+    except Exception:  # noqa: BLE001 (the audit must not turn a 403 into a 500)
+        log.exception("audit write failed")
+
+
+class OrgRegistry:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _write(self, link: Link, *, deleted: bool, actor: str, actor_role: str) -> None:
+        if link.relation not in RELATIONS:
+            raise OrgError(f"relation must be one of {', '.join(RELATIONS)}")
+        for name in ("subject_id", "object_id"):
+            if not _ID.match(getattr(link, name)):
+                raise OrgError(f"{name}: 1-128 of letters, digits, _ . : @ -")
+        self.store.insert(
+            "org_links",
+            [
+                {
+                    "tenant_id": link.tenant_id,
+                    "relation": link.relation,
+                    "subject_id": link.subject_id,
+                    "object_id": link.object_id,
+                    "deleted": int(deleted),
+                    "changed_by": actor,
+                    "changed_at": datetime.now(UTC),
+                    "version": time.time_ns(),
+                }
+            ],
+        )
+        audit(
+            self.store,
+            tenant_id=link.tenant_id,
+            actor_id=actor,
+            actor_role=actor_role,
+            action="org.unlink" if deleted else "org.link",
+            resource=f"{link.relation}:{link.subject_id}->{link.object_id}",
+            outcome="ok",
+        )
+
+    def link(self, link: Link, *, actor: str, actor_role: str) -> None:
+        self._write(link, deleted=False, actor=actor, actor_role=actor_role)
+
+    def link_many(self, links: list[Link], *, actor: str, actor_role: str) -> None:
+        """Bulk load (demo set-up): one insert, one audit row per call."""
+        now = datetime.now(UTC)
+        v = time.time_ns()
+        rows = []
+        for i, lk in enumerate(links):
+            if lk.relation not in RELATIONS:
+                raise OrgError(f"relation must be one of {', '.join(RELATIONS)}")
+            rows.append(
+                {
+                    "tenant_id": lk.tenant_id,
+                    "relation": lk.relation,
+                    "subject_id": lk.subject_id,
+                    "object_id": lk.object_id,
+                    "deleted": 0,
+                    "changed_by": actor,
+                    "changed_at": now,
+                    "version": v + i,
+                }
+            )
+        self.store.insert("org_links", rows)
+        for tenant in sorted({lk.tenant_id for lk in links}):
+            audit(
+                self.store,
+                tenant_id=tenant,
+                actor_id=actor,
+                actor_role=actor_role,
+                action="org.link_bulk",
+                resource="org_links",
+                outcome="ok",
+                detail={"links": sum(1 for lk in links if lk.tenant_id == tenant)},
+            )
+
+    def unlink(self, link: Link, *, actor: str, actor_role: str) -> None:
+        self._write(link, deleted=True, actor=actor, actor_role=actor_role)
+
+    def objects(self, tenant_id: str, relation: str, subject_id: str) -> list[str]:
+        rows = self.store.query(
+            "SELECT object_id FROM org_links FINAL WHERE tenant_id = {t:String}"
+            " AND relation = {r:String} AND subject_id = {s:String} AND deleted = 0"
+            " ORDER BY object_id",
+            {"t": tenant_id, "r": relation, "s": subject_id},
+        )
+        return [r["object_id"] for r in rows]
+
+    def links(
+        self, tenant_id: str, relation: str | None = None, subject_id: str | None = None
+    ) -> list[Link]:
+        rows = self.store.query(
+            "SELECT relation, subject_id, object_id FROM org_links FINAL"
+            " WHERE tenant_id = {t:String} AND deleted = 0"
+            " AND ({r:String} = '' OR relation = {r:String})"
+            " AND ({s:String} = '' OR subject_id = {s:String})"
+            " ORDER BY relation, subject_id, object_id",
+            {"t": tenant_id, "r": relation or "", "s": subject_id or ""},
+        )
+        return [Link(tenant_id, r["relation"], r["subject_id"], r["object_id"]) for r in rows]

@@ -1,0 +1,161 @@
+// SkillStream dashboard: plain JS, no build step. Reads the same report
+// endpoints as the exports; refreshes every few seconds.
+(function () {
+  "use strict";
+  const REFRESH_MS = 5000;
+  const WEEKS = 8;
+  const $ = (id) => document.getElementById(id);
+  const state = { token: null, demo: [], config: null, chart: null, timer: null };
+
+  const TILES = [
+    ["programs_tracked", "Programs tracked", (v) => fmtInt(v), false],
+    ["median_engagement", "Engagement score", (v) => (v == null ? "–" : String(Math.round(v))), false],
+    ["weekly_active_learners", "Weekly active", (v) => fmtInt(v), false],
+    ["completion_rate", "Completion rate", (v) => (v == null ? "–" : pct(v)), false],
+    ["at_risk_learners", "At-risk", (v) => fmtInt(v), true],
+  ];
+
+  function fmtInt(v) { return v == null ? "–" : Number(v).toLocaleString("en-US"); }
+  function pct(v) { return (Math.round(v * 1000) / 10).toString() + "%"; }
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, (c) =>
+      ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  }
+  function utc(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "–"; }
+
+  function deltaText(key, t) {
+    if (t.delta == null) return { text: "no previous week", cls: "flat" };
+    const cls = t.delta > 0 ? "up" : t.delta < 0 ? "down" : "flat";
+    const sign = t.delta > 0 ? "+" : "";
+    let text;
+    if (key === "completion_rate") text = sign + (Math.round(t.delta * 1000) / 10) + " pts";
+    else if (key === "median_engagement") text = sign + (Math.round(t.delta * 10) / 10) + " pts";
+    else text = sign + fmtInt(t.delta) + (t.delta_pct != null ? " (" + sign + t.delta_pct + "%)" : "");
+    return { text: text + " vs last week", cls };
+  }
+
+  async function api(path) {
+    const r = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) { const e = new Error(body.detail || r.statusText); e.status = r.status; throw e; }
+    return body;
+  }
+
+  function renderTiles(tiles) {
+    $("tiles").innerHTML = TILES.map(([key, label, fmt, inverse]) => {
+      const t = tiles[key]; const d = deltaText(key, t);
+      return `<div class="tile${inverse ? " inverse" : ""}" id="tile-${key}">
+        <div class="label">${esc(label)}</div>
+        <div class="value" data-value="${t.value == null ? "" : t.value}">${esc(fmt(t.value))}</div>
+        <div class="delta ${d.cls}">${esc(d.text)}</div></div>`;
+    }).join("");
+  }
+
+  function renderChart(series, target) {
+    const xs = series.map((p) => Date.parse(p.week + "T00:00:00Z") / 1000);
+    const eng = series.map((p) => p.median_score);
+    const tgt = series.map(() => target);
+    const data = [xs, eng, tgt];
+    const el = $("chart");
+    const width = Math.max(320, el.clientWidth || 900);
+    if (state.chart) { state.chart.setData(data); state.chart.setSize({ width, height: 280 }); return; }
+    state.chart = new uPlot({
+      width, height: 280, legend: { show: false }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      scales: { y: { range: [0, 100] } },
+      axes: [{ values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)) }, {}],
+      series: [{}, { label: "Engagement", stroke: "#3b5bdb", width: 2.5, points: { size: 7 }, spanGaps: true },
+               { label: "Target", stroke: "#e8590c", width: 2, dash: [6, 4], points: { show: false } }],
+    }, data, el);
+  }
+
+  function renderStale(fresh, staleAfter) {
+    const b = $("stale-banner");
+    const age = fresh ? (Date.now() - Date.parse(fresh)) / 1000 : Infinity;
+    if (age > staleAfter) {
+      const mins = isFinite(age) ? Math.floor(age / 60) + " minutes" : "ever";
+      b.textContent = fresh ? `Data is stale: newest event is ${mins} old (as of ${utc(fresh)}). ` +
+        "Figures may lag behind learner activity." : "No data received yet for this scope.";
+      b.hidden = false;
+    } else b.hidden = true;
+  }
+
+  function renderAtRisk(res) {
+    if (res.error) { $("atrisk").innerHTML = `<p class="muted">${esc(res.error)}</p>`; return; }
+    if (!res.items.length) { $("atrisk").innerHTML = '<p class="muted">No learner at risk.</p>'; return; }
+    $("atrisk").innerHTML = `<table id="atrisk-table"><thead><tr><th>Learner</th><th>Program</th>
+      <th class="num">Score</th><th class="num">Days inactive</th></tr></thead><tbody>` +
+      res.items.map((l) => `<tr><td>${esc(l.user_id)}</td><td>${esc(l.program_id || "–")}</td>
+        <td class="num">${l.score}</td><td class="num">${l.days_inactive}</td></tr>`).join("") +
+      `</tbody></table><p class="muted">${fmtInt(res.total)} at risk in scope</p>`;
+  }
+
+  function renderKpis(res) {
+    $("kpis").innerHTML = `<table id="kpi-table"><tbody>` + res.kpis.map((k) => {
+      const v = k.value == null ? "–" : k.unit === "ratio" ? pct(k.value) : k.unit === "points" ?
+        (k.value > 0 ? "+" : "") + k.value + " pts" : fmtInt(k.value);
+      const nd = k.denominator != null && k.numerator != null ? `${fmtInt(k.numerator)}/${fmtInt(k.denominator)}` : "";
+      return `<tr title="${esc(k.definition)}"><td>${esc(k.label)}</td><td class="num">${esc(v)}</td>
+        <td class="num muted">${nd}</td></tr>`;
+    }).join("") + "</tbody></table>";
+  }
+
+  async function refresh() {
+    try {
+      const [eng, kpis, me] = await Promise.all([
+        api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30"), api("/v1/reports/me"),
+      ]);
+      let risk;
+      try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
+      catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
+      $("error").hidden = true; $("main").hidden = false;
+      $("whoami").textContent = `${me.role}${me.user_id ? " · " + me.user_id : ""} · ${me.tenant_name}` +
+        (me.scope.tenant_id == null ? " (all tenants)" : "");
+      $("weeks").textContent = eng.weeks;
+      $("target").textContent = eng.target;
+      $("computed").textContent = `Computed ${utc(eng.computed_at)} · data fresh as of ${utc(eng.data_fresh_as_of)}`;
+      renderTiles(eng.tiles);
+      renderChart(eng.series, eng.target);
+      renderStale(eng.data_fresh_as_of, eng.stale_after_s);
+      renderAtRisk(risk);
+      renderKpis(kpis);
+      document.body.dataset.loaded = String(Date.now());
+    } catch (e) {
+      $("error").textContent = "Could not load reports: " + e.message; $("error").hidden = false;
+      if (e.status === 401) { $("token-form").hidden = false; }
+    }
+  }
+
+  function useToken(token) {
+    state.token = token; sessionStorage.setItem("skillstream.token", token);
+    if (state.chart) { state.chart.destroy(); state.chart = null; $("chart").innerHTML = ""; }
+    refresh();
+    clearInterval(state.timer); state.timer = setInterval(refresh, REFRESH_MS);
+  }
+
+  async function start() {
+    state.config = await fetch("/v1/dashboard/config").then((r) => r.json());
+    const hash = new URLSearchParams(location.hash.slice(1));
+    if (hash.get("token")) { useToken(hash.get("token")); history.replaceState(null, "", location.pathname); return; }
+    if (state.config.demo) {
+      const demo = await fetch("/v1/demo/tokens").then((r) => r.json());
+      state.demo = demo.users;
+      const sel = $("viewas");
+      sel.innerHTML = demo.users.map((u, i) => `<option value="${i}">${esc(u.role)} · ${esc(u.user_id)}</option>`).join("");
+      const pick = Math.max(0, demo.users.findIndex((u) => u.role === (hash.get("role") || "company_admin")));
+      sel.value = String(pick);
+      sel.addEventListener("change", () => useToken(state.demo[Number(sel.value)].token));
+      $("viewas-wrap").hidden = false;
+      useToken(demo.users[pick].token);
+      return;
+    }
+    const saved = sessionStorage.getItem("skillstream.token");
+    if (saved) { useToken(saved); return; }
+    $("token-form").hidden = false;
+  }
+
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault(); $("token-form").hidden = true; useToken($("token-input").value.trim());
+  });
+  window.addEventListener("resize", () => { if (state.chart) state.chart.setSize({ width: $("chart").clientWidth, height: 280 }); });
+  start();
+})();
