@@ -62,7 +62,7 @@
     state.chart = new uPlot({
       width, height: 280, legend: { show: false }, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       scales: { y: { range: [0, 100] } },
-      axes: [{ values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)) }, {}],
+      axes: [{ splits: (u) => u.data[0], values: (u, ticks) => ticks.map((t) => new Date(t * 1000).toISOString().slice(5, 10)) }, {}],
       series: [{}, { label: "Engagement", stroke: "#3b5bdb", width: 2.5, points: { size: 7 }, spanGaps: true },
                { label: "Target", stroke: "#e8590c", width: 2, dash: [6, 4], points: { show: false } }],
     }, data, el);

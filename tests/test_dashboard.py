@@ -1,0 +1,127 @@
+"""The dashboard in headless Chromium (Debian's package, driven by Playwright;
+no browser download): chart, tiles with the expected numbers, the at-risk
+list, the "computed at" line, and the yellow banner when data is stale.
+Screenshots are saved under tests/artifacts/."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.reports.org import Link, OrgRegistry
+from api.security import issue_token
+from ops.settings import Settings
+from tests.support import reports_data as rd
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} missing: apt-get install -y chromium (.ci/run does it)")
+    with playwright.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path_factory.mktemp("chromium-profile")),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=ARGS,
+            viewport={"width": 1280, "height": 900},
+        )
+        yield ctx
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory, store, kafka_bootstrap):
+    from tests.conftest import LiveApi
+
+    settings = Settings(
+        SKILLSTREAM_RUN_DIR=tmp_path_factory.mktemp("dash") / "run",
+        KAFKA_BOOTSTRAP=kafka_bootstrap,
+        TOPIC_PREFIX=f"d{uuid.uuid4().hex[:8]}",
+        TOPIC_PARTITIONS=1,
+    )
+    live = LiveApi(settings, store, kafka_bootstrap)
+    yield live
+    live.close()
+
+
+def _tenant(api, store, stale: bool) -> tuple[rd.Org, str]:
+    tenant, _ = api.ctx.tenants.create(f"dash-{uuid.uuid4().hex[:6]}")
+    org = rd.build(tenant.tenant_id, "d" + tenant.tenant_id[-4:], datetime.now(UTC).date())
+    if stale:  # freshness forced old: the newest event arrived 30 minutes ago
+        for e in org.events:
+            e["received_at"] = datetime.now(UTC) - timedelta(minutes=30)
+    rd.insert(store, org)
+    OrgRegistry(store).link_many(
+        [Link(org.tenant_id, *lk) for lk in rd.links(org)], actor="test", actor_role="test"
+    )
+    token = issue_token(
+        api.ctx.secrets.token_secret,
+        tenant_id=org.tenant_id,
+        tenant_name=tenant.name,
+        role="company_admin",
+        user_id="boss",
+        ttl_s=600,
+    )
+    return org, token
+
+
+def _open(browser, url: str):
+    page = browser.new_page()
+    page.goto(url)
+    page.wait_for_selector("body[data-loaded]", timeout=20000)
+    return page
+
+
+def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts):
+    org, token = _tenant(api, store, stale=False)
+    today = datetime.now(UTC).date()
+    want = rd.expected_week(org, set(org.users), rd.monday(today))
+    prev = rd.expected_week(org, set(org.users), rd.monday(today) - timedelta(days=7))
+    page = _open(browser, f"{api.url}/#token={token}")
+    assert page.locator("h1").inner_text() == "Engagement · last 8 weeks"
+    page.wait_for_selector("#chart canvas")  # uPlot drew the chart
+    value = lambda key: page.locator(f"#tile-{key} .value").inner_text()  # noqa: E731
+    assert value("weekly_active_learners") == str(want["active"])
+    assert value("median_engagement") == str(math.floor(want["median"] + 0.5))  # half up, as JS
+    assert value("at_risk_learners") == str(want["at_risk"])
+    assert value("programs_tracked") == str(want["programs"])
+    assert value("completion_rate") == "16.7%"  # 2 of 12 learners completed
+    delta = page.locator("#tile-weekly_active_learners .delta").inner_text()
+    assert delta.startswith(f"+{want['active'] - prev['active']}")
+    assert page.locator("#computed").inner_text().startswith("Computed ")
+    rows = page.locator("#atrisk-table tbody tr")
+    assert rows.count() == want["at_risk"]
+    assert page.locator("#stale-banner").is_hidden()
+    assert page.locator("#kpi-table tr").count() == 6
+    page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    page.close()
+
+
+def test_stale_banner_when_data_older_than_ten_minutes(browser, api, store, artifacts):
+    _, token = _tenant(api, store, stale=True)
+    page = _open(browser, f"{api.url}/#token={token}")
+    banner = page.locator("#stale-banner")
+    assert banner.is_visible()
+    assert "stale" in banner.inner_text() and "30 minutes" in banner.inner_text()
+    color = banner.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert color == "rgb(255, 243, 191)"  # yellow
+    page.screenshot(path=str(artifacts / "dashboard-stale.png"), full_page=True)
+    page.close()
