@@ -6,6 +6,8 @@ Contracts other tools rely on (keep them exact):
   skillstream tenant create NAME         prints the tenant's write key alone on its last line
   skillstream token --tenant NAME --role ROLE [--user ID]
                                          prints a bearer token alone on its last line
+  skillstream org link|unlink --tenant NAME RELATION SUBJECT OBJECT
+                                         prints `linked|unlinked RELATION SUBJECT -> OBJECT`
 """
 
 from __future__ import annotations
@@ -36,6 +38,22 @@ def cmd_token(args: argparse.Namespace) -> int:
     from ops.control import control_for
 
     print(control_for(get_settings()).mint_token(args.tenant, args.role, args.user))
+    return 0
+
+
+def cmd_org(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    control = control_for(get_settings())
+    if args.action == "list":
+        for lk in control.org_list(args.tenant, args.relation):
+            print(f"{lk['relation']}\t{lk['subject_id']}\t{lk['object_id']}")
+        return 0
+    control.org_change(
+        args.tenant, args.relation, args.subject, args.object, unlink=args.action == "unlink"
+    )
+    verb = "unlinked" if args.action == "unlink" else "linked"
+    print(f"{verb} {args.relation} {args.subject} -> {args.object}")
     return 0
 
 
@@ -121,6 +139,22 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES, help="role of the token")
     token.add_argument("--user", default=None, help="user id the token speaks for")
     token.set_defaults(func=cmd_token)
+
+    org = sub.add_parser(
+        "org", help="org data report scopes use: managers, mentors, program owners (audited)"
+    )
+    osub = org.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("link", "add a link"), ("unlink", "remove a link")):
+        op = osub.add_parser(action, help=text)
+        op.add_argument("--tenant", required=True, help="tenant name")
+        op.add_argument("relation", choices=["manager", "mentor", "program_owner"])
+        op.add_argument("subject", help="manager, mentor or program owner (user id)")
+        op.add_argument("object", help="learner user id (manager, mentor) or program id (owner)")
+        op.set_defaults(func=cmd_org)
+    ol = osub.add_parser("list", help="show current links: relation, subject, object")
+    ol.add_argument("--tenant", required=True, help="tenant name")
+    ol.add_argument("--relation", default=None, choices=["manager", "mentor", "program_owner"])
+    ol.set_defaults(func=cmd_org)
 
     rec = sub.add_parser("recompute", help="recompute daily engagement scores for a date")
     rec.add_argument("--date", required=True, help="UTC date, YYYY-MM-DD")

@@ -28,6 +28,14 @@ class Control(Protocol):
 
     def mint_token(self, tenant: str, role: str, user_id: str | None) -> str: ...
 
+    def org_change(
+        self, tenant: str, relation: str, subject: str, obj: str, unlink: bool = False
+    ) -> dict: ...
+
+    def org_bulk(self, tenant: str, links: list[tuple[str, str, str]]) -> int: ...
+
+    def org_list(self, tenant: str, relation: str | None = None) -> list[dict]: ...
+
 
 def running_api_url(settings: Settings) -> str | None:
     try:
@@ -61,6 +69,24 @@ class HttpControl:
     def mint_token(self, tenant: str, role: str, user_id: str | None) -> str:
         out = self._post("/v1/admin/tokens", {"tenant": tenant, "role": role, "user_id": user_id})
         return out["token"]
+
+    def org_change(
+        self, tenant: str, relation: str, subject: str, obj: str, unlink: bool = False
+    ) -> dict:
+        body = {"tenant": tenant, "relation": relation, "subject_id": subject, "object_id": obj}
+        return self._post("/v1/admin/org/links", {**body, "unlink": unlink})
+
+    def org_bulk(self, tenant: str, links: list[tuple[str, str, str]]) -> int:
+        return int(
+            self._post("/v1/admin/org/links/bulk", {"tenant": tenant, "links": links})["linked"]
+        )
+
+    def org_list(self, tenant: str, relation: str | None = None) -> list[dict]:
+        params = {"tenant": tenant, **({"relation": relation} if relation else {})}
+        r = self.client.get("/v1/admin/org/links", params=params)
+        if r.status_code >= 400:
+            raise ControlError(f"{r.json().get('detail')} (HTTP {r.status_code})")
+        return r.json()
 
 
 class LocalControl:
@@ -98,6 +124,32 @@ class LocalControl:
             )
         except (operator.NotFound, TenantError) as exc:
             raise ControlError(str(exc)) from exc
+
+    # org data: the same operator functions the admin routes call
+    def _org(self, fn, *args, **kwargs):
+        from api import operator
+
+        try:
+            return fn(self.tenants, self.store, *args, **kwargs)
+        except (operator.NotFound, ValueError) as exc:
+            raise ControlError(str(exc)) from exc
+
+    def org_change(
+        self, tenant: str, relation: str, subject: str, obj: str, unlink: bool = False
+    ) -> dict:
+        from api import operator
+
+        return self._org(operator.org_change, tenant, relation, subject, obj, unlink=unlink)
+
+    def org_bulk(self, tenant: str, links: list[tuple[str, str, str]]) -> int:
+        from api import operator
+
+        return self._org(operator.org_bulk, tenant, links)
+
+    def org_list(self, tenant: str, relation: str | None = None) -> list[dict]:
+        from api import operator
+
+        return self._org(operator.org_list, tenant, relation)
 
 
 def control_for(settings: Settings) -> Control:

@@ -89,6 +89,8 @@ def up(settings: Settings, demo: bool = True, out=print) -> int:
     port = settings.api_port or free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "API_PORT": str(port)}
+    if demo:  # the dashboard may then mint short-lived "view as" tokens per role
+        env["SKILLSTREAM_DEMO"] = "1"
     children: list[Child] = []
     stopping = False
 

@@ -47,6 +47,13 @@ def test_cli_without_running_stack_uses_local_store(stack_env):
     assert claims["role"] == "learner" and claims["sub"] == "u1" and claims["tname"] == "solo"
     bad = _cli("token", "--tenant", "missing", "--role", "learner", env=stack_env)
     assert bad.returncode == 1 and "no tenant named 'missing'" in bad.stderr
+    org = _cli("org", "link", "--tenant", "solo", "mentor", "mt1", "u1", env=stack_env)
+    assert org.returncode == 0, org.stderr
+    assert (
+        _cli("org", "unlink", "--tenant", "solo", "mentor", "mt1", "u1", env=stack_env).returncode
+        == 0
+    )
+    assert _cli("org", "list", "--tenant", "solo", env=stack_env).stdout.strip() == ""
 
 
 def _accepted(url: str) -> float:
@@ -100,6 +107,26 @@ def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env
         while _accepted(url) == 0 and time.monotonic() < deadline:
             time.sleep(1)
         assert _accepted(url) > 0
+
+        # the dashboard and, in demo mode, a token per role with data to see
+        page = httpx.get(f"{url}/", timeout=10)
+        assert page.status_code == 200 and "Engagement" in page.text
+        demo = httpx.get(f"{url}/v1/demo/tokens", timeout=30).json()
+        roles = {u["role"]: u["token"] for u in demo["users"]}
+        assert set(roles) == {
+            "platform_admin", "company_admin", "program_owner", "manager", "mentor", "learner"
+        }  # fmt: skip
+        for role, tok in roles.items():
+            h = {"Authorization": f"Bearer {tok}"}
+            r = httpx.get(f"{url}/v1/reports/engagement", headers=h, timeout=30)
+            assert r.status_code == 200, (role, r.text)
+            r = httpx.get(f"{url}/v1/reports/learners", headers=h, timeout=30)
+            assert r.status_code == (403 if role == "mentor" else 200), (role, r.text)
+        # org links through the CLI while the API owns the store
+        linked = _cli("org", "link", "--tenant", "acme", "manager", "m1", "u1", env=stack_env)
+        assert linked.returncode == 0 and "linked manager m1 -> u1" in linked.stdout
+        listed = _cli("org", "list", "--tenant", "acme", env=stack_env)
+        assert listed.stdout.split() == ["manager", "m1", "u1"]
         time.sleep(3)
         assert proc.poll() is None, proc.stderr.read()  # no child died
     finally:
@@ -117,7 +144,10 @@ def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env
 
 
 def test_help_everywhere():
-    for args in (["--help"], ["up", "--help"], ["tenant", "create", "--help"], ["token", "--help"]):
+    for args in (
+        ["--help"], ["up", "--help"], ["tenant", "create", "--help"], ["token", "--help"],
+        ["org", "link", "--help"],
+    ):  # fmt: skip
         out = subprocess.run(
             [sys.executable, "-m", "ops.cli", *args], capture_output=True, text=True, timeout=60
         )
