@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         alias="ALLOWED_LATENESS_DAYS",
         description="Event-time lateness still counted in aggregates.",
     )
+    worker_id: str = Field(
+        "0",
+        alias="WORKER_ID",
+        description="Stable id of this worker in its consumer group (static membership).",
+    )
     recompute_cron: str = Field(
         "15 2 * * *",
         alias="RECOMPUTE_CRON",

@@ -9,6 +9,9 @@ from __future__ import annotations
 import faust
 
 from ops.settings import Settings
+from streams import faust_fixes
+
+faust_fixes.apply()
 
 
 def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-worker") -> faust.App:
@@ -30,6 +33,11 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # tests/test_stream.py (its transactional commit does not flush the
         # send buffer), so it is not used.
         processing_guarantee="at_least_once",
+        # Static membership: a worker restarted after a crash takes its old
+        # place in the group at once, instead of waiting out the session
+        # timeout of its dead self, and no rebalance reshuffles partitions
+        # mid-recovery (the SIGKILL test in tests/test_stream.py).
+        consumer_group_instance_id=f"{app_id}-{settings.worker_id}",
         # Batch the many small records one event emits (clean event, rows,
         # score) into few produce requests: per-message requests dominated
         # the worker's profile (bench/stream.py).

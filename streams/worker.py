@@ -32,6 +32,7 @@ from ops.settings import Settings, get_settings
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
+from streams.ordering import InOrder
 from streams.pipeline import Item, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
 from streams.steps.decode import decode_step
@@ -41,6 +42,7 @@ from streams.steps.identity import identity_step
 from streams.steps.optout import optout_step
 
 log = logging.getLogger("skillstream.worker")
+STALL_CHECK_S = 2.5
 
 
 def _headers(msg) -> list[tuple[str, bytes]]:
@@ -151,28 +153,49 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def dead_letter(outcome, msg) -> None:
         await dead.send(key=msg.key, value=msg.value, headers=dead_letter_headers(outcome))
 
+    # Every agent applies its partitions strictly in order, acking by hand
+    # (see streams/ordering.py): the idempotent state depends on it.
+    in_order = InOrder(app, bootstrap)
+
+    @app.timer(interval=STALL_CHECK_S)
+    async def watch_progress() -> None:
+        await in_order.watch({raw.get_topic_name(), attributed.get_topic_name(),
+                              links_topic.get_topic_name()})  # fmt: skip
+
     @app.agent(raw)
     async def process_raw(stream):
+        stream = stream.noack()
         async for event in stream.events():
+            if not await in_order.admit(stream, event):
+                continue
             msg = event.message
             item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
             outcome = await main_pipeline.process(item)
             if outcome.failed_step:
                 await dead_letter(outcome, msg)
+            await in_order.applied(stream, event)
 
     @app.agent(attributed)
     async def process_attributed(stream):
+        stream = stream.noack()
         async for event in stream.events():
+            if not await in_order.admit(stream, event):
+                continue
             msg = event.message
             item = Item(msg.topic, msg.partition, msg.offset, msg.key, b"", _headers(msg))
             item.record = dict(event.value)
             outcome = await attributed_pipeline.process(item)
             if outcome.failed_step:
                 await dead_letter(outcome, msg)
+            await in_order.applied(stream, event)
 
     @app.agent(links_topic)
     async def process_links(stream):
-        async for link in stream:
+        stream = stream.noack()
+        async for event in stream.events():
+            if not await in_order.admit(stream, event):
+                continue
+            link = event.value
             key = f"{link['tenant_id']}|{link['anonymous_id']}"
             links[key] = link["user_id"]
             waiting = pending.get(key) or []
@@ -181,6 +204,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
                 await forward(f"{link['tenant_id']}:{link['user_id']}", rec)
             if waiting:
                 pending[key] = []
+            await in_order.applied(stream, event)
 
     @app.agent(ticks)
     async def process_ticks(stream):

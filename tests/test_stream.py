@@ -156,11 +156,6 @@ def expected_scores(daily: dict, day) -> dict:
     return out
 
 
-@pytest.mark.xfail(
-    reason="open (issue 4): after SIGKILLs of the worker, 1 run in 3 still loses or "
-    "double-counts events; see the issue note",
-    strict=False,
-)
 def test_counts_match_after_worker_sigkill_and_sink_crash(
     live_api_with_sink, settings, kafka_bootstrap, unique
 ):

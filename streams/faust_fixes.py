@@ -1,0 +1,50 @@
+"""Fixes to faust-streaming 0.15 that at-least-once delivery depends on.
+
+Faust commits offsets after ``producer.flush()``, which first drains its
+``ProducerBuffer`` (where table changelog writes wait). Its drain gives up
+after 0.1 s without progress, and it counts a message as gone as soon as
+it leaves the queue, before it reaches the Kafka client. Under load either
+lets a commit pass changelog records that are still in memory, and a crash
+then loses state updates whose source offsets are committed. The drain
+below waits until the queue is empty and nothing is in flight.
+
+Its fetch loop also treats a jump in offsets as a "gap" (meant for
+transaction markers) and marks the missing offsets acknowledged, so a
+commit can pass records that were dropped, never applied. Our input
+topics are written without transactions and read strictly in order
+(streams/ordering.py), so gaps are not recorded at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faust.transport.consumer import Consumer
+from faust.transport.producer import ProducerBuffer
+
+_original_send_pending = ProducerBuffer._send_pending
+
+
+async def _send_pending_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001 (faust type)
+    self._skillstream_inflight = getattr(self, "_skillstream_inflight", 0) + 1
+    try:
+        await _original_send_pending(self, fut)
+    finally:
+        self._skillstream_inflight -= 1
+
+
+async def _flush_until_drained(self: ProducerBuffer) -> None:
+    while self.size or getattr(self, "_skillstream_inflight", 0):
+        if self.state != "running" and self.size:
+            raise RuntimeError("Cannot flush: Producer not Running")
+        await asyncio.sleep(0.005)
+
+
+async def _no_gap(self: Consumer, tp: object, offset_from: int, offset_to: int) -> None:
+    return None
+
+
+def apply() -> None:
+    Consumer._add_gap = _no_gap  # type: ignore[method-assign]
+    ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
+    ProducerBuffer.flush = _flush_until_drained  # type: ignore[method-assign]

@@ -1,0 +1,129 @@
+"""In-order delivery per partition, which the idempotent state relies on.
+
+faust-streaming 0.15 can drop fetched records while its flow is suspended
+(recovery, rebalance) and go on with later offsets; the dropped ones come
+back only after a restart. State updates here are idempotent per source
+offset only when each partition is applied in order, and a commit must
+never pass a record that was not applied. So every agent reads through
+this guard, with manual acks:
+
+* the offset expected next: apply it, then acknowledge it;
+* a later offset (records were skipped): rewind the consumer to the
+  expected offset and drop the event unacknowledged (it comes again);
+* an earlier offset (re-read after a rewind or rebalance): applied already
+  in this process, so only acknowledged.
+
+The first expected offset of a partition is the group's committed offset
+(or the partition's first offset), read once from Kafka itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from faust.types import TP, AppT, EventT, StreamT
+from prometheus_client import Counter
+
+log = logging.getLogger("skillstream.worker")
+
+REWINDS = Counter(
+    "skillstream_stream_rewinds_total", "Times a partition was rewound after skipped records"
+)
+REWIND_RETRY_S = 2.0
+STALL_S = 5.0
+
+
+class InOrder:
+    def __init__(self, app: AppT, bootstrap: str) -> None:
+        self.app = app
+        self._lookup = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": app.conf.id, "log_level": 0}
+        )
+        self._next: dict[tuple[str, int], int] = {}
+        self._rewinding: dict[tuple[str, int], asyncio.Future] = {}
+        self._caught_up: dict[tuple[str, int], bool] = {}
+        self._skipped_at: dict[tuple[str, int], float] = {}
+        self._progress_at: dict[tuple[str, int], float] = {}
+
+    async def admit(self, stream: StreamT, event: EventT) -> bool:
+        """True when the event is the next one of its partition."""
+        msg = event.message
+        key = (msg.topic, msg.partition)
+        expected = self._next.get(key)
+        if expected is None:
+            expected = self._next[key] = await self._start_offset(msg.topic, msg.partition)
+        if msg.offset == expected:
+            if key in self._rewinding:
+                self._caught_up[key] = True
+            return True
+        if msg.offset < expected:
+            await stream.ack(event)
+            return False
+        self._skipped_at[key] = time.monotonic()
+        if key not in self._rewinding:
+            REWINDS.inc()
+            log.warning("%s[%d]: got offset %d, expected %d: rewinding", *key, msg.offset, expected)
+            self._rewinding[key] = asyncio.ensure_future(self._rewind(key))
+        return False
+
+    async def _rewind(self, key: tuple[str, int]) -> None:
+        # Records fetched before the seek may still arrive and move faust's
+        # read position past the rewound one (it then drops the re-read
+        # records), so seek again until the expected offset has come.
+        tp = TP(*key)
+        try:
+            while True:
+                started = time.monotonic()
+                self._caught_up.pop(key, None)
+                await self.app.consumer.seek(tp, self._next[key])
+                await asyncio.sleep(REWIND_RETRY_S)
+                if self._caught_up.get(key) and self._skipped_at[key] < started:
+                    return
+        finally:
+            self._rewinding.pop(key, None)
+
+    async def applied(self, stream: StreamT, event: EventT) -> None:
+        msg = event.message
+        key = (msg.topic, msg.partition)
+        self._next[key] = msg.offset + 1
+        self._progress_at[key] = time.monotonic()
+        await stream.ack(event)
+
+    async def watch(self, topics: set[str]) -> None:
+        """Rewind a partition that has records but made no progress for
+        STALL_S: faust may have dropped every record fetched after a point,
+        so no later one ever arrives to show the skip (run on a timer)."""
+        now = time.monotonic()
+        for tp in self.app.consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if tp.topic not in topics or key in self._rewinding:
+                continue
+            if now - self._progress_at.setdefault(key, now) < STALL_S:
+                continue
+            if key not in self._next:
+                self._next[key] = await self._start_offset(*key)
+            high = await asyncio.get_running_loop().run_in_executor(None, self._high, *key)
+            if high > self._next[key]:
+                REWINDS.inc()
+                log.warning("%s[%d]: stalled before offset %d: rewinding", *key, self._next[key])
+                self._skipped_at[key] = now
+                self._rewinding[key] = asyncio.ensure_future(self._rewind(key))
+
+    def _high(self, topic: str, partition: int) -> int:
+        _, high = self._lookup.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        return high
+
+    async def _start_offset(self, topic: str, partition: int) -> int:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._committed_or_first, topic, partition
+        )
+
+    def _committed_or_first(self, topic: str, partition: int) -> int:
+        (tp,) = self._lookup.committed([TopicPartition(topic, partition)], timeout=30)
+        if tp.offset >= 0:
+            return tp.offset
+        low, _ = self._lookup.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+        return low
