@@ -49,13 +49,24 @@ class Outcome:
 
 
 class Pipeline:
-    def __init__(self, steps: Sequence[Step]) -> None:
+    """Runs the steps in order. ``transient`` errors are the infrastructure's,
+    not the record's (Kafka unavailable, a table's changelog not yet known):
+    they are raised for the caller to retry the same record, never sent to
+    the dead-letter topic."""
+
+    def __init__(
+        self, steps: Sequence[Step], transient: tuple[type[BaseException], ...] = ()
+    ) -> None:
         self.steps = list(steps)
+        self.transient = transient
 
     async def process(self, item: Item) -> Outcome:
         for step in self.steps:
             try:
                 result = await step.run(item)
+            except self.transient:
+                STEP_OUTCOMES.labels(step.name, "retried").inc()
+                raise
             except Exception as exc:  # one bad record never stops the stream
                 STEP_OUTCOMES.labels(step.name, "failed").inc()
                 return Outcome(item, False, failed_step=step.name, error=_describe(exc))

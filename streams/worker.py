@@ -16,6 +16,8 @@ never opens ClickHouse; the sink in the API process writes there.
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import logging
 import shutil
@@ -25,7 +27,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import faust
+from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
+from faust.exceptions import PartitionsMismatch
 from mode import Worker
 
 from ops.settings import Settings, get_settings
@@ -33,15 +37,17 @@ from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
 from streams.ordering import InOrder
-from streams.pipeline import Item, Pipeline, Step, dead_letter_headers
+from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
 from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
-from streams.steps.identity import identity_step
+from streams.steps.identity import identity_pending_entry, identity_step
 from streams.steps.optout import optout_step
 
 log = logging.getLogger("skillstream.worker")
+# Errors of the infrastructure, not of a record: retry the record.
+TRANSIENT: tuple[type[BaseException], ...] = (PartitionsMismatch, KafkaError, asyncio.TimeoutError)
 STALL_CHECK_S = 2.5
 
 
@@ -91,18 +97,15 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
         await t.send(key=key.encode(), value=value)
 
-    async def send_acked(t: faust.TopicT, key: str, value: dict) -> None:
-        # For sends that a state change will later suppress (a link marked
-        # sent, a pending list cleared): the record must be in Kafka before
-        # the state says so, or a crash in between would lose it for good.
-        fut = await t.send(key=key.encode(), value=value)
-        await fut
-
+    # Sends that a state change later suppresses (a link marked sent, a
+    # pending list forwarded) are not awaited: the state remembers the
+    # source offset that sent them, and that record delivered again after a
+    # crash sends them again (their receivers are idempotent).
     async def send_link(key: str, value: dict) -> None:
-        await send_acked(links_topic, key, value)
+        await send(links_topic, key, value)
 
     async def forward(key: str, rec: dict) -> None:
-        await send_acked(attributed, key, rec)
+        await send(attributed, key, rec)
 
     async def emit_optout(change: dict) -> None:
         await send(optout_topic, f"{change['tenant_id']}:{change['user_id']}", change)
@@ -133,7 +136,8 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     enrich = enrich_step(watermarks, settings.allowed_lateness_days)
     optout_s = optout_step(optout, emit_optout)
     main_pipeline = Pipeline(
-        [
+        transient=TRANSIENT,
+        steps=[
             decode_step(codec_for(settings.schema_registry_url, raw_name)),
             Step("normalise", _normalise),
             dedupe_step(seen),
@@ -141,13 +145,14 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
             optout_s,
             enrich,
             emit_step,
-        ]
+        ],
     )
     # Forwarded events are deduped again on the user's partition: a link can
     # be delivered twice (a link re-sent after a restart), its pending events
     # must still count once.
     attributed_pipeline = Pipeline(
-        [Step("dedupe_attributed", dedupe_step(seen_attributed).run), optout_s, enrich, emit_step]
+        [Step("dedupe_attributed", dedupe_step(seen_attributed).run), optout_s, enrich, emit_step],
+        transient=TRANSIENT,
     )
 
     async def dead_letter(outcome, msg) -> None:
@@ -170,7 +175,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
                 continue
             msg = event.message
             item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
-            outcome = await main_pipeline.process(item)
+            outcome = await until_done(main_pipeline, item)
             if outcome.failed_step:
                 await dead_letter(outcome, msg)
             await in_order.applied(stream, event)
@@ -184,7 +189,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
             msg = event.message
             item = Item(msg.topic, msg.partition, msg.offset, msg.key, b"", _headers(msg))
             item.record = dict(event.value)
-            outcome = await attributed_pipeline.process(item)
+            outcome = await until_done(attributed_pipeline, item)
             if outcome.failed_step:
                 await dead_letter(outcome, msg)
             await in_order.applied(stream, event)
@@ -195,16 +200,19 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         async for event in stream.events():
             if not await in_order.admit(stream, event):
                 continue
-            link = event.value
-            key = f"{link['tenant_id']}|{link['anonymous_id']}"
-            links[key] = link["user_id"]
-            waiting = pending.get(key) or []
-            for rec in waiting:  # acknowledged before the list is cleared
+            await forward_pending(event.value, event.message.offset)
+            await in_order.applied(stream, event)
+
+    async def forward_pending(link: dict, offset: int) -> None:
+        key = f"{link['tenant_id']}|{link['anonymous_id']}"
+        links[key] = link["user_id"]
+        entry = identity_pending_entry(pending.get(key))
+        if entry["events"] and entry["forwarded_by"] in (None, offset):
+            for rec in entry["events"]:
                 rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
                 await forward(f"{link['tenant_id']}:{link['user_id']}", rec)
-            if waiting:
-                pending[key] = []
-            await in_order.applied(stream, event)
+            # kept, marked: this link record delivered again re-forwards them
+            pending[key] = {"events": entry["events"], "forwarded_by": offset}
 
     @app.agent(ticks)
     async def process_ticks(stream):
@@ -223,6 +231,47 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         request_recompute(bootstrap, settings, yesterday)
 
     return app
+
+
+async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
+    """Process one record, retrying it on transient errors with backoff:
+    every step is idempotent for the same source offset."""
+    for attempt in itertools.count():
+        try:
+            return await pipeline.process(item)
+        except TRANSIENT as exc:
+            log.warning("%s[%d]@%d: %s; retrying", item.topic, item.partition, item.offset, exc)
+            await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
+    raise AssertionError("unreachable")
+
+
+def ensure_changelogs(app: faust.App, bootstrap: str, settings: Settings) -> None:
+    """Create the tables' changelog topics before the worker joins its group:
+    a changelog that Faust creates itself at start-up can be missing from
+    the consumer's metadata for minutes, and every write to that table fails
+    meanwhile (PartitionsMismatch)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    names = [t.changelog_topic.get_topic_name() for t in app.tables.values()]
+    existing = set(admin.list_topics(timeout=10).topics)
+    new = [
+        NewTopic(n, settings.topic_partitions, 1, config={"cleanup.policy": "compact"})
+        for n in names
+        if n not in existing
+    ]
+    for fut in (admin.create_topics(new, operation_timeout=15) if new else {}).values():
+        try:
+            fut.result()
+        except Exception as exc:  # created meanwhile by another worker: fine
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        md = admin.list_topics(timeout=10).topics
+        if all(n in md and len(md[n].partitions) == settings.topic_partitions for n in names):
+            return
+        time.sleep(0.2)
 
 
 async def _normalise(item: Item) -> Item:
@@ -321,6 +370,7 @@ def main() -> None:
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)
+    ensure_changelogs(app, settings.kafka_bootstrap, settings)
     code = 1
     try:
         Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

@@ -9,7 +9,9 @@
 * An anonymous-only event of an unknown visitor is kept as is (no learner,
   no aggregates) and remembered in ``pending``; when the link arrives, the
   pending events (up to PENDING_MAX_EVENTS, PENDING_MAX_DAYS old) are
-  forwarded to the user's partition and counted then.
+  forwarded to the user's partition and counted then. The forwarded list
+  stays, marked with the link record's offset, so that record delivered
+  again after a crash forwards it again (the receiver dedupes).
 """
 
 from __future__ import annotations
@@ -38,13 +40,14 @@ def identity_step(
         anon_key = f"{tenant}|{anon}"
         if user:
             rec["learner_id"] = user
-            if anon and links_sent.get(anon_key) != user:
-                await send_link(  # acknowledged before it is marked sent
+            sent = links_sent.get(anon_key)  # [user, offset of the event that sent it]
+            if anon and (sent is None or sent[0] != user or sent[1] == item.offset):
+                await send_link(
                     f"{tenant}:{anon}",
                     {"tenant_id": tenant, "anonymous_id": anon, "user_id": user,
                      "linked_at": rec["received_at"]},
                 )  # fmt: skip
-                links_sent[anon_key] = user
+                links_sent[anon_key] = [user, item.offset]
             return item
         linked = links.get(anon_key)
         if linked:
@@ -52,12 +55,22 @@ def identity_step(
             await forward(f"{tenant}:{linked}", rec)
             return None  # counted on the user's partition
         rec["learner_id"] = None
+        entry = identity_pending_entry(pending.get(anon_key))
         kept = [
             e
-            for e in pending.get(anon_key) or []
+            for e in entry["events"]
             if e["event_timestamp"] > rec["event_timestamp"] - PENDING_MAX_DAYS * DAY_MS
+            and e["client_event_id"] != rec["client_event_id"]  # itself, delivered again
         ]
-        pending[anon_key] = (kept + [rec])[-PENDING_MAX_EVENTS:]
+        pending[anon_key] = {"events": (kept + [rec])[-PENDING_MAX_EVENTS:], "forwarded_by": None}
         return item
 
     return Step("identity", run)
+
+
+def identity_pending_entry(value: dict | list | None) -> dict:
+    """A visitor's pending anonymous events, and the offset of the link
+    record that forwarded them (None: not forwarded yet)."""
+    if isinstance(value, dict):
+        return value
+    return {"events": list(value or []), "forwarded_by": None}
