@@ -40,7 +40,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # CI smoke: checks the harness end to end, not a speed limit.
-    "small": Scale("small", 2_000, 1_000, 120, (50,), 4, (20_000,), 5, 10_000),
+    "small": Scale("small", 2_000, 500, 120, (50,), 4, (20_000,), 5, 10_000),
     "medium": Scale(
         "medium", 20_000, 10_000, 900, (50, 100, 200, 400), 15, (1_000_000,), 20, 100_000
     ),
