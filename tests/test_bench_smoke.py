@@ -17,7 +17,7 @@ from ops.settings import PROJECT_ROOT
 SCENARIOS = ("ingest", "stream", "freshness", "query", "memory")
 
 
-@pytest.mark.timeout(280)
+@pytest.mark.timeout(450)
 def test_bench_small_writes_ratios(kafka_bootstrap: str, tmp_path: Path) -> None:
     pytest.importorskip("quixstreams", reason="the bench extra is not installed")
     out = tmp_path / "results"
@@ -27,7 +27,7 @@ def test_bench_small_writes_ratios(kafka_bootstrap: str, tmp_path: Path) -> None
         env={**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap},
         capture_output=True,
         text=True,
-        timeout=270,
+        timeout=420,  # a loaded shared machine stretches the ~100 s small run
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "ratio" in proc.stdout  # the table
