@@ -6,7 +6,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint install kafka clean
+.PHONY: up test lint install kafka clean bench
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ lint: install
 
 test: install kafka lint
 	$(BIN)/pytest
+
+# The benchmark suite at medium scale (minutes); SCALE=small|medium|full, ONLY=stream,...
+SCALE ?= medium
+bench: install kafka
+	$(BIN)/skillstream bench --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf .run

@@ -10,30 +10,22 @@ same machine in the same run:
   and produces them straight to Kafka (idempotent, acks=all): the ceiling.
 
 The ratio front door / baseline is the figure that matters; absolute numbers
-drift on shared machines.
-
-    python -m bench.ingest [--events 50000] [--concurrency 8]
+drift on shared machines. The baseline's latency is per 100 events too: the
+time from the first produce of a batch to the last acknowledgement in it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
-import platform
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
-from ops.settings import PROJECT_ROOT, Settings
-
-RESULTS = PROJECT_ROOT / "bench" / "results"
+from bench.common import Context, Result, Row, Scale, child_env, fresh_settings, percentile, stop
+from ops.settings import PROJECT_ROOT
 
 
 def make_events(n: int, seed: int = 11) -> list[dict]:
@@ -48,10 +40,6 @@ def make_events(n: int, seed: int = 11) -> list[dict]:
     while len(events) < n:
         events += [ev for _, ev in pop.events_at(datetime.now(UTC), 1000)]
     return events[:n]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
 
 # --- front door load generator (runs in its own process) --------------------
@@ -111,29 +99,40 @@ def _raw_producer(bootstrap: str, topic: str, events: list[dict], out) -> None:
         }
     )
     acked = 0
+    started: dict[int, float] = {}
+    pending: dict[int, int] = {}
+    latencies: list[float] = []
 
-    def on_delivery(err, _msg) -> None:
+    def delivered(batch: int, err) -> None:
         nonlocal acked
-        if err is None:
-            acked += 1
+        acked += err is None
+        pending[batch] -= 1
+        if pending[batch] == 0:
+            latencies.append(time.perf_counter() - started[batch])
 
     t0 = time.perf_counter()
-    for ev in events:
+    for i, ev in enumerate(events):
+        b = i // 100
+        if b not in started:
+            started[b], pending[b] = time.perf_counter(), min(100, len(events) - b * 100)
         rec, errs = validate_event(
             ev, tenant_id="t_bench", pii_salt="s", received_at=datetime.now(UTC), bounds=bounds
         )
         if errs:
+            pending[b] -= 1
             continue
         key = f"t_bench:{rec['user_id'] or rec['anonymous_id']}".encode()
         while True:
             try:
-                p.produce(topic, codec.encode(rec), key, on_delivery=on_delivery)
+                p.produce(
+                    topic, codec.encode(rec), key, on_delivery=lambda e, _m, b=b: delivered(b, e)
+                )
                 break
             except BufferError:
                 p.poll(0.05)
         p.poll(0)
     p.flush(60)
-    out.put({"accepted": acked, "elapsed_s": time.perf_counter() - t0})
+    out.put({"accepted": acked, "elapsed_s": time.perf_counter() - t0, "latencies": latencies})
 
 
 def _in_process(target, *args) -> dict:
@@ -146,97 +145,67 @@ def _in_process(target, *args) -> dict:
     return result
 
 
-def run(n_events: int, concurrency: int, scale: str = "custom") -> dict:
+def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
     from ops.control import HttpControl
-    from ops.kafka_launcher import KafkaCluster, free_port
+    from ops.kafka_launcher import free_port
     from ops.secrets import load_secrets
-    from ops.stack import wait_healthy
-    from ops.topics import ensure_topics
+    from ops.stack import Child, wait_healthy
 
-    base = Settings()
-    cluster = KafkaCluster.ensure(
-        PROJECT_ROOT / ".run" / "bench-kafka", base.cache_dir, base.kafka_version
-    )
-    run_dir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    n_events = scale.ingest_events
+    settings = fresh_settings(ctx, "bi", {"events.raw": {}, "bench.baseline": {}})
     port = free_port()
-    prefix = f"bench{int(time.time())}"
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP": cluster.bootstrap,
-        "API_PORT": str(port),
-        "SKILLSTREAM_RUN_DIR": str(run_dir),
-        "TOPIC_PREFIX": prefix,
-        "INGEST_RATE_PER_S": "0",
-    }
-    settings = Settings(
-        SKILLSTREAM_RUN_DIR=run_dir, KAFKA_BOOTSTRAP=cluster.bootstrap, TOPIC_PREFIX=prefix
-    )
-    ensure_topics(cluster.bootstrap, settings, {"events.raw": {}, "bench.baseline": {}})
-    api = subprocess.Popen(
-        [sys.executable, "-m", "api.main"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    api_log = settings.run_dir / "api.log"
+    with open(api_log, "wb") as log:
+        api = subprocess.Popen(
+            [sys.executable, "-m", "api.main"],
+            env=child_env(settings, API_PORT=str(port), INGEST_RATE_PER_S="0"),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
-        from ops.stack import Child
-
-        wait_healthy(url, [Child("api", api, run_dir / "api.log")])
+        wait_healthy(url, [Child("api", api, api_log)])
         key = HttpControl(url, load_secrets(settings).admin_secret).create_tenant("bench")[1]
         events = make_events(n_events)
         batches = [events[i : i + 100] for i in range(0, len(events), 100)]
         door = _in_process(_load_generator, url, key, batches, concurrency)
         base_res = _in_process(
-            _raw_producer, cluster.bootstrap, settings.topic("bench.baseline"), events
+            _raw_producer, ctx.bootstrap, settings.topic("bench.baseline"), events
         )
     finally:
-        api.terminate()
-        api.wait(30)
+        stop(api, 30)
     lat = door.pop("latencies")
     door_rate = door["accepted"] / door["elapsed_s"]
     base_rate = base_res["accepted"] / base_res["elapsed_s"]
-    result = {
-        "scenario": "ingest",
-        "scale": scale,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
-        "events": n_events,
-        "batch_size": 100,
-        "concurrency": concurrency,
-        "front_door": {
-            **door,
-            "events_per_s": round(door_rate),
-            "p50_ms": round(percentile(lat, 50) * 1000, 1),
-            "p99_ms": round(percentile(lat, 99) * 1000, 1),
+    base_lat = base_res.pop("latencies")
+    raw = "plain confluent-kafka producer"
+    return Result(
+        "ingest",
+        rows=[
+            Row("accepted events/s", round(door_rate), round(base_rate), "ev/s", "higher", raw),
+            Row(
+                "p50 latency per 100 events",
+                round(percentile(lat, 50) * 1000, 1),
+                round(percentile(base_lat, 50) * 1000, 1),
+                "ms",
+                "lower",
+                raw,
+            ),
+            Row(
+                "p99 latency per 100 events",
+                round(percentile(lat, 99) * 1000, 1),
+                round(percentile(base_lat, 99) * 1000, 1),
+                "ms",
+                "lower",
+                raw,
+            ),
+        ],  # fmt: skip
+        details={
+            "events": n_events,
+            "batch_size": 100,
+            "concurrency": concurrency,
+            "front_door": door,
+            "baseline_raw_producer": base_res,
         },
-        "baseline_raw_producer": {**base_res, "events_per_s": round(base_rate)},
-        "ratio_front_door_vs_raw": round(door_rate / base_rate, 3),
-    }
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__.split("\n")[0])
-    ap.add_argument("--events", type=int, default=50_000)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--scale", choices=["small", "full"], default=None)
-    args = ap.parse_args(argv)
-    n = {"small": 5_000, "full": 200_000}.get(args.scale, args.events)
-    res = run(n, args.concurrency, args.scale or "custom")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{res['date'][:10]}-ingest.json"
-    out.write_text(json.dumps(res, indent=2) + "\n")
-    d, b = res["front_door"], res["baseline_raw_producer"]
-    print(f"{'':24}{'events/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    print(f"{'front door (HTTP)':24}{d['events_per_s']:>10}{d['p50_ms']:>9}{d['p99_ms']:>9}")
-    print(f"{'raw confluent producer':24}{b['events_per_s']:>10}{'-':>9}{'-':>9}")
-    print(f"ratio front door / raw producer: {res['ratio_front_door_vs_raw']}")
-    print(f"written to {out.relative_to(PROJECT_ROOT)}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    )

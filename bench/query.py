@@ -1,4 +1,4 @@
-"""Report latency for a tenant with 1M events, against a raw-events scan.
+"""Query: report latency for a tenant with 1M / 10M events vs a raw-events scan.
 
 Rows are generated straight into a fresh embedded ClickHouse (INSERT ...
 SELECT FROM numbers()), shaped like the pipeline's output: ``events``, then
@@ -11,26 +11,19 @@ run:
 * **baseline**: a direct scan of the raw ``events`` table computing weekly
   active learners and event counts over the same 8 weeks.
 
-p50/p95 over ``--runs`` runs each, after warm-up; ratios report / baseline.
-
-    python -m bench.query [--events 1000000] [--learners 5000] [--runs 30]
+p50/p95 over the scale's runs each, after two warm-up runs; ratios report /
+baseline. Sizes per scale: 1M (medium), 1M and 10M (full).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
-from ops.settings import PROJECT_ROOT
+from bench.common import Context, Result, Row, Scale, percentile
 
-RESULTS = PROJECT_ROOT / "bench" / "results"
 NAMES = (
     "['session_started','lesson_completed','lesson_completed','assignment_submitted',"
     "'live_session_attended','program_phase_advanced','career_match_viewed',"
@@ -92,74 +85,65 @@ def timed(fn: Callable[[], object], runs: int) -> dict:
         t = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - t) * 1000)
-    samples.sort()
     return {
         "runs": runs,
-        "p50_ms": round(statistics.median(samples), 1),
-        "p95_ms": round(samples[max(0, int(len(samples) * 0.95) - 1)], 1),
+        "p50_ms": round(percentile(samples, 50), 1),
+        "p95_ms": round(percentile(samples, 95), 1),
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--learners", type=int, default=5000)
-    ap.add_argument("--runs", type=int, default=30)
-    args = ap.parse_args()
+RAW_SCAN = (
+    "SELECT toMonday(event_timestamp) AS w, uniqExact(learner_id) AS wal,"
+    " count() AS n FROM events FINAL WHERE tenant_id = {t:String}"
+    " AND event_timestamp >= now64(3) - INTERVAL 56 DAY GROUP BY w ORDER BY w"
+)
 
+
+def run(scale: Scale, ctx: Context) -> Result:
     from api.reports import queries
     from api.reports.scope import Scope
     from sinks.store import open_store
 
-    with tempfile.TemporaryDirectory() as tmp:
-        store = open_store(None, Path(tmp) / "ch")
-        t0 = time.perf_counter()
-        load(store, "bench", args.events, args.learners)
-        load(store, "other", args.events // 10, args.learners // 10)
-        load_s = time.perf_counter() - t0
-        counts = {
-            t: store.query(
-                f"SELECT count() AS n FROM {t} WHERE tenant_id = 'bench'"  # fixed names
-            )[0]["n"]
-            for t in ("events", "learner_daily", "learner_scores")
-        }
-        scope = Scope(role="company_admin", actor_id="b", tenant_id="bench", learners=None,
-                      programs=None)  # fmt: skip
-        engagement = timed(lambda: queries.engagement(store, scope, weeks=8), args.runs)
-        learners = timed(
-            lambda: queries.learners(store, scope, page=1, page_size=50, sort="-at_risk"),
-            args.runs,
-        )
-        baseline = timed(
-            lambda: store.query(
-                "SELECT toMonday(event_timestamp) AS w, uniqExact(learner_id) AS wal,"
-                " count() AS n FROM events FINAL WHERE tenant_id = {t:String}"
-                " AND event_timestamp >= now64(3) - INTERVAL 56 DAY GROUP BY w ORDER BY w",
-                {"t": "bench"},
-            ),
-            args.runs,
-        )
+    result = Result("query")
+    store = open_store(None, Path(tempfile.mkdtemp(prefix="bq-", dir=ctx.workdir)) / "ch")
+    try:
+        for size in scale.query_sizes:
+            tenant = f"bench{size}"
+            learners = max(50, size // 200)  # 5,000 learners per 1M events
+            t0 = time.perf_counter()
+            load(store, tenant, size, learners)
+            load(store, f"other{size}", size // 10, max(5, learners // 10))
+            load_s = time.perf_counter() - t0
+            scope = Scope(role="company_admin", actor_id="b", tenant_id=tenant, learners=None,
+                          programs=None)  # fmt: skip
+            runs = scale.query_runs
+            engagement = timed(lambda s=scope: queries.engagement(store, s, weeks=8), runs)
+            learners_t = timed(
+                lambda s=scope: queries.learners(store, s, page=1, page_size=50, sort="-at_risk"),
+                scale.query_runs,
+            )
+            raw = timed(lambda t=tenant: store.query(RAW_SCAN, {"t": t}), scale.query_runs)
+            label = f"{size / 1e6:g}M events" if size >= 1_000_000 else f"{size:,} events"
+            for name, m in (("engagement report", engagement), ("learner list", learners_t)):
+                for q in ("p50", "p95"):
+                    result.rows.append(
+                        Row(
+                            f"{name} {q}, {label}",
+                            m[f"{q}_ms"],
+                            raw[f"{q}_ms"],
+                            "ms",
+                            "lower",
+                            "direct scan of raw events",
+                        )  # fmt: skip
+                    )
+            result.details[tenant] = {
+                "events": size,
+                "learners": learners,
+                "load_s": round(load_s, 1),
+                "engagement_report": engagement,
+                "learner_list": learners_t,
+                "baseline_raw_events_scan": raw,
+            }
+    finally:
         store.close()
-
-    result = {
-        "scenario": "query",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} cores={__import__('os').cpu_count()}, "
-        f"Python {platform.python_version()}",
-        "tenant_rows": counts,
-        "load_s": round(load_s, 1),
-        "engagement_report": engagement,
-        "learner_list": learners,
-        "baseline_raw_events_scan": baseline,
-        "ratio_engagement_vs_raw_p50": round(engagement["p50_ms"] / baseline["p50_ms"], 3),
-        "ratio_learners_vs_raw_p50": round(learners["p50_ms"] / baseline["p50_ms"], 3),
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{datetime.now(UTC).date().isoformat()}-query.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
-    print(f"written {out}")
-
-
-if __name__ == "__main__":
-    main()
+    return result

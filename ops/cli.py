@@ -118,6 +118,16 @@ def cmd_recompute(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ops.settings import PROJECT_ROOT
+
+    # bench/ is not an installed package: it runs from the source tree.
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from bench.run import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="skillstream", description="SkillStream: streaming learning analytics."
@@ -170,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
     drep.add_argument("--dry-run", action="store_true", help="count, produce nothing")
     drep.set_defaults(func=cmd_dlq)
 
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks against same-run baselines (python -m bench --help)",
+        add_help=False,
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="--scale, --only, --out")
+    bench.set_defaults(func=cmd_bench)
+
     kafka = sub.add_parser("kafka", help="fetch, start, stop or show the local Kafka")
     kafka.add_argument("action", choices=["fetch", "start", "stop", "status"])
     kafka.add_argument("--brokers", type=int, default=1, help="cluster size for start")
@@ -178,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # options and --help belong to the bench's own parser
+        return cmd_bench(argparse.Namespace(bench_args=argv[1:]))
     args = build_parser().parse_args(argv)
     from ops.control import ControlError
     from ops.kafka_launcher import KafkaLauncherError

@@ -1,0 +1,228 @@
+"""The stream peer: the same learner-day aggregates, as a Quix Streams app.
+
+What a team would write with Quix Streams instead of our worker, reading
+our raw topic and writing our ClickHouse ``learner_daily`` table:
+
+  raw (Avro, key tenant:learner-or-visitor)
+    → decode (our codec: both sides pay the same decode)
+    → dedupe by (tenant, client_event_id)      stateful filter, RocksDB
+    → group_by visitor                          repartition topic
+    → identity: anonymous events wait until     stateful, RocksDB
+      the visitor signs in, then count for the user
+    → to_topic attributed, keyed by learner     (one group_by per dataframe)
+    → event time → tumbling 1-day window, 7 days grace, reduce to the counts
+    → .current() → BatchingSink → ClickHouse (newest row per key per batch)
+
+It runs in its own process with its own embedded ClickHouse data path
+(chdb serves one process per path) and reports when the table holds every
+expected event, so the timing includes start-up like the worker's does.
+
+    python -m bench.peers.quix_app --bootstrap B --topic T --chdb DIR \
+        --state-dir DIR --expect N [--timeout S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from quixstreams import Application, State
+from quixstreams.models import TopicConfig
+from quixstreams.models.serializers import Deserializer
+from quixstreams.sinks import BatchingSink, SinkBatch
+
+from schemas.codec import SingleObjectCodec
+from schemas.dictionary import BY_NAME
+from sinks.store import Store, open_store
+from streams.records import normalise
+
+COUNTERS = (
+    "sign_ins",
+    "live_sessions",
+    "phase_advances",
+    "submissions",
+    "lessons_completed",
+    "active_minutes",
+    "completions",
+    "events",
+)
+PENDING_MAX_EVENTS = 500  # the worker's bound on anonymous events held per visitor
+
+
+class AvroDeserializer(Deserializer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.codec = SingleObjectCodec()
+
+    def __call__(self, value: bytes, ctx: Any) -> dict:
+        return normalise(self.codec.decode(value))
+
+
+def first_seen(rec: dict, state: State) -> bool:
+    """Dedupe. A duplicate carries the same message key as the original, so
+    the key-scoped state sees both."""
+    key = f"{rec['tenant_id']}|{rec['client_event_id']}"
+    if state.get(key) is not None:
+        return False
+    state.set(key, 1)
+    return True
+
+
+def attribute(rec: dict, state: State) -> list[dict]:
+    """Per visitor: identified events link it; anonymous events before the
+    link wait in state and are released with the learner set."""
+    user = rec.get("user_id")
+    if user:
+        rec["learner_id"] = user
+        out = [rec]
+        if state.get("user") != user:
+            state.set("user", user)
+            out += [{**p, "learner_id": user} for p in state.get("pending", [])]
+            state.delete("pending")
+        return out
+    linked = state.get("user")
+    if linked:
+        rec["learner_id"] = linked
+        return [rec]
+    state.set("pending", ([*state.get("pending", []), rec])[-PENDING_MAX_EVENTS:])
+    return []
+
+
+def _counts(agg: dict, rec: dict) -> dict:
+    c = dict(agg)
+    c["events"] += 1
+    spec = BY_NAME.get(rec["event_name"])
+    if spec and spec.engagement_component:
+        c[spec.engagement_component] += 1
+    minutes = rec["properties"].get("duration_minutes")
+    if isinstance(minutes, int) and minutes > 0:
+        c["active_minutes"] += minutes
+    if rec["event_name"] == "program_completed":
+        c["completions"] += 1
+    c["program_id"] = rec.get("program_id") or agg.get("program_id")
+    c["cohort_id"] = rec.get("cohort_id") or agg.get("cohort_id")
+    return c
+
+
+def initializer(rec: dict) -> dict:
+    zero = {"tenant_id": rec["tenant_id"], "user_id": rec["learner_id"]}
+    zero.update(dict.fromkeys(COUNTERS, 0))
+    return _counts(zero, rec)
+
+
+def to_row(window: dict) -> dict:
+    v = window["value"]
+    return {
+        **v,
+        "day": datetime.fromtimestamp(window["start"] / 1000, UTC).date().isoformat(),
+        "version": v["events"],  # grows with every update of the window
+        "updated_at": datetime.now(UTC),
+    }
+
+
+class ClickHouseSink(BatchingSink):
+    """Writes learner_daily through our store interface, like our sink."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        self.store = store
+
+    def write(self, batch: SinkBatch) -> None:
+        newest: dict[tuple, dict] = {}
+        for item in batch:
+            r = item.value
+            newest[(r["tenant_id"], r["user_id"], r["day"])] = r
+        token = f"quix:{batch.topic}:{batch.partition}:{batch.start_offset}:{batch.size}"
+        self.store.insert("learner_daily", list(newest.values()), token)
+
+
+def build(
+    bootstrap: str, topic: str, partitions: int, state_dir: str, store: Store, group: str
+) -> Application:
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=group,
+        auto_offset_reset="earliest",
+        state_dir=state_dir,
+        commit_interval=1.0,  # our sink writes every 0.5 s; Quix's default is 5 s
+        loglevel="WARNING",
+    )
+    raw = app.topic(
+        topic,
+        value_deserializer=AvroDeserializer(),
+        timestamp_extractor=lambda value, headers, ts, ts_type: value["event_timestamp"],
+    )
+    # One group_by per dataframe: the learner re-key goes through a topic.
+    attributed = app.topic(
+        f"{topic}-quix-attributed",
+        key_serializer="str",
+        key_deserializer="str",
+        config=TopicConfig(num_partitions=partitions, replication_factor=1),
+        timestamp_extractor=lambda value, headers, ts, ts_type: value["event_timestamp"],
+    )
+    sdf = app.dataframe(raw)
+    sdf = sdf.filter(first_seen, stateful=True)
+    sdf = sdf.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
+    sdf = sdf.apply(attribute, stateful=True, expand=True)
+    sdf.to_topic(attributed, key=lambda r: f"{r['tenant_id']}:{r['learner_id']}")
+
+    sdf = app.dataframe(attributed)
+    sdf = (
+        sdf.tumbling_window(timedelta(days=1), grace_ms=timedelta(days=7), name="learner_day")
+        .reduce(reducer=_counts, initializer=initializer)
+        .current()
+    )
+    sdf = sdf.apply(to_row)
+    sdf.sink(ClickHouseSink(store))
+    return app
+
+
+TOTALS_SQL = (
+    "SELECT count() AS rows, sum(events) AS events, sum(sign_ins) AS sign_ins,"
+    " sum(lessons_completed) AS lessons, sum(submissions) AS submissions"
+    " FROM learner_daily FINAL"
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--chdb", required=True)
+    ap.add_argument("--state-dir", required=True)
+    ap.add_argument("--expect", type=int, required=True, help="sum(events) when complete")
+    ap.add_argument("--timeout", type=float, default=3600)
+    ap.add_argument("--partitions", type=int, default=6, help="of the attributed topic")
+    args = ap.parse_args(argv)
+    from pathlib import Path
+
+    store = open_store(None, Path(args.chdb))
+    group = f"quix-peer-{time.time_ns()}"
+    app = build(args.bootstrap, args.topic, args.partitions, args.state_dir, store, group)
+    result: dict[str, Any] = {"complete": False}
+
+    def watch() -> None:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            n = int(store.query("SELECT sum(events) AS n FROM learner_daily FINAL")[0]["n"] or 0)
+            if n >= args.expect:
+                result.update(complete=True, done_at=time.time())
+                break
+        app.stop()
+
+    threading.Thread(target=watch, daemon=True).start()
+    app.run()
+    result["totals"] = store.query(TOTALS_SQL)[0]
+    store.close()
+    print(json.dumps(result, default=str), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
