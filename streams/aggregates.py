@@ -4,8 +4,9 @@
   sign-ins, live sessions, phase advances, submissions, lessons completed,
   active minutes, completions, events.
 * program_week: per program per ISO week and per source partition: the
-  distinct active learners and completions. A learner's events live on one
-  partition, so partials are disjoint and sum exactly in ClickHouse.
+  distinct active learners and completions (membership in its own table).
+  A learner's events live on one partition, so partials are disjoint and
+  sum exactly in ClickHouse.
 
 Each update returns the full new row with a per-key version, so a replay
 converges (ReplacingMergeTree keeps the highest version). A learner's
@@ -86,46 +87,55 @@ def _week_row(tenant: str, program: str, week: int, partition: int, state: dict)
         "program_id": program,
         "week": iso_day(week),
         "src_partition": partition,
-        "active_learners": len(state["active"]),
-        "completions": len(state["completed"]),
+        "active_learners": state["active"],
+        "completions": state["completed"],
         "version": state["v"],
     }
 
 
 def update_program_week(
     table: MutableMapping[str, Any],
+    members: MutableMapping[str, Any],
     rec: dict,
     partition: int,
     source: str = "",
     offset: int = -1,
 ) -> dict | None:
-    """The new row if this event changed the week, else None; a redelivered
-    event that changed it re-emits the row (its first emit may be lost)."""
+    """The new row if this event changed the week, else None.
+
+    The week row holds counters only; who is counted lives in ``members``,
+    one small key per learner (and per completer), so an update costs the
+    same with 10 or 100,000 learners in the program. A record delivered
+    again re-emits the row (its first emit may have been lost); the row's
+    applied offset per source (records arrive in order) keeps it from
+    counting twice.
+    """
     program = rec.get("program_id")
     if not program:
         return None
     tenant, user = rec["tenant_id"], rec["learner_id"]
     week = week_of(rec["event_day"])
     key = f"{tenant}|{program}|{week}|{partition}"
-    cur = table.get(key) or {"active": [], "completed": [], "v": 0, "applied": {}}
+    cur = table.get(key) or {"active": 0, "completed": 0, "v": 0, "applied": {}}
     applied = dict(cur.get("applied") or {})
     if offset >= 0 and offset <= applied.get(source, -1):
         return _week_row(tenant, program, week, partition, cur)
-    active, completed = set(cur["active"]), set(cur["completed"])
-    changed = user not in active
-    active.add(user)
-    if rec["event_name"] == "program_completed" and user not in completed:
-        completed.add(user)
-        changed = True
-    if not changed:
+    added = {"active": f"{key}|a|{user}"}
+    if rec["event_name"] == "program_completed":
+        added["completed"] = f"{key}|c|{user}"
+    new = {**cur}
+    mark = f"{source}@{offset}"
+    for counter, member in added.items():
+        # Absent, or added by this very record before a crash that lost the
+        # counter update (the counter's applied offset says it is not in).
+        if members.get(member) in (None, mark):
+            members[member] = mark
+            new[counter] += 1
+    if new == cur:
         return None
+    new["v"] = cur["v"] + 1
     applied[source] = offset
-    new = {
-        "active": sorted(active),
-        "completed": sorted(completed),
-        "v": cur["v"] + 1,
-        "applied": applied,
-    }
+    new["applied"] = applied
     table[key] = new
     return _week_row(tenant, program, week, partition, new)
 

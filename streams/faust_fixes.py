@@ -44,7 +44,14 @@ async def _no_gap(self: Consumer, tp: object, offset_from: int, offset_to: int) 
     return None
 
 
+# Table writes wait in the buffer; past this many the agent pauses until it
+# drains. Faust's 100 paused the worker several times a second (one event
+# writes several keys).
+BUFFER_MAX_MESSAGES = 1000
+
+
 def apply() -> None:
+    ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush_until_drained  # type: ignore[method-assign]

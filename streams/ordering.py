@@ -33,7 +33,7 @@ REWINDS = Counter(
     "skillstream_stream_rewinds_total", "Times a partition was rewound after skipped records"
 )
 REWIND_RETRY_S = 2.0
-STALL_S = 5.0
+STALL_S = 30.0
 
 
 class InOrder:

@@ -92,6 +92,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     watermarks = table("watermarks")
     learner_day = table("learner_day")
     program_week = table("program_week")
+    program_week_members = table("program_week_members")
     learner_index = table("learner_index")
 
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
@@ -120,7 +121,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         row = aggregates.update_learner_day(learner_day, rec, item.topic, item.offset)
         await send(learner_daily, f"{tenant}:{user}:{row['day']}", row)
         week_row = aggregates.update_program_week(
-            program_week, rec, item.partition, item.topic, item.offset
+            program_week, program_week_members, rec, item.partition, item.topic, item.offset
         )
         if week_row:
             await send(program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
