@@ -116,9 +116,9 @@ def steady(
     for ev in events:
         if stop.is_set():
             break
-        due = t0 + sent / rate
-        if due > time.perf_counter():
-            time.sleep(due - time.perf_counter())
+        wait = t0 + sent / rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
         value, key = _encoded(ev, tenant, datetime.now(UTC), codec, bounds)
         p.produce(topic, value, key)
         p.poll(0)

@@ -6,7 +6,8 @@ after 0.1 s without progress, and it counts a message as gone as soon as
 it leaves the queue, before it reaches the Kafka client. Under load either
 lets a commit pass changelog records that are still in memory, and a crash
 then loses state updates whose source offsets are committed. The drain
-below waits until the queue is empty and nothing is in flight.
+below waits until every record buffered before it began has been handed
+to the Kafka client (whose flush follows).
 
 Its fetch loop also treats a jump in offsets as a "gap" (meant for
 transaction markers) and marks the missing offsets acknowledged, so a
@@ -22,22 +23,33 @@ import asyncio
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 
+_original_put = ProducerBuffer.put
 _original_send_pending = ProducerBuffer._send_pending
 
 
-async def _send_pending_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001 (faust type)
-    self._skillstream_inflight = getattr(self, "_skillstream_inflight", 0) + 1
+def _put_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001 (faust type)
+    self._skillstream_put = getattr(self, "_skillstream_put", 0) + 1
+    _original_put(self, fut)
+
+
+async def _send_pending_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001
     try:
         await _original_send_pending(self, fut)
     finally:
-        self._skillstream_inflight -= 1
+        self._skillstream_sent = getattr(self, "_skillstream_sent", 0) + 1
 
 
 async def _flush_until_drained(self: ProducerBuffer) -> None:
-    while self.size or getattr(self, "_skillstream_inflight", 0):
+    # Wait for what was buffered when the flush began (one FIFO queue, one
+    # sender task: sent in order), not for an empty buffer, which a busy
+    # agent that keeps writing tables would never leave.
+    target = getattr(self, "_skillstream_put", 0)
+    while getattr(self, "_skillstream_sent", 0) < target:
         if self.state != "running" and self.size:
             raise RuntimeError("Cannot flush: Producer not Running")
-        await asyncio.sleep(0.005)
+        if self.state != "running":
+            return
+        await asyncio.sleep(0.002)
 
 
 async def _no_gap(self: Consumer, tp: object, offset_from: int, offset_to: int) -> None:
@@ -53,5 +65,6 @@ BUFFER_MAX_MESSAGES = 1000
 def apply() -> None:
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
+    ProducerBuffer.put = _put_counted  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]
     ProducerBuffer.flush = _flush_until_drained  # type: ignore[method-assign]
