@@ -45,7 +45,7 @@ def audit_rows(
     after = 0
     while True:
         got = store.query(
-            "SELECT seq, toString(at) AS at, tenant_id, actor_id, actor_role, action, resource,"
+            "SELECT seq, toString(at) AS at_s, tenant_id, actor_id, actor_role, action, resource,"
             " outcome, detail, prev_hash, hash FROM audit_events"
             " WHERE tenant_id = {t:String} AND seq > {after:UInt64}"
             " AND at >= {since:DateTime64(3)} AND at < {until:DateTime64(3)}"
@@ -59,6 +59,7 @@ def audit_rows(
             },
         )
         for r in got:
+            r["at"] = r.pop("at_s")
             r["legal_hold"] = is_held(r, holds)
             if legal_hold is None or r["legal_hold"] == legal_hold:
                 yield r

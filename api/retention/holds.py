@@ -123,12 +123,15 @@ def sync_event_flags(store: Store, tenant_id: str) -> None:
     sql, params = held_sql(
         list_holds(store, tenant_id), user_col="learner_id", time_col="event_timestamp"
     )
-    store.command(
-        f"ALTER TABLE events UPDATE legal_hold = toUInt8({sql})"
-        " WHERE tenant_id = {tenant:String} AND legal_hold != toUInt8(" + sql + ")"
-        " SETTINGS mutations_sync = 1",
-        {"tenant": tenant_id, **params},
-    )
+    where = "tenant_id = {tenant:String} AND legal_hold != toUInt8(" + sql + ")"
+    p = {"tenant": tenant_id, **params}
+    # a mutation rewrites parts: only start one when a flag is wrong
+    if int(store.query(f"SELECT count() AS n FROM events WHERE {where}", p)[0]["n"]):
+        store.command(
+            f"ALTER TABLE events UPDATE legal_hold = toUInt8({sql})"
+            f" WHERE {where} SETTINGS mutations_sync = 1",
+            p,
+        )
 
 
 def place_hold(

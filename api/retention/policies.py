@@ -71,14 +71,20 @@ def set_policy(
     )
     now = effective(store, settings, tenant_id)
     if subject in BY_NAME:
-        # The events table's TTL reads each row's retention_days: keep it in
-        # step so a longer tenant policy is not cut short by the TTL.
-        store.command(
-            "ALTER TABLE events UPDATE retention_days = {d:UInt16}"
-            " WHERE tenant_id = {t:String} AND event_name = {e:String}"
-            " AND retention_days != {d:UInt16} SETTINGS mutations_sync = 1",
-            {"d": min(now[subject], 65_535), "t": tenant_id, "e": subject},
-        )
+        # The events table's TTL reads each row's retention_days (the
+        # dictionary's, set by the sink). Only ever lengthen it, so a longer
+        # tenant policy is not cut short by the TTL; shortening is the purge's
+        # job, which respects legal holds and records what it removed.
+        keep = max(now[subject], BY_NAME[subject].retention_days)
+        where = "tenant_id = {t:String} AND event_name = {e:String} AND retention_days < {d:UInt16}"
+        p = {"d": min(keep, 65_535), "t": tenant_id, "e": subject}
+        # a mutation rewrites parts: only start one when a row needs it
+        if int(store.query(f"SELECT count() AS n FROM events WHERE {where}", p)[0]["n"]):
+            store.command(
+                "ALTER TABLE events UPDATE retention_days = {d:UInt16}"
+                f" WHERE {where} SETTINGS mutations_sync = 1",
+                p,
+            )
     audit(
         store,
         tenant_id=tenant_id,
