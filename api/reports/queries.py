@@ -291,15 +291,38 @@ def learners_stream(
     chunk: int = 20_000,
 ) -> Iterator[dict[str, Any]]:
     """Every row of ``learners`` (same columns, same definitions), ordered by
-    tenant then user, fetched ``chunk`` rows at a time by keyset on the
-    table's sort key: no OFFSET, no session held between chunks, memory
-    bounded by one chunk whatever the total (exports)."""
+    tenant then user, a chunk at a time by keyset on the table's sort key: no
+    OFFSET over results, no session held between chunks, and each chunk's
+    aggregation bounded to a key range, so time is linear and memory flat in
+    the number of learners (exports)."""
     today = today or datetime.now(UTC).date()
     f = scope.filter("learner_scores")
     having = "" if at_risk is None else "HAVING risk = {want_risk:UInt8}"
     comps = ", ".join(f"argMax({c}, day) AS c_{c}" for c in COMPONENTS)
-    after_t, after_u = "", ""
+    after = "(tenant_id > {a_t:String} OR (tenant_id = {a_t:String} AND user_id > {a_u:String}))"
+    upto = "(tenant_id < {b_t:String} OR (tenant_id = {b_t:String} AND user_id <= {b_u:String}))"
+    p = {
+        "today": today.isoformat(),
+        "since": (today - timedelta(days=days)).isoformat(),
+        "inactive": INACTIVE_DAYS,
+        "want_risk": int(bool(at_risk)),
+        "a_t": "",
+        "a_u": "",
+        "chunk": chunk,
+        **f.params,
+    }
+    where = f"day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql} AND {after}"
     while True:
+        # The chunk's upper key: ``chunk`` rows (learner-days) past the last
+        # key, read in the table's order from the primary index.
+        bound = store.query(
+            f"SELECT tenant_id AS t, user_id AS u FROM learner_scores WHERE {where}"
+            " ORDER BY tenant_id, user_id LIMIT 1 OFFSET {chunk:UInt32}",
+            p,
+        )
+        last = not bound
+        if not last:
+            p.update(b_t=bound[0]["t"], b_u=bound[0]["u"])
         rows = store.query(
             f"""
             SELECT tenant_id AS t, user_id AS u, toString(max(day)) AS scored_on,
@@ -309,29 +332,18 @@ def learners_stream(
                    toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk,
                    {comps}
             FROM learner_scores FINAL
-            WHERE day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql}
-              AND (tenant_id, user_id) > ({{after_t:String}}, {{after_u:String}})
+            WHERE {where} {"" if last else "AND " + upto}
             GROUP BY tenant_id, user_id
             {having}
             ORDER BY t, u
-            LIMIT {{limit:UInt32}}
             """,
-            {
-                "today": today.isoformat(),
-                "since": (today - timedelta(days=days)).isoformat(),
-                "inactive": INACTIVE_DAYS,
-                "want_risk": int(bool(at_risk)),
-                "after_t": after_t,
-                "after_u": after_u,
-                "limit": chunk,
-                **f.params,
-            },
+            p,
         )
         for r in rows:
             yield _learner_item(r)
-        if len(rows) < chunk:
+        if last:
             return
-        after_t, after_u = rows[-1]["t"], rows[-1]["u"]
+        p.update(a_t=p["b_t"], a_u=p["b_u"])
 
 
 # --- one learner's raw events ---------------------------------------------------
