@@ -83,17 +83,18 @@ class AppContext:
 
     def start_jobs(self) -> Scheduler:
         """Resume unfinished exports and start the export sweep and the purge."""
-        from api.retention.purge import purge_all
+        from api.retention.purge import purge_due
 
         s = self.settings
         self.exports.recover()
         self.scheduler = Scheduler(
             [
                 Periodic("export sweep", s.export_sweep_s, self.exports.sweep),
+                # each tenant is purged on its own cadence; this only looks
                 Periodic(
                     "retention purge",
-                    s.purge_interval_s,
-                    lambda: [r.removed for r in purge_all(self.store, s, self.objects)],
+                    s.purge_check_s,
+                    lambda: purge_due(self.store, s, self.objects),
                 ),
             ]
         )

@@ -105,7 +105,12 @@ class Settings(BaseSettings):
     purge_interval_s: float = Field(
         24 * 3600,
         alias="PURGE_INTERVAL_S",
-        description="Cadence of the retention purge (s); default daily.",
+        description="Default per-tenant cadence of the retention purge (s); daily.",
+    )
+    purge_check_s: float = Field(
+        300,
+        alias="PURGE_CHECK_S",
+        description="How often the scheduler looks for tenants whose purge is due (s).",
     )
     aggregate_retention_days: int = Field(
         5 * 365,

@@ -349,3 +349,23 @@ def test_purge_removes_exactly_the_expired_rows(
         {"t": tid},
     )
     assert json.loads(trail[0]["detail"])["removed"]["events"] == rep.removed["events"]
+
+
+def test_purge_runs_on_each_tenants_own_cadence(api, store):
+    from api.retention.purge import due_tenants, purge_due
+
+    hourly, name = _tenant(api)
+    daily, _ = _tenant(api)
+    admin = _h(api, hourly, name, "company_admin")
+    r = httpx.put(f"{api.url}/v1/governance/purge-schedule", headers=admin, json={"every_s": 3600})
+    assert r.status_code == 200 and r.json()["every_s"] == 3600
+    now = datetime.now(UTC)
+    both = [hourly, daily]
+    ran = purge_due(store, api.settings, None, now, among=both)  # other tests' tenants: untouched
+    assert hourly in ran and daily in ran  # never purged: both due
+    assert not {hourly, daily} & set(due_tenants(store, api.settings, now, both))
+    later = set(due_tenants(store, api.settings, now + timedelta(hours=2), both))
+    assert hourly in later and daily not in later
+    assert daily in set(due_tenants(store, api.settings, now + timedelta(hours=25), both))
+    got = httpx.get(f"{api.url}/v1/governance/purge-schedule", headers=admin).json()
+    assert got["every_s"] == 3600 and got["last_purge"]

@@ -19,6 +19,7 @@ from api.deps import Admin, Ctx, CurrentPrincipal
 from api.retention.erasure import erase_user
 from api.retention.holds import HoldError, list_holds, place_hold, release_hold
 from api.retention.policies import PolicyError, effective, set_policy
+from api.retention.purge import cadence, last_purge, set_cadence
 from api.routes.org import _tenant
 from api.routes.reports import ERRORS, deny
 
@@ -122,6 +123,45 @@ async def put_retention(body: PolicyIn, ctx: Ctx, principal: CurrentPrincipal) -
         )
     except PolicyError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+
+
+class ScheduleIn(BaseModel):
+    every_s: int | None = Field(None, description="Purge cadence in seconds; None: the default.")
+    tenant_id: str | None = None
+
+
+@router.get("/purge-schedule", responses=ERRORS)
+async def get_schedule(ctx: Ctx, principal: CurrentPrincipal, tenant_id: str | None = None) -> dict:
+    tenant = _tenant(ctx, principal, tenant_id, "retention.schedule.read")
+
+    def read() -> dict:
+        last = last_purge(ctx.store, tenant)
+        return {
+            "tenant_id": tenant,
+            "every_s": cadence(ctx.store, ctx.settings, tenant),
+            "last_purge": last.isoformat().replace("+00:00", "Z") if last else None,
+        }
+
+    return await run_in_threadpool(read)
+
+
+@router.put("/purge-schedule", responses=ERRORS)
+async def put_schedule(body: ScheduleIn, ctx: Ctx, principal: CurrentPrincipal) -> dict:
+    """Per-tenant purge cadence (audited)."""
+    tenant = _tenant(ctx, principal, body.tenant_id, "retention.schedule")
+    try:
+        await run_in_threadpool(
+            lambda: set_cadence(
+                ctx.store,
+                tenant_id=tenant,
+                every_s=body.every_s,
+                actor_id=principal.user_id or "",
+                actor_role=principal.role,
+            )
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+    return {"tenant_id": tenant, "every_s": cadence(ctx.store, ctx.settings, tenant)}
 
 
 class ErasureIn(BaseModel):

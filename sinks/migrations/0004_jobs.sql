@@ -127,3 +127,14 @@ CREATE TABLE IF NOT EXISTS deletion_requests (
     version       UInt64
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY (tenant_id, request_id);
+
+-- Per-tenant purge cadence (no row: PURGE_INTERVAL_S). When a tenant was
+-- last purged is read from its 'retention.purge' audit rows.
+CREATE TABLE IF NOT EXISTS purge_schedules (
+    tenant_id   LowCardinality(String),
+    every_s     UInt32,
+    deleted     UInt8,
+    changed_by  String,
+    version     UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY tenant_id;
