@@ -6,7 +6,17 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.context import AppContext
-from api.routes import admin, dashboard, events, health, org, reports
+from api.routes import (
+    admin,
+    dashboard,
+    events,
+    exports,
+    governance,
+    health,
+    notifications,
+    org,
+    reports,
+)
 
 DESCRIPTION = """
 SkillStream: streaming learning analytics on Kafka and ClickHouse.
@@ -14,6 +24,8 @@ SkillStream: streaming learning analytics on Kafka and ClickHouse.
 * **Ingest**: `POST /v1/events/batch` with a tenant write key.
 * **Reports**: `GET /v1/reports/{engagement,learners,kpis}`, role-scoped, with a bearer
   token from `skillstream token`; org data at `/v1/org/links`.
+* **Exports** (`/v1/exports`), **notifications** (`/v1/notifications`, `/v1/webhooks`),
+  **governance** (`/v1/governance/...`: legal holds, retention, erasure, flags, audit).
 * **Dashboard**: `GET /` (the "Engagement · last 8 weeks" page).
 * **Health**: `GET /health`, Prometheus at `GET /metrics`.
 """
@@ -27,6 +39,10 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(events.router)
     app.include_router(reports.router)
     app.include_router(org.router)
+    app.include_router(exports.router)
+    app.include_router(notifications.router)
+    app.include_router(governance.router)
+    app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app

@@ -6,10 +6,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from api.exports.runner import ExportRunner
+from api.exports.storage import ObjectStore, object_store_for
 from api.ingest.producer import AsyncProducer
 from api.ingest.ratelimit import RateLimiter
 from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
+from api.jobs import Periodic, Scheduler
+from api.notify.channels import ReadyPublisher
+from api.notify.fanout import Notifier
 from api.tenants import TenantRegistry
 from ops.secrets import Secrets
 from ops.settings import Settings
@@ -54,6 +59,10 @@ class AppContext:
     raw_topic: str = field(init=False)
     sink: Sink | None = None
     started_at: float = field(default_factory=time.time)
+    objects: ObjectStore = field(init=False)
+    notifier: Notifier = field(init=False)
+    exports: ExportRunner = field(init=False)
+    scheduler: Scheduler | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -67,6 +76,30 @@ class AppContext:
         burst = max(s.ingest_rate_per_s * 2, s.ingest_max_batch_events)
         self.rate_limiter = RateLimiter(s.ingest_rate_per_s, burst)
         self.bounds = Bounds(s.ingest_max_future_s, s.ingest_max_age_s)
+        self.objects = object_store_for(s, self.secrets.token_secret)
+        publisher = ReadyPublisher(self.kafka_bootstrap, s.topic("reports.ready"))
+        self.notifier = Notifier(self.store, s, publisher)
+        self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
+
+    def start_jobs(self) -> Scheduler:
+        """Resume unfinished exports and start the export sweep and the purge."""
+        from api.retention.purge import purge_due
+
+        s = self.settings
+        self.exports.recover()
+        self.scheduler = Scheduler(
+            [
+                Periodic("export sweep", s.export_sweep_s, self.exports.sweep),
+                # each tenant is purged on its own cadence; this only looks
+                Periodic(
+                    "retention purge",
+                    s.purge_check_s,
+                    lambda: purge_due(self.store, s, self.objects),
+                ),
+            ]
+        )
+        self.scheduler.start()
+        return self.scheduler
 
     def start_sink(self) -> Sink:
         self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
@@ -74,6 +107,11 @@ class AppContext:
         return self.sink
 
     def close(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        self.exports.stop()
+        if self.notifier.publisher:
+            self.notifier.publisher.close()
         if self.sink:
             self.sink.stop()
         self.producer.close()

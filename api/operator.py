@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from api.audit.chain import audit
 from api.reports.org import Link, OrgRegistry
 from api.security import ROLES, issue_token
 from api.tenants import Tenant, TenantError, TenantRegistry
@@ -15,7 +16,18 @@ class NotFound(LookupError):
 
 
 def create_tenant(tenants: TenantRegistry, name: str) -> tuple[Tenant, str]:
-    return tenants.create(name)
+    tenant, key = tenants.create(name)
+    audit(
+        tenants.store,
+        tenant_id=tenant.tenant_id,
+        actor_id="operator",
+        actor_role="operator",
+        action="write_key.issued",
+        resource=f"tenant:{tenant.tenant_id}",
+        outcome="ok",
+        detail={"name": name},
+    )
+    return tenant, key
 
 
 def mint_token(
@@ -32,7 +44,7 @@ def mint_token(
     tenant = tenants.by_name(tenant_name)
     if tenant is None:
         raise NotFound(f"no tenant named {tenant_name!r}")
-    return issue_token(
+    token = issue_token(
         secrets.token_secret,
         tenant_id=tenant.tenant_id,
         tenant_name=tenant.name,
@@ -40,6 +52,17 @@ def mint_token(
         user_id=user_id,
         ttl_s=ttl_s,
     )
+    audit(
+        tenants.store,
+        tenant_id=tenant.tenant_id,
+        actor_id="operator",
+        actor_role="operator",
+        action="token.issued",
+        resource=f"user:{user_id or ''}",
+        outcome="ok",
+        detail={"role": role, "ttl_s": ttl_s},
+    )
+    return token
 
 
 # --- org data ------------------------------------------------------------------------
@@ -82,3 +105,88 @@ def org_list(
 ) -> list[dict]:
     tid = _tenant_id(tenants, tenant_name)
     return [lk.__dict__ for lk in OrgRegistry(store).links(tid, relation)]
+
+
+# --- governance (issue 7): the CLI's audit verify, purge, legal holds, flags ---------
+def audit_verify(tenants: TenantRegistry, store: Store, tenant_name: str | None) -> list[dict]:
+    from api.audit.chain import verify
+
+    tid = _tenant_id(tenants, tenant_name) if tenant_name else None
+    return [v.as_dict() for v in verify(store, tid)]
+
+
+def purge(
+    tenants: TenantRegistry, store: Store, settings, objects, tenant_name: str | None
+) -> list[dict]:
+    from api.retention.purge import purge_all
+
+    tid = _tenant_id(tenants, tenant_name) if tenant_name else None
+    reports = purge_all(store, settings, objects, tenant_id=tid, actor_id="operator")
+    return [r.__dict__ for r in reports]
+
+
+def hold_add(
+    tenants: TenantRegistry,
+    store: Store,
+    tenant_name: str,
+    kind: str,
+    reason: str,
+    user_id: str | None,
+    from_ts,
+    to_ts,
+) -> dict:
+    from api.retention.holds import place_hold
+
+    h = place_hold(
+        store,
+        tenant_id=_tenant_id(tenants, tenant_name),
+        kind=kind,
+        user_id=user_id,
+        from_ts=from_ts,
+        to_ts=to_ts,
+        reason=reason,
+        actor_id="operator",
+        actor_role="operator",
+    )
+    return h.as_dict()
+
+
+def hold_list(tenants: TenantRegistry, store: Store, tenant_name: str) -> list[dict]:
+    from api.retention.holds import list_holds
+
+    return [h.as_dict() for h in list_holds(store, _tenant_id(tenants, tenant_name))]
+
+
+def hold_release(tenants: TenantRegistry, store: Store, tenant_name: str, hold_id: str) -> dict:
+    from api.retention.holds import release_hold
+
+    h = release_hold(
+        store,
+        tenant_id=_tenant_id(tenants, tenant_name),
+        hold_id=hold_id,
+        actor_id="operator",
+        actor_role="operator",
+    )
+    return h.as_dict()
+
+
+def set_capabilities(
+    tenants: TenantRegistry,
+    store: Store,
+    tenant_name: str,
+    enable: list[str],
+    disable: list[str],
+) -> dict:
+    from api.capabilities import set_flags
+
+    tid = _tenant_id(tenants, tenant_name)
+    flags = set_flags(
+        store,
+        tenants,
+        tid,
+        enable=enable,
+        disable=disable,
+        actor_id="operator",
+        actor_role="operator",
+    )
+    return {"tenant": tenant_name, "flags": flags}

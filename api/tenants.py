@@ -32,7 +32,7 @@ class Tenant:
     capabilities: tuple[str, ...]
 
 
-DEFAULT_CAPABILITIES = ("bulk_export", "pdf_export")
+DEFAULT_CAPABILITIES = ("bulk_export", "pdf_export", "audit_export", "webhooks")
 
 
 def _row_to_tenant(row: dict) -> Tenant:
@@ -107,6 +107,12 @@ class TenantRegistry:
         tenant = _row_to_tenant(rows[0])
         self._by_key_hash[h] = tenant
         return tenant
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop cached lookups of a tenant whose row changed (capability flags)."""
+        with self._lock:
+            for h in [h for h, t in self._by_key_hash.items() if t.tenant_id == tenant_id]:
+                del self._by_key_hash[h]
 
     def all(self) -> list[Tenant]:
         rows = self.store.query(

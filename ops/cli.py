@@ -57,6 +57,62 @@ def cmd_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    verdicts = control_for(get_settings()).audit_verify(args.tenant)
+    bad = 0
+    for v in verdicts:
+        extra = (
+            f" ({v['unchained']} unchained row(s) from before the chain)" if v["unchained"] else ""
+        )
+        if v["ok"]:
+            print(f"ok\t{v['tenant_id']}\t{v['rows']} row(s){extra}")
+        else:
+            bad += 1
+            print(f"BROKEN\t{v['tenant_id']}\tat seq {v['broken_seq']}: {v['reason']}")
+    print(f"{len(verdicts) - bad} chain(s) verified, {bad} broken")
+    return 1 if bad else 0
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    reports = control_for(get_settings()).purge(args.tenant)
+    for r in reports:
+        removed = ", ".join(f"{k} {v}" for k, v in r["removed"].items())
+        kept = sum(r["kept_on_hold"].values())
+        print(f"{r['tenant_id']}\tremoved: {removed}\tkept on hold: {kept}")
+    print(f"purged {len(reports)} tenant(s)")
+    return 0
+
+
+def cmd_hold(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    control = control_for(get_settings())
+    if args.action == "list":
+        for h in control.hold_list(args.tenant):
+            what = h["user_id"] or (f"{h['from_ts']}..{h['to_ts']}" if h["kind"] == "range" else "")
+            print(f"{h['hold_id']}\t{h['kind']}\t{what}\t{h['reason']}")
+        return 0
+    if args.action == "release":
+        h = control.hold_release(args.tenant, args.hold_id)
+        print(f"released {h['hold_id']}")
+        return 0
+    h = control.hold_add(args.tenant, args.kind, args.reason, args.user, args.start, args.end)
+    print(f"placed {h['hold_id']}")
+    return 0
+
+
+def cmd_caps(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    out = control_for(get_settings()).capabilities(args.name, args.enable, args.disable)
+    print(" ".join(out["flags"]))
+    return 0
+
+
 def cmd_kafka(args: argparse.Namespace) -> int:
     from ops.kafka_launcher import KafkaCluster
 
@@ -165,6 +221,47 @@ def build_parser() -> argparse.ArgumentParser:
     ol.add_argument("--tenant", required=True, help="tenant name")
     ol.add_argument("--relation", default=None, choices=["manager", "mentor", "program_owner"])
     ol.set_defaults(func=cmd_org)
+
+    create = tsub.add_parser("caps", help="set a tenant's capability flags (audited)")
+    create.add_argument("name", help="tenant name")
+    create.add_argument(
+        "--enable",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="bulk_export, pdf_export, audit_export, webhooks",
+    )
+    create.add_argument("--disable", action="append", default=[], metavar="FLAG")
+    create.set_defaults(func=cmd_caps)
+
+    aud = sub.add_parser("audit", help="the hash-chained audit log")
+    asub = aud.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ver = asub.add_parser("verify", help="recompute every tenant's chain; exit 1 if broken")
+    ver.add_argument("--tenant", default=None, help="tenant name (default: all)")
+    ver.set_defaults(func=cmd_audit_verify)
+
+    pur = sub.add_parser("purge", help="run the retention purge (legal holds respected)")
+    pur.add_argument("--now", action="store_true", required=True, help="run it now")
+    pur.add_argument("--tenant", default=None, help="tenant name (default: all)")
+    pur.set_defaults(func=cmd_purge)
+
+    hold = sub.add_parser("legal-hold", help="place, list or release legal holds (audited)")
+    hsub = hold.add_subparsers(dest="action", required=True, metavar="ACTION")
+    hadd = hsub.add_parser("add", help="place a hold on the tenant, a user or a time range")
+    hadd.add_argument("--tenant", required=True, help="tenant name")
+    hadd.add_argument("--kind", required=True, choices=["tenant", "user", "range"])
+    hadd.add_argument("--reason", required=True)
+    hadd.add_argument("--user", default=None, help="kind=user: user id")
+    hadd.add_argument("--from", dest="start", default=None, help="kind=range: ISO time")
+    hadd.add_argument("--to", dest="end", default=None, help="kind=range: ISO time (exclusive)")
+    hadd.set_defaults(func=cmd_hold)
+    hl = hsub.add_parser("list", help="active holds: id, kind, subject, reason")
+    hl.add_argument("--tenant", required=True)
+    hl.set_defaults(func=cmd_hold)
+    hr = hsub.add_parser("release", help="release a hold")
+    hr.add_argument("--tenant", required=True)
+    hr.add_argument("hold_id")
+    hr.set_defaults(func=cmd_hold)
 
     rec = sub.add_parser("recompute", help="recompute daily engagement scores for a date")
     rec.add_argument("--date", required=True, help="UTC date, YYYY-MM-DD")

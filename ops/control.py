@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -35,6 +35,26 @@ class Control(Protocol):
     def org_bulk(self, tenant: str, links: list[tuple[str, str, str]]) -> int: ...
 
     def org_list(self, tenant: str, relation: str | None = None) -> list[dict]: ...
+
+    def audit_verify(self, tenant: str | None) -> list[dict]: ...
+
+    def purge(self, tenant: str | None) -> list[dict]: ...
+
+    def hold_add(
+        self,
+        tenant: str,
+        kind: str,
+        reason: str,
+        user_id: str | None,
+        from_ts: str | None,
+        to_ts: str | None,
+    ) -> dict: ...
+
+    def hold_list(self, tenant: str) -> list[dict]: ...
+
+    def hold_release(self, tenant: str, hold_id: str) -> dict: ...
+
+    def capabilities(self, tenant: str, enable: list[str], disable: list[str]) -> dict: ...
 
 
 def running_api_url(settings: Settings) -> str | None:
@@ -83,10 +103,53 @@ class HttpControl:
 
     def org_list(self, tenant: str, relation: str | None = None) -> list[dict]:
         params = {"tenant": tenant, **({"relation": relation} if relation else {})}
-        r = self.client.get("/v1/admin/org/links", params=params)
+        return self._get("/v1/admin/org/links", params)
+
+    def _get(self, path: str, params: dict, method: str = "GET") -> Any:
+        r = self.client.request(
+            method,
+            path,
+            params={k: v for k, v in params.items() if v},
+            timeout=None if method == "POST" else 30,
+        )
         if r.status_code >= 400:
             raise ControlError(f"{r.json().get('detail')} (HTTP {r.status_code})")
         return r.json()
+
+    def audit_verify(self, tenant: str | None) -> list[dict]:
+        return self._get("/v1/admin/audit/verify", {"tenant": tenant})
+
+    def purge(self, tenant: str | None) -> list[dict]:
+        return self._get("/v1/admin/purge", {"tenant": tenant}, method="POST")
+
+    def hold_add(
+        self,
+        tenant: str,
+        kind: str,
+        reason: str,
+        user_id: str | None,
+        from_ts: str | None,
+        to_ts: str | None,
+    ) -> dict:
+        body = {
+            "tenant": tenant,
+            "kind": kind,
+            "reason": reason,
+            "user_id": user_id,
+            "from_ts": from_ts,
+            "to_ts": to_ts,
+        }
+        return self._post("/v1/admin/legal-holds", body)
+
+    def hold_list(self, tenant: str) -> list[dict]:
+        return self._get("/v1/admin/legal-holds", {"tenant": tenant})
+
+    def hold_release(self, tenant: str, hold_id: str) -> dict:
+        return self._get(f"/v1/admin/legal-holds/{hold_id}/release", {"tenant": tenant}, "POST")
+
+    def capabilities(self, tenant: str, enable: list[str], disable: list[str]) -> dict:
+        body = {"tenant": tenant, "enable": enable, "disable": disable}
+        return self._post("/v1/admin/capabilities", body)
 
 
 class LocalControl:
@@ -150,6 +213,50 @@ class LocalControl:
         from api import operator
 
         return self._org(operator.org_list, tenant, relation)
+
+    def audit_verify(self, tenant: str | None) -> list[dict]:
+        from api import operator
+
+        return self._org(operator.audit_verify, tenant)
+
+    def purge(self, tenant: str | None) -> list[dict]:
+        from api import operator
+        from api.exports.storage import object_store_for
+
+        objects = object_store_for(self.settings, self.secrets.token_secret)
+        return self._org(operator.purge, self.settings, objects, tenant)
+
+    def hold_add(
+        self,
+        tenant: str,
+        kind: str,
+        reason: str,
+        user_id: str | None,
+        from_ts: str | None,
+        to_ts: str | None,
+    ) -> dict:
+        from datetime import datetime
+
+        from api import operator
+
+        f = datetime.fromisoformat(from_ts) if from_ts else None
+        t = datetime.fromisoformat(to_ts) if to_ts else None
+        return self._org(operator.hold_add, tenant, kind, reason, user_id, f, t)
+
+    def hold_list(self, tenant: str) -> list[dict]:
+        from api import operator
+
+        return self._org(operator.hold_list, tenant)
+
+    def hold_release(self, tenant: str, hold_id: str) -> dict:
+        from api import operator
+
+        return self._org(operator.hold_release, tenant, hold_id)
+
+    def capabilities(self, tenant: str, enable: list[str], disable: list[str]) -> dict:
+        from api import operator
+
+        return self._org(operator.set_capabilities, tenant, enable, disable)
 
 
 def control_for(settings: Settings) -> Control:

@@ -76,6 +76,73 @@ class Settings(BaseSettings):
         description="S3/MinIO endpoint for exports. Unset: local directory store.",
     )
     s3_bucket: str = Field("skillstream-exports", alias="S3_BUCKET", description="Export bucket.")
+    s3_region: str = Field("us-east-1", alias="S3_REGION", description="Region of the S3 bucket.")
+    exports_dir: Path | None = Field(
+        None,
+        alias="EXPORTS_DIR",
+        description="Local object store directory (no S3_ENDPOINT). Unset: <run dir>/exports.",
+    )
+
+    # --- exports, notifications, retention (issue 7) -------------------------
+    export_link_ttl_s: int = Field(
+        24 * 3600,
+        alias="EXPORT_LINK_TTL_S",
+        description="Lifetime of an export's presigned download link (s).",
+    )
+    export_chunk_rows: int = Field(
+        20_000,
+        alias="EXPORT_CHUNK_ROWS",
+        description="Rows fetched per query while an export streams (memory stays flat).",
+    )
+    export_pdf_max_rows: int = Field(
+        20_000, alias="EXPORT_PDF_MAX_ROWS", description="Most table rows in one PDF export."
+    )
+    export_sweep_s: float = Field(
+        300,
+        alias="EXPORT_SWEEP_S",
+        description="Cadence of the job that expires links and deletes their objects (s).",
+    )
+    purge_interval_s: float = Field(
+        24 * 3600,
+        alias="PURGE_INTERVAL_S",
+        description="Default per-tenant cadence of the retention purge (s); daily.",
+    )
+    purge_check_s: float = Field(
+        300,
+        alias="PURGE_CHECK_S",
+        description="How often the scheduler looks for tenants whose purge is due (s).",
+    )
+    aggregate_retention_days: int = Field(
+        5 * 365,
+        alias="AGGREGATE_RETENTION_DAYS",
+        description="Default retention of aggregates (learner days, scores, program weeks).",
+    )
+    export_retention_days: int = Field(
+        90, alias="EXPORT_RETENTION_DAYS", description="Default retention of export records."
+    )
+    smtp_host: str | None = Field(
+        None, alias="SMTP_HOST", description="SMTP server for email notifications. Unset: off."
+    )
+    smtp_port: int = Field(25, alias="SMTP_PORT", description="SMTP port.")
+    smtp_from: str = Field(
+        "skillstream@localhost", alias="SMTP_FROM", description="Sender of notification email."
+    )
+    webhook_max_attempts: int = Field(
+        5, alias="WEBHOOK_MAX_ATTEMPTS", description="Attempts per webhook delivery."
+    )
+    webhook_backoff_s: float = Field(
+        0.5,
+        alias="WEBHOOK_BACKOFF_S",
+        description="First retry delay of a webhook (doubles per attempt, capped at 30 s).",
+    )
+    webhook_timeout_s: float = Field(
+        5, alias="WEBHOOK_TIMEOUT_S", description="Timeout of one webhook request (s)."
+    )
+    public_url: str | None = Field(
+        None,
+        alias="PUBLIC_URL",
+        description="Base URL put into download links and notifications. Unset: the API's own.",
+    )
 
     # --- API -----------------------------------------------------------------
     api_host: str = Field("127.0.0.1", alias="API_HOST", description="API bind address.")
@@ -182,6 +249,10 @@ class Settings(BaseSettings):
     @property
     def state_dir(self) -> Path:
         return self.run_dir / "state"
+
+    @property
+    def export_path(self) -> Path:
+        return self.exports_dir or self.run_dir / "exports"
 
     @property
     def secrets_file(self) -> Path:

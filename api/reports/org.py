@@ -2,20 +2,21 @@
 
 Links live in ``org_links`` (ReplacingMergeTree; an unlink is a newer version
 with ``deleted = 1``). Every change, and every refused report request, is
-appended to ``audit_events`` so the audit-log issue can build on it.
+appended to the hash-chained ``audit_events`` (api/audit/chain.py).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
+from api.audit.chain import audit
 from sinks.store import Store
+
+__all__ = ["audit", "Link", "OrgError", "OrgRegistry", "RELATIONS"]
 
 log = logging.getLogger("skillstream.audit")
 
@@ -33,41 +34,6 @@ class Link:
     relation: str
     subject_id: str
     object_id: str
-
-
-def audit(
-    store: Store,
-    *,
-    tenant_id: str,
-    actor_id: str,
-    actor_role: str,
-    action: str,
-    resource: str,
-    outcome: str,
-    detail: dict[str, Any] | str = "",
-) -> None:
-    """Append one audit event; a failing audit write is logged, never raised,
-    so a refusal is still a 403 when the store hiccups."""
-    text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
-    log.info("%s %s %s by %s/%s: %s", action, outcome, resource, actor_role, actor_id, text)
-    try:
-        store.insert(
-            "audit_events",
-            [
-                {
-                    "at": datetime.now(UTC),
-                    "tenant_id": tenant_id,
-                    "actor_id": actor_id,
-                    "actor_role": actor_role,
-                    "action": action,
-                    "resource": resource,
-                    "outcome": outcome,
-                    "detail": text,
-                }
-            ],
-        )
-    except Exception:  # noqa: BLE001 (the audit must not turn a 403 into a 500)
-        log.exception("audit write failed")
 
 
 class OrgRegistry:

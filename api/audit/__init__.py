@@ -1,0 +1,1 @@
+"""The audit log: hash-chained appends, verification, rows for the CSV export."""

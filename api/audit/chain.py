@@ -1,0 +1,223 @@
+"""Append-only, tamper-evident audit log.
+
+Every row of ``audit_events`` is chained per tenant: ``seq`` counts 1, 2, 3...
+and ``hash = sha256(prev_hash + canonical(row))`` where ``prev_hash`` is the
+tenant's previous row's hash (64 zeros for the first). Editing any stored
+field breaks that row's hash; deleting or inserting a row breaks the link or
+the sequence. ``verify`` recomputes every chain and names the first break.
+
+One writer per store: the process that owns the store (the API, or the CLI
+when no API runs) appends; the chain head per tenant is cached in memory
+under a lock and read back from the store on first use. No code path
+updates or deletes audit rows (retention keeps them: the log is permanent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sinks.store import Store
+
+log = logging.getLogger("skillstream.audit")
+GENESIS = "0" * 64
+FIELDS = (
+    "seq",
+    "at",
+    "tenant_id",
+    "actor_id",
+    "actor_role",
+    "action",
+    "resource",
+    "outcome",
+    "detail",
+)
+
+
+def _at_text(at: datetime) -> str:
+    # DateTime64(3) keeps milliseconds: hash exactly what the store gives back.
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def canonical(row: dict[str, Any]) -> str:
+    return json.dumps({k: row[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"))
+
+
+def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
+
+
+class AuditChain:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    def _head(self, tenant_id: str) -> tuple[int, str]:
+        if tenant_id not in self._heads:
+            rows = self.store.query(
+                "SELECT seq, hash FROM audit_events WHERE tenant_id = {t:String} AND seq > 0"
+                " ORDER BY seq DESC LIMIT 1",
+                {"t": tenant_id},
+            )
+            self._heads[tenant_id] = (
+                (int(rows[0]["seq"]), rows[0]["hash"]) if rows else (0, GENESIS)
+            )
+        return self._heads[tenant_id]
+
+    def append(
+        self,
+        *,
+        tenant_id: str,
+        actor_id: str,
+        actor_role: str,
+        action: str,
+        resource: str,
+        outcome: str,
+        detail: dict[str, Any] | str = "",
+    ) -> dict[str, Any]:
+        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        with self._lock:
+            seq, prev = self._head(tenant_id)
+            row: dict[str, Any] = {
+                "seq": seq + 1,
+                "at": _at_text(datetime.now(UTC)),
+                "tenant_id": tenant_id,
+                "actor_id": actor_id,
+                "actor_role": actor_role,
+                "action": action,
+                "resource": resource,
+                "outcome": outcome,
+                "detail": text,
+            }
+            row["prev_hash"] = prev
+            row["hash"] = row_hash(prev, row)
+            try:
+                self.store.insert("audit_events", [row])
+            except Exception:
+                # The head may or may not have landed: read it back next time.
+                self._heads.pop(tenant_id, None)
+                raise
+            self._heads[tenant_id] = (row["seq"], row["hash"])
+        return row
+
+    def rows(self, tenant_id: str, chunk: int = 20_000) -> Iterator[dict[str, Any]]:
+        """The tenant's chained rows in seq order, a chunk at a time (keyset)."""
+        after = 0
+        while True:
+            got = self.store.query(
+                "SELECT seq, toString(at) AS at, tenant_id, actor_id, actor_role, action,"
+                " resource, outcome, detail, prev_hash, hash FROM audit_events"
+                " WHERE tenant_id = {t:String} AND seq > {after:UInt64}"
+                " ORDER BY seq LIMIT {n:UInt32}",
+                {"t": tenant_id, "after": after, "n": chunk},
+            )
+            yield from got
+            if len(got) < chunk:
+                return
+            after = int(got[-1]["seq"])
+
+    def tenants(self) -> list[str]:
+        return [
+            r["tenant_id"]
+            for r in self.store.query(
+                "SELECT DISTINCT tenant_id FROM audit_events WHERE seq > 0 ORDER BY tenant_id"
+            )
+        ]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    tenant_id: str
+    rows: int
+    unchained: int  # rows written before the chain existed (seq = 0)
+    broken_seq: int | None = None
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "ok": self.ok}
+
+
+def verify_tenant(store: Store, tenant_id: str) -> Verdict:
+    chain = chain_for(store)
+    prev, expect, n = GENESIS, 1, 0
+    for row in chain.rows(tenant_id):
+        seq = int(row["seq"])
+        row = {**row, "seq": seq}
+        n += 1
+        if seq != expect:
+            why = "duplicate seq" if seq < expect else f"rows {expect}..{seq - 1} missing"
+            return Verdict(tenant_id, n, _unchained(store, tenant_id), seq, why)
+        if row["prev_hash"] != prev:
+            return Verdict(tenant_id, n, _unchained(store, tenant_id), seq, "prev_hash mismatch")
+        if row_hash(prev, row) != row["hash"]:
+            return Verdict(
+                tenant_id, n, _unchained(store, tenant_id), seq, "content does not match hash"
+            )
+        prev, expect = row["hash"], seq + 1
+    return Verdict(tenant_id, n, _unchained(store, tenant_id))
+
+
+def _unchained(store: Store, tenant_id: str) -> int:
+    rows = store.query(
+        "SELECT count() AS n FROM audit_events WHERE tenant_id = {t:String} AND seq = 0",
+        {"t": tenant_id},
+    )
+    return int(rows[0]["n"])
+
+
+def verify(store: Store, tenant_id: str | None = None) -> list[Verdict]:
+    tenants = [tenant_id] if tenant_id is not None else chain_for(store).tenants()
+    return [verify_tenant(store, t) for t in tenants]
+
+
+_CHAINS: weakref.WeakKeyDictionary[Any, AuditChain] = weakref.WeakKeyDictionary()
+_CHAINS_LOCK = threading.Lock()
+
+
+def chain_for(store: Store) -> AuditChain:
+    """The one appender of this store in this process (the chain head lives there)."""
+    with _CHAINS_LOCK:
+        chain = _CHAINS.get(store)
+        if chain is None:
+            chain = _CHAINS[store] = AuditChain(store)
+        return chain
+
+
+def audit(
+    store: Store,
+    *,
+    tenant_id: str,
+    actor_id: str,
+    actor_role: str,
+    action: str,
+    resource: str,
+    outcome: str,
+    detail: dict[str, Any] | str = "",
+) -> None:
+    """Append one audit event; a failing audit write is logged, never raised,
+    so a refusal is still a 403 when the store hiccups."""
+    log.info("%s %s %s by %s/%s", action, outcome, resource, actor_role, actor_id)
+    try:
+        chain_for(store).append(
+            tenant_id=tenant_id,
+            actor_id=actor_id,
+            actor_role=actor_role,
+            action=action,
+            resource=resource,
+            outcome=outcome,
+            detail=detail,
+        )
+    except Exception:  # noqa: BLE001 (the audit must not turn a 403 into a 500)
+        log.exception("audit write failed")

@@ -1,0 +1,1 @@
+"""Capability-gated exports: job model, runner, CSV/PDF writers, object storage."""

@@ -1,0 +1,1 @@
+"""Legal holds, retention policies, the scheduled purge and erasure requests."""
