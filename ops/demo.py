@@ -346,18 +346,36 @@ def planned_between(
     return [ev for t, i, n in entries for ev in plan_events(pop.learners[i], t, n)]
 
 
-def backfill(client, keys, pop: Population, totals, days: int, now: datetime) -> None:
+def backfill(
+    client,
+    keys,
+    pop: Population,
+    totals,
+    days: int,
+    now: datetime,
+    rate: float,
+    stop: threading.Event,
+) -> bool:
     """History for the chart: ``days`` days of planned activity, a day at a
     time and oldest first, so the worker's watermark never makes history
-    late (``skillstream up`` widens the late-arrival bounds in demo mode)."""
+    late (``skillstream up`` widens the late-arrival bounds in demo mode).
+    Paced at ``rate`` events/s, about what the worker processes: a backlog
+    of tens of thousands of events makes its stall watchdog rewind. False
+    when stopped before the end."""
     start = now - timedelta(days=days)
+    t0, sent = time.monotonic(), 0
     for d in range(days):
         day_from = start + timedelta(days=d)
         day_to = min(now, day_from + timedelta(days=1))
         events = planned_between(pop, day_from, day_to)
-        for i in range(0, len(events), 500):
-            _post(client, keys, events[i : i + 500], totals, pop.rng)
+        for i in range(0, len(events), 100):
+            if stop.wait(max(0.0, sent / rate - (time.monotonic() - t0))):
+                return False
+            _post(client, keys, events[i : i + 100], totals, pop.rng)
+            sent += len(events[i : i + 100])
+        log.info("backfilled %s: %s", day_from.date(), totals)
     log.info("backfilled %d days: %s", days, totals)
+    return True
 
 
 def browsing(pop: Population, at: datetime, n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -431,11 +449,15 @@ def main() -> None:
     client = httpx.Client(base_url=api_url, timeout=30)
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     marker = settings.run_dir / "demo-backfilled"
-    if backfill_days and not marker.exists():
-        backfill(client, keys, pop, totals, backfill_days, now)
+    backfill_rate = float(os.environ.get("DEMO_BACKFILL_EVENTS_PER_S", "150"))
+    if (
+        backfill_days
+        and not marker.exists()
+        and backfill(client, keys, pop, totals, backfill_days, now, backfill_rate, stop)
+    ):
         marker.write_text(now.isoformat())
+    last = now  # plans that came due during the paced back-fill follow it
     last_log = time.monotonic()
-    last = now
     while not stop.is_set():
         tick = time.monotonic()
         at = datetime.now(UTC)
