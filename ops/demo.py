@@ -439,7 +439,7 @@ def main() -> None:
     # Learners enrolled up to two weeks before the back-fill starts, so the
     # oldest chart week already has a full 14-day score window behind it.
     pop = Population.build(
-        learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "200")),
+        learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "120")),
         start=now - timedelta(days=backfill_days + 14),
     )
     keys = _keys(api_url, str(settings.run_dir), pop.tenants)
@@ -449,7 +449,7 @@ def main() -> None:
     client = httpx.Client(base_url=api_url, timeout=30)
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     marker = settings.run_dir / "demo-backfilled"
-    backfill_rate = float(os.environ.get("DEMO_BACKFILL_EVENTS_PER_S", "150"))
+    backfill_rate = float(os.environ.get("DEMO_BACKFILL_EVENTS_PER_S", "100"))
     if (
         backfill_days
         and not marker.exists()
