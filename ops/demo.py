@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from schemas.examples import example_event
@@ -40,6 +40,8 @@ ACTIVITY = (  # (event, relative weight) for an active learner's actions
     ("action_plan_accepted", 1),
 )
 REPORTS_PER_MANAGER = 25
+# Eight chart weeks back to a Monday at most 55 days ago, plus margin.
+BACKFILL_DAYS = 63
 LEARNERS_PER_MENTOR = 40
 
 
@@ -177,6 +179,84 @@ class Population:
         return out
 
 
+# --- day plans: what a learner does on one day ------------------------------
+# The score (streams/score.py) rewards, per 14 days: 8 sign-ins, 2 live
+# sessions, 1 phase advance, 4 submissions, 6 lessons. A day plan draws those
+# per learner and day from the learner's engagement, so history and the live
+# stream agree, an engaged learner scores 70-100 and a disengaged one < 40,
+# at about 5-9 events per learner-week (the back-fill must stay small: the
+# worker processes ~200 events/s).
+PLAN_RATES = (  # (event, expected per week at engagement 1.0)
+    ("session_started", 1.5),
+    ("lesson_completed", 3.0),
+    ("assignment_submitted", 2.0),
+    ("live_session_attended", 1.0),
+    ("program_phase_advanced", 0.5),
+)
+BROWSING = (  # events that do not score: keep the live stream busy between plans
+    ("career_match_viewed", 6),
+    ("assessment_completed", 3),
+    ("task_completion_logged", 6),
+    ("survey_response_submitted", 1),
+    ("resume_parsed", 1),
+    ("action_plan_accepted", 1),
+)
+
+
+def engagement(lr: Learner, day: date) -> float:
+    """0..1: the learner's propensity lifted (most learners in a program are
+    engaged), a slow population drift over the weeks, and a per-learner
+    week-to-week wobble; fading in the last two weeks before a drop-off."""
+    base = 0.3 + 0.75 * lr.propensity**0.7
+    weeks = (day - lr.enrolled_at.date()).days / 7
+    drift = 0.92 + 0.1 * math.sin(day.toordinal() / 9.0)  # slow up-and-down over ~8 weeks
+    wobble = random.Random(f"{lr.user_id}|w{day.isocalendar()[1]}").uniform(0.8, 1.15)
+    fade = 1.0
+    if lr.drops_after_days is not None:
+        left = lr.drops_after_days / 7 - weeks
+        fade = max(0.15, min(1.0, left / 2))
+    return max(0.0, min(1.0, base * drift * wobble * fade))
+
+
+def day_plan(lr: Learner, day: date) -> list[tuple[datetime, str]]:
+    """(time, event) the learner does on ``day``: deterministic per learner
+    and day, so the back-fill and the live stream produce the same history."""
+    start = lr.enrolled_at
+    day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    day_end = day_start + timedelta(days=1)
+    if day_end <= start:
+        return []
+    days_in = (day_start - start).total_seconds() / 86400
+    if lr.drops_after_days is not None and days_in > lr.drops_after_days:
+        return []
+    rng = random.Random(f"{lr.user_id}|{day.isoformat()}")
+    eng = engagement(lr, day)
+    # weekday rhythm: weekdays carry most of the week (5 x 1.0 + 2 x 0.45 = 5.9)
+    share = (1.0 if day.weekday() < 5 else 0.45) / 5.9
+    plan: list[tuple[datetime, str]] = []
+    for name, per_week in PLAN_RATES:
+        lam = per_week * share * eng * (2.0 if name == "live_session_attended" else 1.0)
+        if name == "live_session_attended" and day.weekday() not in (1, 3):
+            continue  # live sessions on Tuesdays and Thursdays
+        n = int(lam) + (rng.random() < lam - int(lam))
+        if name == "program_phase_advanced" and n and days_in > 35 and rng.random() < 0.25:
+            name = "program_completed"
+        plan += [(_clock(rng, day_start), name) for _ in range(n)]
+    if any(n != "session_started" for _, n in plan) and not any(
+        n == "session_started" for _, n in plan
+    ):
+        plan.append((_clock(rng, day_start), "session_started"))  # doing work means signing in
+    if day_start <= start < day_end:
+        plan.append((start, "first_visit"))  # anonymous browsing, then sign-in
+    return sorted((max(t, start), n) for t, n in plan)
+
+
+def _clock(rng: random.Random, day_start: datetime) -> datetime:
+    """A time of day: mostly office hours and evenings."""
+    hour = min(23.99, max(0.0, rng.gauss(14.5, 3.5)))
+    return day_start + timedelta(hours=hour)
+
+
 def _keys(api_url: str, run_dir: str, tenants: list[str]) -> dict[str, str]:
     from ops.control import HttpControl
     from ops.secrets import load_secrets
@@ -235,15 +315,111 @@ def register_org(api_url: str, pop: Population) -> None:
         control.org_bulk(t, pop.org_links(t))
 
 
-def backfill(client, keys, pop: Population, totals, days: int, per_learner: float) -> None:
-    """History for the chart: ``days`` days of past activity (within the
-    front door's late-arrival bound), hour by hour, oldest first."""
-    now = datetime.now(UTC)
-    hours = days * 24
-    per_hour = max(1, int(len(pop.learners) * per_learner / hours * 4))
-    for h in range(hours, 0, -1):
-        _post(client, keys, pop.events_at(now - timedelta(hours=h), per_hour), totals, pop.rng)
+def plan_events(lr: Learner, at: datetime, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """The events of one plan entry (``first_visit``: anonymous browsing, the
+    sign-in that links the ids and, for students, onboarding)."""
+    common = {"at": at, "user_id": lr.user_id, "anonymous_id": lr.anonymous_id}
+    common["persona"] = lr.persona
+    if name == "first_visit":
+        out = [example_event("career_match_viewed", **{**common, "user_id": None})]
+        out.append(example_event("session_started", **common))
+        if lr.persona == "student":
+            out.append(example_event("student_onboarding_completed", **common))
+        return [(lr.tenant, ev) for ev in out]
+    extra = {} if name == "session_started" else {"program_id": lr.program_id}
+    if extra:
+        extra["cohort_id"] = lr.cohort_id
+    return [(lr.tenant, example_event(name, **common, **extra))]
+
+
+def planned_between(
+    pop: Population, since: datetime, until: datetime
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every learner's planned events with since <= time < until, oldest first."""
+    entries: list[tuple[datetime, int, str]] = []
+    day = since.date()
+    while day <= until.date():
+        for i, lr in enumerate(pop.learners):
+            entries += [(t, i, n) for t, n in day_plan(lr, day) if since <= t < until]
+        day += timedelta(days=1)
+    entries.sort()
+    return [ev for t, i, n in entries for ev in plan_events(pop.learners[i], t, n)]
+
+
+def backfill(
+    client,
+    keys,
+    pop: Population,
+    totals,
+    days: int,
+    now: datetime,
+    rate: float,
+    stop: threading.Event,
+) -> bool:
+    """History for the chart: ``days`` days of planned activity, a day at a
+    time and oldest first, so the worker's watermark never makes history
+    late (``skillstream up`` widens the late-arrival bounds in demo mode).
+    Paced at ``rate`` events/s, about what the worker processes: a backlog
+    of tens of thousands of events makes its stall watchdog rewind. False
+    when stopped before the end."""
+    start = now - timedelta(days=days)
+    t0, sent = time.monotonic(), 0
+    for d in range(days):
+        day_from = start + timedelta(days=d)
+        day_to = min(now, day_from + timedelta(days=1))
+        events = planned_between(pop, day_from, day_to)
+        for i in range(0, len(events), 100):
+            if stop.wait(max(0.0, sent / rate - (time.monotonic() - t0))):
+                return False
+            _post(client, keys, events[i : i + 100], totals, pop.rng)
+            sent += len(events[i : i + 100])
+        log.info("backfilled %s: %s", day_from.date(), totals)
     log.info("backfilled %d days: %s", days, totals)
+    return True
+
+
+def browsing(pop: Population, at: datetime, n: int) -> list[tuple[str, dict[str, Any]]]:
+    """About ``n`` events that do not score, by enrolled learners who have not
+    dropped off, more often by engaged ones; a few opt out and back in."""
+    rng = pop.rng
+    names = [n for n, _ in BROWSING]
+    weights = [w for _, w in BROWSING]
+    out: list[tuple[str, dict[str, Any]]] = []
+    for _ in range(n):
+        lr = rng.choice(pop.learners)
+        days_in = (at - lr.enrolled_at).total_seconds() / 86400
+        if days_in < 0 or (lr.drops_after_days is not None and days_in > lr.drops_after_days):
+            continue
+        if rng.random() > engagement(lr, at.date()):
+            continue
+        common = {"at": at, "user_id": lr.user_id, "anonymous_id": lr.anonymous_id}
+        common["persona"] = lr.persona
+        if rng.random() < 0.002:
+            lr.opted_out = not lr.opted_out
+            name = "settings_tracking_opt_out" if lr.opted_out else "settings_tracking_opt_in"
+            out.append((lr.tenant, example_event(name, **common)))
+            continue
+        name = rng.choices(names, weights)[0]
+        ev = example_event(
+            name,
+            **common,
+            program_id=lr.program_id,
+            cohort_id=lr.cohort_id,
+            opt_out_status=lr.opted_out,
+        )
+        if name == "assessment_completed":
+            # readiness grows with time in the program, faster for engaged learners
+            growth = days_in * 0.6 * lr.propensity
+            ev["readiness_score"] = round(
+                min(100.0, 30 + 30 * lr.propensity + growth + 10 * rng.random()), 1
+            )
+        if name == "task_completion_logged":
+            due = at + timedelta(days=rng.uniform(-3, 5) + 3 * lr.propensity)
+            ev["properties"]["due_at"] = due.isoformat().replace("+00:00", "Z")
+        if name == "survey_response_submitted":
+            ev["properties"]["rating"] = rng.randint(1, 5)
+        out.append((lr.tenant, ev))
+    return out
 
 
 def main() -> None:
@@ -255,8 +431,17 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     api_url = os.environ["SKILLSTREAM_API_URL"]
-    rate = float(os.environ.get("DEMO_EVENTS_PER_S", "150"))
-    pop = Population.build(learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "1000")))
+    # Non-scoring browsing on top of the learners' plans: modest, so the
+    # worker (~200 events/s) drains the back-fill within a few minutes.
+    rate = float(os.environ.get("DEMO_EVENTS_PER_S", "10"))
+    backfill_days = int(os.environ.get("DEMO_BACKFILL_DAYS", str(BACKFILL_DAYS)))
+    now = datetime.now(UTC)
+    # Learners enrolled up to two weeks before the back-fill starts, so the
+    # oldest chart week already has a full 14-day score window behind it.
+    pop = Population.build(
+        learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "120")),
+        start=now - timedelta(days=backfill_days + 14),
+    )
     keys = _keys(api_url, str(settings.run_dir), pop.tenants)
     register_org(api_url, pop)
     stop = threading.Event()
@@ -264,14 +449,22 @@ def main() -> None:
     client = httpx.Client(base_url=api_url, timeout=30)
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
     marker = settings.run_dir / "demo-backfilled"
-    backfill_days = int(os.environ.get("DEMO_BACKFILL_DAYS", "6"))
-    if backfill_days and not marker.exists():
-        backfill(client, keys, pop, totals, backfill_days, per_learner=8.0)
-        marker.write_text(datetime.now(UTC).isoformat())
+    backfill_rate = float(os.environ.get("DEMO_BACKFILL_EVENTS_PER_S", "100"))
+    if (
+        backfill_days
+        and not marker.exists()
+        and backfill(client, keys, pop, totals, backfill_days, now, backfill_rate, stop)
+    ):
+        marker.write_text(now.isoformat())
+    last = now  # plans that came due during the paced back-fill follow it
     last_log = time.monotonic()
     while not stop.is_set():
         tick = time.monotonic()
-        _post(client, keys, pop.events_at(datetime.now(UTC), int(rate * 2.5)), totals, pop.rng)
+        at = datetime.now(UTC)
+        # plans come due in real time; browsing keeps the stream visibly live
+        batch = planned_between(pop, last, at) + browsing(pop, at, int(rate * 2))
+        last = at
+        _post(client, keys, batch, totals, pop.rng)
         if time.monotonic() - last_log > 30:
             log.info("totals %s", totals)
             last_log = time.monotonic()

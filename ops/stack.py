@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def wait_healthy(url: str, children: list[Child], timeout: float = 120.0) -> Non
     raise RuntimeError(f"API did not answer /health within {timeout:.0f}s")
 
 
+# The demo back-fills eight chart weeks (ops/demo.py); the front door and the
+# worker must accept that history. Production keeps the 7-day defaults.
+DEMO_HISTORY_DAYS = 70
+
+
+def demo_history_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Late-arrival bounds wide enough for the demo's history, for the API and
+    worker that `up` starts, unless the user set them (any case)."""
+    given = {k.upper() for k in environ}
+    wanted = {
+        "INGEST_MAX_AGE_S": str(DEMO_HISTORY_DAYS * 24 * 3600),
+        "ALLOWED_LATENESS_DAYS": str(DEMO_HISTORY_DAYS),
+    }
+    return {k: v for k, v in wanted.items() if k not in given}
+
+
 def up(settings: Settings, demo: bool = True, out=print) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = settings.run_dir / "logs"
@@ -91,6 +108,7 @@ def up(settings: Settings, demo: bool = True, out=print) -> int:
     env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "API_PORT": str(port)}
     if demo:  # the dashboard may then mint short-lived "view as" tokens per role
         env["SKILLSTREAM_DEMO"] = "1"
+        env.update(demo_history_env(os.environ))
     children: list[Child] = []
     stopping = False
 

@@ -152,3 +152,32 @@ def test_help_everywhere():
             [sys.executable, "-m", "ops.cli", *args], capture_output=True, text=True, timeout=60
         )
         assert out.returncode == 0 and "usage: skillstream" in out.stdout
+
+
+def test_demo_mode_widens_late_arrival_bounds_unless_set():
+    from ops.settings import Settings
+    from ops.stack import DEMO_HISTORY_DAYS, demo_history_env
+
+    widened = demo_history_env({})
+    s = Settings(**{k: v for k, v in widened.items()})
+    # the demo back-fills eight chart weeks: the front door and the worker accept them
+    assert s.ingest_max_age_s >= 63 * 24 * 3600 and s.allowed_lateness_days >= 63
+    assert s.allowed_lateness_days == DEMO_HISTORY_DAYS
+    # a value the user set wins, in any case
+    assert demo_history_env({"ingest_max_age_s": "60"}) == {"ALLOWED_LATENESS_DAYS": "70"}
+    # production defaults stay a week
+    assert Settings().ingest_max_age_s == 7 * 24 * 3600 and Settings().allowed_lateness_days == 7
+
+
+def test_demo_history_is_small_dense_and_oldest_first():
+    from datetime import UTC, datetime, timedelta
+
+    from ops.demo import BACKFILL_DAYS, Population, planned_between
+
+    now = datetime(2026, 11, 22, 6, tzinfo=UTC)
+    pop = Population.build(learners_per_tenant=200, start=now - timedelta(days=BACKFILL_DAYS + 14))
+    week = planned_between(pop, now - timedelta(days=7), now)
+    stamps = [ev["event_timestamp"] for _, ev in week]
+    assert stamps == sorted(stamps)
+    # the whole back-fill (at the default 120 per tenant: ~20k) stays small
+    assert 2000 < len(week) * BACKFILL_DAYS / 7 < 40000
