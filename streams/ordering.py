@@ -46,7 +46,7 @@ class InOrder:
         self._rewinding: dict[tuple[str, int], asyncio.Future] = {}
         self._caught_up: dict[tuple[str, int], bool] = {}
         self._skipped_at: dict[tuple[str, int], float] = {}
-        self._topic_progress_at: dict[str, float] = {}
+        self._progress_at = time.monotonic()
 
     async def admit(self, stream: StreamT, event: EventT) -> bool:
         """True when the event is the next one of its partition."""
@@ -89,21 +89,21 @@ class InOrder:
         msg = event.message
         key = (msg.topic, msg.partition)
         self._next[key] = msg.offset + 1
-        self._topic_progress_at[msg.topic] = time.monotonic()
+        self._progress_at = time.monotonic()
         await stream.ack(event)
 
     async def watch(self, topics: set[str]) -> None:
-        """Rewind a partition that has records while its topic's agent has
-        applied nothing for STALL_S: faust may have dropped every record
-        fetched after a point, so no later one ever arrives to show the skip
-        (run on a timer). A topic whose agent is busy with other partitions
-        is left alone: under a backlog faust serves partitions unevenly."""
+        """Rewind a partition that has records while the worker has applied
+        nothing for STALL_S: faust may have dropped every record fetched
+        after a point, so no later one ever arrives to show the skip (run on
+        a timer). A busy worker is left alone: under a backlog faust serves
+        topics and partitions unevenly, and that is not a stall."""
         now = time.monotonic()
+        if now - self._progress_at < STALL_S:
+            return
         for tp in self.app.consumer.assignment():
             key = (tp.topic, tp.partition)
             if tp.topic not in topics or key in self._rewinding:
-                continue
-            if now - self._topic_progress_at.setdefault(tp.topic, now) < STALL_S:
                 continue
             if key not in self._next:
                 self._next[key] = await self._start_offset(*key)
