@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP, AppT, EventT, StreamT
@@ -47,6 +48,15 @@ class InOrder:
         self._caught_up: dict[tuple[str, int], bool] = {}
         self._skipped_at: dict[tuple[str, int], float] = {}
         self._progress_at = time.monotonic()
+
+    async def consume(self, stream: StreamT, apply: Callable[[EventT], Awaitable[None]]) -> None:
+        """An agent's loop: each record of each partition applied once, in
+        order, and acknowledged only after ``apply`` returned."""
+        stream = stream.noack()
+        async for event in stream.events():
+            if await self.admit(stream, event):
+                await apply(event)
+                await self.applied(stream, event)
 
     async def admit(self, stream: StreamT, event: EventT) -> bool:
         """True when the event is the next one of its partition."""

@@ -168,41 +168,32 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         await in_order.watch({raw.get_topic_name(), attributed.get_topic_name(),
                               links_topic.get_topic_name()})  # fmt: skip
 
+    async def apply_raw(event) -> None:
+        msg = event.message
+        item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
+        outcome = await until_done(main_pipeline, item)
+        if outcome.failed_step:
+            await dead_letter(outcome, msg)
+
+    async def apply_attributed(event) -> None:
+        msg = event.message
+        item = Item(msg.topic, msg.partition, msg.offset, msg.key, b"", _headers(msg))
+        item.record = dict(event.value)
+        outcome = await until_done(attributed_pipeline, item)
+        if outcome.failed_step:
+            await dead_letter(outcome, msg)
+
     @app.agent(raw)
     async def process_raw(stream):
-        stream = stream.noack()
-        async for event in stream.events():
-            if not await in_order.admit(stream, event):
-                continue
-            msg = event.message
-            item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
-            outcome = await until_done(main_pipeline, item)
-            if outcome.failed_step:
-                await dead_letter(outcome, msg)
-            await in_order.applied(stream, event)
+        await in_order.consume(stream, apply_raw)
 
     @app.agent(attributed)
     async def process_attributed(stream):
-        stream = stream.noack()
-        async for event in stream.events():
-            if not await in_order.admit(stream, event):
-                continue
-            msg = event.message
-            item = Item(msg.topic, msg.partition, msg.offset, msg.key, b"", _headers(msg))
-            item.record = dict(event.value)
-            outcome = await until_done(attributed_pipeline, item)
-            if outcome.failed_step:
-                await dead_letter(outcome, msg)
-            await in_order.applied(stream, event)
+        await in_order.consume(stream, apply_attributed)
 
     @app.agent(links_topic)
     async def process_links(stream):
-        stream = stream.noack()
-        async for event in stream.events():
-            if not await in_order.admit(stream, event):
-                continue
-            await forward_pending(event.value, event.message.offset)
-            await in_order.applied(stream, event)
+        await in_order.consume(stream, lambda e: forward_pending(e.value, e.message.offset))
 
     async def forward_pending(link: dict, offset: int) -> None:
         key = f"{link['tenant_id']}|{link['anonymous_id']}"
