@@ -221,3 +221,27 @@ def audit(
         )
     except Exception:  # noqa: BLE001 (the audit must not turn a 403 into a 500)
         log.exception("audit write failed")
+
+
+def audit_as(
+    store: Store,
+    principal: Any,
+    *,
+    action: str,
+    resource: str,
+    outcome: str,
+    detail: dict[str, Any] | str = "",
+    tenant_id: str | None = None,
+) -> None:
+    """``audit`` for a caller: who acted comes from their verified token; the
+    tenant is theirs unless the action targets another (platform admins)."""
+    audit(
+        store,
+        tenant_id=principal.tenant_id if tenant_id is None else tenant_id,
+        actor_id=principal.user_id or "",
+        actor_role=principal.role,
+        action=action,
+        resource=resource,
+        outcome=outcome,
+        detail=detail,
+    )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from api.audit.chain import FIELDS as AUDIT_FIELDS
 from api.reports import queries
 from api.reports.scope import Scope
 from sinks.store import Store
@@ -40,20 +41,7 @@ ENGAGEMENT_COLUMNS = (
     "completion_rate",
 )
 KPI_COLUMNS = ("key", "label", "persona", "value", "unit", "numerator", "denominator", "definition")
-AUDIT_COLUMNS = (
-    "seq",
-    "at",
-    "tenant_id",
-    "actor_id",
-    "actor_role",
-    "action",
-    "resource",
-    "outcome",
-    "detail",
-    "legal_hold",
-    "prev_hash",
-    "hash",
-)
+AUDIT_COLUMNS = (*AUDIT_FIELDS, "legal_hold", "prev_hash", "hash")
 
 
 @dataclass(frozen=True)

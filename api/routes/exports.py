@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
-from api.audit.chain import audit
+from api.audit.chain import audit, audit_as
 from api.capabilities import CapabilityError, check_export
 from api.deps import Ctx, CurrentPrincipal
 from api.exports.model import LIVE, ExportRepo, new_export
@@ -45,11 +45,9 @@ class ExportAccepted(BaseModel):
 
 
 def _audit(ctx: Any, p: Principal, action: str, export_id: str, outcome: str, **detail: Any):
-    audit(
+    audit_as(
         ctx.store,
-        tenant_id=p.tenant_id,
-        actor_id=p.user_id or "",
-        actor_role=p.role,
+        p,
         action=action,
         resource=f"export:{export_id}",
         outcome=outcome,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.audit.chain import audit
+from api.audit.chain import audit_as
 from api.deps import Ctx, CurrentPrincipal
 from api.notify.config import ConfigError, add_webhook, remove_webhook, set_prefs, webhooks
 from api.notify.config import get_prefs as load_prefs
@@ -94,11 +94,9 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit(
+        lambda: audit_as(
             ctx.store,
-            tenant_id=principal.tenant_id,
-            actor_id=me,
-            actor_role=principal.role,
+            principal,
             action="notify.email_opt_in" if p.email_opt_in else "notify.email_opt_out",
             resource=f"user:{me}",
             outcome="ok",
@@ -123,11 +121,10 @@ async def create_webhook(body: WebhookIn, ctx: Ctx, principal: CurrentPrincipal)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit(
+        lambda: audit_as(
             ctx.store,
+            principal,
             tenant_id=tenant,
-            actor_id=principal.user_id or "",
-            actor_role=principal.role,
             action="webhook.create",
             resource=f"webhook:{hook.webhook_id}",
             outcome="ok",
@@ -158,11 +155,10 @@ async def delete_webhook(
     except ConfigError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit(
+        lambda: audit_as(
             ctx.store,
+            principal,
             tenant_id=tenant,
-            actor_id=principal.user_id or "",
-            actor_role=principal.role,
             action="webhook.delete",
             resource=f"webhook:{webhook_id}",
             outcome="ok",

@@ -13,9 +13,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import Counter, Histogram
 
+from api.audit.chain import audit_as
 from api.deps import Ctx, CurrentPrincipal
 from api.reports import queries
-from api.reports.org import OrgRegistry, audit
+from api.reports.org import OrgRegistry
 from api.reports.scope import Scope, ScopeDenied, compute_scope, require_per_learner
 from api.security import Principal
 
@@ -32,11 +33,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def deny(ctx: Any, principal: Principal, report: str, detail: str, params: dict) -> HTTPException:
     DENIED.labels(report).inc()
-    audit(
+    audit_as(
         ctx.store,
-        tenant_id=principal.tenant_id,
-        actor_id=principal.user_id or "",
-        actor_role=principal.role,
+        principal,
         action="report.denied",
         resource=report,
         outcome="denied",
