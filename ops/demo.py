@@ -157,25 +157,7 @@ class Population:
             name = rng.choices(names, weights)[0]
             if name == "program_phase_advanced" and rng.random() < 0.1:
                 name = "program_completed"
-            ev = example_event(
-                name,
-                **common,
-                program_id=lr.program_id,
-                cohort_id=lr.cohort_id,
-                opt_out_status=lr.opted_out,
-            )
-            if name == "assessment_completed":
-                # readiness grows with time in the program, faster for engaged learners
-                growth = days_in * 0.6 * lr.propensity
-                ev["readiness_score"] = round(
-                    min(100.0, 30 + 30 * lr.propensity + growth + 10 * rng.random()), 1
-                )
-            if name == "task_completion_logged":
-                due = at + timedelta(days=rng.uniform(-3, 5) + 3 * lr.propensity)
-                ev["properties"]["due_at"] = due.isoformat().replace("+00:00", "Z")
-            if name == "survey_response_submitted":
-                ev["properties"]["rating"] = rng.randint(1, 5)
-            out.append((lr.tenant, ev))
+            out.append((lr.tenant, _activity_event(lr, name, common, at, days_in, rng)))
         return out
 
 
@@ -400,26 +382,38 @@ def browsing(pop: Population, at: datetime, n: int) -> list[tuple[str, dict[str,
             out.append((lr.tenant, example_event(name, **common)))
             continue
         name = rng.choices(names, weights)[0]
-        ev = example_event(
-            name,
-            **common,
-            program_id=lr.program_id,
-            cohort_id=lr.cohort_id,
-            opt_out_status=lr.opted_out,
-        )
-        if name == "assessment_completed":
-            # readiness grows with time in the program, faster for engaged learners
-            growth = days_in * 0.6 * lr.propensity
-            ev["readiness_score"] = round(
-                min(100.0, 30 + 30 * lr.propensity + growth + 10 * rng.random()), 1
-            )
-        if name == "task_completion_logged":
-            due = at + timedelta(days=rng.uniform(-3, 5) + 3 * lr.propensity)
-            ev["properties"]["due_at"] = due.isoformat().replace("+00:00", "Z")
-        if name == "survey_response_submitted":
-            ev["properties"]["rating"] = rng.randint(1, 5)
-        out.append((lr.tenant, ev))
+        out.append((lr.tenant, _activity_event(lr, name, common, at, days_in, rng)))
     return out
+
+
+def _activity_event(
+    lr: Learner,
+    name: str,
+    common: dict[str, Any],
+    at: datetime,
+    days_in: float,
+    rng: random.Random,
+) -> dict:
+    """One activity event with the properties its type carries."""
+    ev = example_event(
+        name,
+        **common,
+        program_id=lr.program_id,
+        cohort_id=lr.cohort_id,
+        opt_out_status=lr.opted_out,
+    )
+    if name == "assessment_completed":
+        # readiness grows with time in the program, faster for engaged learners
+        growth = days_in * 0.6 * lr.propensity
+        ev["readiness_score"] = round(
+            min(100.0, 30 + 30 * lr.propensity + growth + 10 * rng.random()), 1
+        )
+    if name == "task_completion_logged":
+        due = at + timedelta(days=rng.uniform(-3, 5) + 3 * lr.propensity)
+        ev["properties"]["due_at"] = due.isoformat().replace("+00:00", "Z")
+    if name == "survey_response_submitted":
+        ev["properties"]["rating"] = rng.randint(1, 5)
+    return ev
 
 
 def main() -> None:
