@@ -5,7 +5,31 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
+
+
+def _retriable(exc: BaseException) -> bool:
+    # a fresh topic's leader is still being elected, or metadata is stale
+    return isinstance(exc, KafkaException) and exc.args[0].code() in SETTLING
+
+
+@retry(
+    retry=retry_if_exception(_retriable),
+    wait=wait_exponential(multiplier=0.1, max=2),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def _high_watermarks(c: Consumer, parts: list[TopicPartition]) -> dict[int, int]:
+    return {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
 
 
 def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 20.0):
@@ -21,7 +45,7 @@ def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: flo
     )
     md = c.list_topics(topic, timeout=10)
     parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
-    ends = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+    ends = _high_watermarks(c, parts)
     c.assign(parts)
     out = []
     deadline = time.monotonic() + timeout
@@ -34,6 +58,6 @@ def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: flo
         if caught_up and (expect is None or len(out) >= expect):
             break
         if expect is not None and caught_up and len(out) < expect:
-            ends = {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
+            ends = _high_watermarks(c, parts)
     c.close()
     return out
