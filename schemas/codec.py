@@ -38,7 +38,7 @@ class DecodeError(ValueError):
 class SchemaVersion:
     version: int
     raw: dict
-    parsed: Any
+    parsed: Any  # marked as parsed: fastavro re-parses an unmarked schema on every call
     fingerprint: bytes  # 8 bytes, little-endian, as on the wire
 
 
@@ -57,8 +57,9 @@ def versions() -> tuple[SchemaVersion, ...]:
         if not m:
             continue
         raw = json.loads(path.read_text())
-        parsed = parse_schema(raw, _write_hint=False, _force=True)
-        out.append(SchemaVersion(int(m.group(1)), raw, parsed, _fingerprint_le(parsed)))
+        canonical = parse_schema(raw, _write_hint=False, _force=True)
+        version = int(m.group(1))
+        out.append(SchemaVersion(version, raw, parse_schema(raw), _fingerprint_le(canonical)))
     return tuple(sorted(out, key=lambda v: v.version))
 
 

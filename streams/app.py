@@ -7,16 +7,25 @@ restarted worker recovers from local state plus the changelog topics.
 from __future__ import annotations
 
 import faust
+from faust.types import ProducerT
 
 from ops.settings import Settings
 from streams import faust_fixes
+from streams.rdkafka_producer import RdKafkaProducer
 
 faust_fixes.apply()
 
 
+class App(faust.App):
+    """Faust, sending through librdkafka (see streams/rdkafka_producer.py)."""
+
+    def _new_producer(self) -> ProducerT:
+        return RdKafkaProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+
 def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-worker") -> faust.App:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = App(
         app_id,
         broker=f"kafka://{bootstrap}",
         store="rocksdb://",

@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import faust
+import orjson
 from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
 from faust.exceptions import PartitionsMismatch
@@ -96,7 +97,9 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     learner_index = table("learner_index")
 
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
-        await t.send(key=key.encode(), value=value)
+        # Straight to librdkafka, no future per record: Faust's flush before
+        # each commit waits for these too (streams/rdkafka_producer.py).
+        app.producer.produce(t.get_topic_name(), key.encode(), orjson.dumps(value))
 
     # Sends that a state change later suppresses (a link marked sent, a
     # pending list forwarded) are not awaited: the state remembers the
@@ -211,7 +214,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         async for event in stream.events():
             tick, partition = event.value, event.message.partition
             day = date.fromisoformat(tick["date"]).toordinal()
-            n = await _recompute_partition(partition, day, scores, learner_day, learner_index)
+            n = await _recompute_partition(partition, day, send, scores, learner_day, learner_index)
             swept = _sweep_dedupe(seen, partition, day - settings.dedupe_window_days)
             log.warning(
                 "recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept
@@ -278,7 +281,7 @@ def _clean_row(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in _INTERNAL_FIELDS}
 
 
-async def _recompute_partition(partition, day, scores, learner_day, learner_index) -> int:
+async def _recompute_partition(partition, day, send, scores, learner_day, learner_index) -> int:
     """Daily snapshot: a score for every learner of this partition active in the window."""
     from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
@@ -293,7 +296,7 @@ async def _recompute_partition(partition, day, scores, learner_day, learner_inde
         row = aggregates.learner_score_row(
             learner_day, tenant, user, day, "daily", now_ms * 2 + 1, now_ms, info.get("days")
         )
-        await scores.send(key=f"{tenant}:{user}:{iso_day(day)}".encode(), value=row)
+        await send(scores, f"{tenant}:{user}:{iso_day(day)}", row)
         n += 1
     return n
 

@@ -1,0 +1,190 @@
+"""Faust's producer with librdkafka (confluent-kafka) doing the sending.
+
+Every record the worker writes (derived topics, table changelogs) used to
+go through aiokafka, whose pure-Python sender cost about 70 µs per record:
+with several records per event it was the largest single cost in the
+worker's profile (bench/README: stream). librdkafka batches and sends in
+C threads, so a send here costs a few microseconds of Python.
+
+Only sending changes. aiokafka's producer still runs beside it for what
+Faust asks of a producer besides sends (topic creation, key partitioning,
+header support); both partition keys with murmur2, as Java clients do.
+
+Delivery reports are served on the event loop (``poll(0)`` in a task), so
+the futures Faust attaches callbacks to (a changelog's persisted offset,
+an ack) are resolved in the loop's thread. ``flush`` returns only when
+librdkafka holds nothing undelivered, which is what Faust's commit relies
+on: offsets are committed after every record sent before them is
+acknowledged by Kafka.
+
+The worker's own output records (clean events, aggregate rows, scores) need
+no future each: ``produce`` hands them to a second librdkafka producer that
+reports failures only. A failure makes the next ``flush`` raise, so Faust
+never commits past a record Kafka did not take; the worker stops and its
+restart replays from the last commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Producer as RdProducer
+from faust.exceptions import ProducerSendError
+from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from faust.transport.drivers.aiokafka import server_list
+from faust.types import TP
+from faust.types.tuples import RecordMetadata
+
+POLL_IDLE_S = 0.005
+
+
+class RdKafkaProducer(AIOKafkaProducer):
+    _rd: RdProducer | None = None
+    _rd_out: RdProducer | None = None  # fire-and-forget outputs
+    _out_error: KafkaError | None = None
+    _poller: asyncio.Task | None = None
+
+    def _rd_config(self) -> dict[str, Any]:
+        transport = self.transport
+        return {
+            "bootstrap.servers": ",".join(server_list(transport.url, transport.default_port)),
+            "client.id": f"{self.client_id}-rd",
+            # Idempotent: a retried batch is never written twice, and order
+            # per partition holds (the table changelogs depend on it).
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": max(1, int(self.linger_ms)),
+            "batch.size": int(self.max_batch_size),
+            "message.max.bytes": int(self.max_request_size),
+            "compression.type": self.compression_type or "none",
+            "partitioner": "murmur2_random",  # Java's (and aiokafka's) partitioning
+            "queue.buffering.max.messages": 500_000,
+            "log_level": 3,
+        }
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        self._rd = RdProducer(self._rd_config())
+        self._rd_out = RdProducer(
+            {
+                **self._rd_config(),
+                "client.id": f"{self.client_id}-out",
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_output_failed,
+            }
+        )
+        self._poller = asyncio.ensure_future(self._serve_deliveries())
+
+    async def on_stop(self) -> None:
+        if self._rd is not None:
+            await self._drain()
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+        self._rd = self._rd_out = None
+        await super().on_stop()
+
+    async def _serve_deliveries(self) -> None:
+        # Delivery callbacks run inside poll(), here in the loop's thread.
+        while True:
+            served = 0
+            for rd in (self._rd, self._rd_out):
+                served += rd.poll(0) if rd is not None else 0
+            await asyncio.sleep(0 if served else POLL_IDLE_S)
+
+    def _on_output_failed(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None and self._out_error is None:
+            self._out_error = err
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes, headers: list | None = None
+    ) -> None:
+        """Send an output record without a future (see the module docstring)."""
+        rd = self._rd_out
+        if rd is None:
+            raise ProducerSendError("producer not started")
+        while True:
+            try:
+                rd.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:  # queue full: wait for Kafka to take some
+                rd.poll(POLL_IDLE_S)
+
+    async def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> Awaitable[RecordMetadata]:
+        if transactional_id:
+            raise ProducerSendError("transactions are not used by this worker")
+        rd = self._rd
+        if rd is None:
+            raise ProducerSendError("producer not started")
+        if isinstance(headers, Mapping):
+            headers = list(headers.items())
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def delivered(err: KafkaError | None, msg: Any) -> None:
+            if fut.done():
+                return
+            if err is not None:
+                fut.set_exception(ProducerSendError(f"Error while sending: {err}"))
+            else:
+                tp = TP(msg.topic(), msg.partition())
+                fut.set_result(RecordMetadata(tp.topic, tp.partition, tp, msg.offset()))
+
+        kwargs: dict[str, Any] = {"on_delivery": delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if timestamp:
+            kwargs["timestamp"] = int(timestamp * 1000)
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                rd.produce(topic, value, key, **kwargs)
+                return fut
+            except BufferError:  # librdkafka's queue is full: let deliveries drain
+                await asyncio.sleep(POLL_IDLE_S)
+            except KafkaException as exc:
+                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None,
+        timestamp: float | None,
+        headers: Any,
+        *,
+        transactional_id: str | None = None,
+    ) -> RecordMetadata:
+        fut = await self.send(
+            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
+        )
+        return await fut
+
+    async def flush(self) -> None:
+        await self.buffer.flush()  # Faust's own queue first (changelog writes)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        # Until every record handed to librdkafka is acknowledged; polling
+        # here resolves their futures in the loop's thread as we go.
+        for rd in (self._rd, self._rd_out):
+            while rd is not None and len(rd) > 0:
+                rd.poll(0)
+                if len(rd) > 0:
+                    await asyncio.sleep(0.001)
+        if self._out_error is not None:
+            raise ProducerSendError(f"an output record was not delivered: {self._out_error}")
