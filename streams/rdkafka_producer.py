@@ -46,6 +46,7 @@ class RdKafkaProducer(AIOKafkaProducer):
     _rd_out: RdProducer | None = None  # fire-and-forget outputs
     _out_error: KafkaError | None = None
     _poller: asyncio.Task | None = None
+    _changelogs: dict[tuple[int, int], _ChangelogPartition]  # (id(table), partition)
 
     def _rd_config(self) -> dict[str, Any]:
         transport = self.transport
@@ -64,6 +65,10 @@ class RdKafkaProducer(AIOKafkaProducer):
             "queue.buffering.max.messages": 500_000,
             "log_level": 3,
         }
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._changelogs = {}
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -158,6 +163,23 @@ class RdKafkaProducer(AIOKafkaProducer):
             except KafkaException as exc:
                 raise ProducerSendError(f"Error while sending: {exc!r}") from exc
 
+    def produce_changelog(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
+        """A table write (streams/state.py): its offset is persisted at the next flush."""
+        rd = self._rd
+        if rd is None:
+            raise ProducerSendError("producer not started")
+        target = self._changelogs.get((id(table), partition))
+        if target is None:
+            target = _ChangelogPartition(table, partition)
+            self._changelogs[(id(table), partition)] = target
+        topic = target.topic
+        while True:
+            try:
+                rd.produce(topic, value, key, partition=partition, on_delivery=target.delivered)
+                return
+            except BufferError:
+                rd.poll(POLL_IDLE_S)
+
     async def send_and_wait(
         self,
         topic: str,
@@ -186,5 +208,33 @@ class RdKafkaProducer(AIOKafkaProducer):
                 rd.poll(0)
                 if len(rd) > 0:
                     await asyncio.sleep(0.001)
-        if self._out_error is not None:
-            raise ProducerSendError(f"an output record was not delivered: {self._out_error}")
+        failed = self._out_error or next(
+            (c.error for c in self._changelogs.values() if c.error), None
+        )
+        if failed is not None:
+            raise ProducerSendError(f"a record was not delivered: {failed}")
+        for changelog in self._changelogs.values():
+            changelog.persist()
+
+
+class _ChangelogPartition:
+    """Delivery of one table's changelog partition, tracked without a future per record."""
+
+    def __init__(self, table: Any, partition: int) -> None:
+        self.table = table
+        self.partition = partition
+        self.topic = table.changelog_topic.get_topic_name()
+        self.delivered_up_to = -1
+        self.persisted = -1
+        self.error: KafkaError | None = None
+
+    def delivered(self, err: KafkaError | None, msg: Any) -> None:
+        if err is not None:
+            self.error = self.error or err
+        elif msg.offset() > self.delivered_up_to:
+            self.delivered_up_to = msg.offset()
+
+    def persist(self) -> None:
+        if self.delivered_up_to > self.persisted:
+            self.table.persist_offset(self.partition, self.delivered_up_to)
+            self.persisted = self.delivered_up_to

@@ -40,6 +40,7 @@ from streams.app import create_app
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
+from streams.state import StateTable
 from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
@@ -81,8 +82,11 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     optout_topic = topic("optout.state")
     ticks = topic("control.recompute")
 
-    def table(name: str) -> faust.Table:
-        return app.Table(name, default=None, partitions=parts, key_type=str)
+    def table(name: str) -> StateTable:
+        t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
+                       partitions=parts, key_type=str)  # fmt: skip
+        app.tables.add(t)
+        return t
 
     seen = table("dedupe")
     seen_attributed = table("dedupe_attributed")

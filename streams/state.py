@@ -1,0 +1,96 @@
+"""Faust tables with a decoded-value cache and a direct changelog path.
+
+A plain ``faust.Table`` read costs two RocksDB lookups and a JSON decode
+(``get`` asks ``in`` first), and a write goes through a Faust future, its
+producer buffer, and a RocksDB write of the changelog offset for every
+record. With ten reads and three writes per event that was most of the
+worker's time (bench/README: stream). ``StateTable`` keeps the same data in
+the same places, only cheaper:
+
+* reads: a per-process cache of decoded values (misses included), keyed by
+  (partition, key) as the store is. This process is the only writer of the
+  partitions it holds, so the cache is cleared whenever the assignment
+  changes or a recovery has written the store behind it;
+* writes: the value goes to the partition's RocksDB and, once encoded, to
+  the changelog through librdkafka (``RdKafkaProducer.produce_changelog``).
+  Offsets persisted for the next start-up are written once per flush, not
+  once per record. Faust's commit flushes first, as before, so no offset is
+  committed before the state it produced is in Kafka.
+
+Deletes (the nightly dedupe sweep) and iteration are Faust's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.types import TP
+from faust.types.events import EventT
+
+_MISSING = object()
+CACHE_MAX_KEYS = 50_000  # per table; cleared when reached (cheap, and bounds memory)
+
+
+def _partition() -> int:
+    event: EventT | None = faust.current_event()
+    if event is None:
+        raise RuntimeError("table state is only read and written while processing a record")
+    return event.message.partition
+
+
+class StateTable(faust.Table):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cache: dict[tuple[int, Any], Any] = {}
+
+    # -- reads ----------------------------------------------------------------
+    def get(self, key: Any, default: Any = None) -> Any:
+        ck = (_partition(), key)
+        value = self._cache.get(ck, _MISSING)
+        if value is _MISSING:
+            raw = self.data._get(self.data._encode_key(key))
+            value = None if raw is None else self.data._decode_value(raw)
+            self._remember(ck, value)
+        return default if value is None else value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key)
+        if value is None:
+            return self.__missing__(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key) is not None
+
+    # -- writes ---------------------------------------------------------------
+    def __setitem__(self, key: Any, value: Any) -> None:
+        partition = _partition()
+        kb = self.data._encode_key(key)
+        vb = self.data._encode_value(value)
+        self.data._set(kb, vb)
+        self._remember((partition, key), value)
+        self.app.producer.produce_changelog(self, partition, kb, vb)
+
+    def __delitem__(self, key: Any) -> None:
+        self._cache.pop((_partition(), key), None)
+        super().__delitem__(key)
+
+    def persist_offset(self, partition: int, offset: int) -> None:
+        """Where this process's RocksDB is up to in the changelog (read at start-up)."""
+        tp = TP(self.changelog_topic.get_topic_name(), partition)
+        self.data.set_persisted_offset(tp, offset)
+
+    # -- invalidation ---------------------------------------------------------
+    def _remember(self, ck: tuple[int, Any], value: Any) -> None:
+        if len(self._cache) >= CACHE_MAX_KEYS:
+            self._cache.clear()
+        self._cache[ck] = value
+
+    async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
+        self._cache.clear()
+        await super().on_rebalance(*args, **kwargs)
+
+    async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
+        self._cache.clear()
+        await super().on_recovery_completed(*args, **kwargs)
