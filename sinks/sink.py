@@ -1,13 +1,20 @@
 """Kafka → ClickHouse, exactly once.
 
-Batches per topic-partition (size or age, whichever first); ``write(batch)``
-inserts with a deduplication token derived from topic, partition and offset
-range, records the next offset in ``sink_offsets``, and only then commits
-the Kafka offset. On (re)assignment the consumer resumes after the last
-batch ClickHouse holds, so a crash between insert and commit replays
-nothing; the token covers a crash inside the insert, and every table
-converges to one row per key besides. The store down: retries with
-exponential backoff; the batch stays, lag grows, nothing is lost.
+Batches per topic-partition; a round is written when any batch is full or
+old enough (``SINK_BATCH_SIZE`` / ``SINK_BATCH_MS``), and all batches due
+then go together, so a round costs one insert per table, not one per
+partition (a chdb insert has a fixed cost of ~7 ms: per-partition inserts
+were most of the sink's time at 2,000 events/s, bench/README: stream).
+
+A round (``write``): first its plan (every batch's offset range) goes to
+``sink_plans``; then each table's rows, with a deduplication token derived
+from those ranges; then the next offsets to ``sink_offsets``; only then the
+Kafka commit. On (re)assignment the consumer resumes after the last round
+ClickHouse holds; a plan left open by a crash is replayed first with
+exactly its ranges, so the repeated inserts carry the same tokens and
+ClickHouse drops them. Every table also converges to one row per key. The
+store down: retries with exponential backoff; the round stays, lag grows,
+nothing is lost.
 
 Consumers read with isolation.level=read_committed, so records of any
 aborted producer transaction are never written.
@@ -15,13 +22,14 @@ aborted producer transaction are never written.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
@@ -46,11 +54,30 @@ class Batch:
     partition: int
     messages: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
+    replay_end: int | None = None  # replaying an open plan: up to this offset (exclusive)
 
     @property
-    def token(self) -> str:
-        first, last = self.messages[0].offset(), self.messages[-1].offset()
-        return f"{self.topic}:{self.partition}:{first}-{last}"
+    def range(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.start}-{self.end - 1}"
+
+    @property
+    def start(self) -> int:
+        return self.messages[0].offset()
+
+    @property
+    def end(self) -> int:
+        return self.messages[-1].offset() + 1
+
+    @property
+    def complete(self) -> bool:
+        """A replayed batch is complete when it reaches its planned end."""
+        return self.replay_end is None or (bool(self.messages) and self.end >= self.replay_end)
+
+
+def round_token(kind: str, batches: list[Batch]) -> str:
+    """The same ranges give the same token: what makes a replayed insert a no-op."""
+    ranges = ",".join(sorted(b.range for b in batches))
+    return f"{kind}:{hashlib.blake2b(ranges.encode(), digest_size=16).hexdigest()}"
 
 
 class Sink:
@@ -68,8 +95,10 @@ class Sink:
         self._lock = threading.Lock()
         self.fresh_as_of: dict[str, datetime] = {}
         self._unsunk_oldest: dict[tuple[str, int], int] = {}  # received_at ms per TP
+        self._replay: dict[tuple[str, int], int] = {}  # open plan: TP -> end offset
         self.crash_after_insert = False  # test hook: die between insert and commit
         self.batches_written = 0
+        self.rounds_written = 0
 
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
@@ -121,10 +150,13 @@ class Sink:
 
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             stored = self._stored_offsets()
+            plans = self._open_plans(stored)
             for tp in partitions:
-                nxt = stored.get((tp.topic, tp.partition))
-                if nxt is not None:
-                    tp.offset = nxt
+                key = (tp.topic, tp.partition)
+                if key in plans:
+                    tp.offset, self._replay[key] = plans[key]
+                elif key in stored:
+                    tp.offset = stored[key]
             consumer.assign(partitions)
 
         c.subscribe(list(self.by_topic), on_assign=on_assign)
@@ -133,6 +165,22 @@ class Sink:
     def _stored_offsets(self) -> dict[tuple[str, int], int]:
         rows = self.store.query("SELECT topic, partition, next_offset FROM sink_offsets FINAL")
         return {(r["topic"], int(r["partition"])): int(r["next_offset"]) for r in rows}
+
+    def _open_plans(self, stored: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple]:
+        """Ranges planned but not recorded as written: (start, end) per TP."""
+        rows = self.store.query(
+            "SELECT topic, partition, start_offset, end_offset FROM sink_plans FINAL"
+        )
+        out = {}
+        for r in rows:
+            key, start, end = (
+                (r["topic"], int(r["partition"])),
+                int(r["start_offset"]),
+                int(r["end_offset"]),
+            )
+            if end > stored.get(key, 0) and start >= stored.get(key, start):
+                out[key] = (start, end)
+        return out
 
     def _run_logged(self) -> None:
         try:
@@ -143,7 +191,7 @@ class Sink:
     def run(self) -> None:
         consumer = self._consumer()
         batches: dict[tuple[str, int], Batch] = {}
-        max_rows, max_age = self.settings.sink_batch_size, self.settings.sink_batch_ms / 1000
+        held: dict[tuple[str, int], list] = {}  # past a replayed plan's end: next round
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(num_messages=2000, timeout=0.1):
@@ -155,68 +203,110 @@ class Sink:
                     batch = batches.get(key)
                     if batch is None:
                         batch = batches[key] = Batch(
-                            self.by_topic[msg.topic()], msg.topic(), msg.partition()
+                            self.by_topic[msg.topic()],
+                            msg.topic(),
+                            msg.partition(),
+                            replay_end=self._replay.get(key),
                         )
+                    if batch.replay_end is not None and msg.offset() >= batch.replay_end:
+                        held.setdefault(key, []).append(msg)
+                        continue
                     batch.messages.append(msg)
                     if msg.topic() == self.clean_topic and key not in self._unsunk_oldest:
                         self._note_unsunk(key, msg)
-                now = time.monotonic()
-                for key in list(batches):
-                    b = batches[key]
-                    if len(b.messages) >= max_rows or now - b.started >= max_age:
-                        self.write(b, consumer)
+                due = self._due(batches)
+                if due:
+                    self.write(due, consumer)
+                    for b in due:
+                        key = (b.topic, b.partition)
+                        self._replay.pop(key, None)
                         del batches[key]
+                        if key in held:  # the rest of this partition starts the next round
+                            nxt = batches[key] = Batch(b.writer, b.topic, b.partition)
+                            nxt.messages = held.pop(key)
         finally:
             consumer.close()
 
+    def _due(self, batches: dict[tuple[str, int], Batch]) -> list[Batch]:
+        """The batches to write now: a replayed plan once all of it is read
+        (alone, so its ranges and tokens are the original ones), else every
+        batch once any is full or old enough."""
+        if self._replay:
+            replaying = [b for k, b in batches.items() if k in self._replay]
+            if len(replaying) == len(self._replay) and all(b.complete for b in replaying):
+                return replaying
+            return []
+        now = time.monotonic()
+        max_rows, max_age = self.settings.sink_batch_size, self.settings.sink_batch_ms / 1000
+        if any(len(b.messages) >= max_rows or now - b.started >= max_age for b in batches.values()):
+            return [b for b in batches.values() if b.messages]
+        return []
+
     def _note_unsunk(self, key: tuple[str, int], msg) -> None:
         try:
-            received = int(json.loads(msg.value())["received_at"])
+            received = int(orjson.loads(msg.value())["received_at"])
         except (ValueError, KeyError, TypeError):
             return
         with self._lock:
             self._unsunk_oldest[key] = received
 
-    def write(self, batch: Batch, consumer: Consumer) -> None:
-        """Insert one batch, record its offset, then commit it to Kafka."""
+    def write(self, batches: list[Batch], consumer: Consumer) -> None:
+        """One round: plan, one insert per table, offsets, then the Kafka commit."""
+        replaying = any(b.replay_end is not None for b in batches)
+        with BATCH_SECONDS.time():
+            if not replaying:  # a replayed round's plan is already stored
+                plan = [
+                    {"topic": b.topic, "partition": b.partition, "start_offset": b.start,
+                     "end_offset": b.end}
+                    for b in batches
+                ]  # fmt: skip
+                self._with_retries(
+                    lambda: self.store.insert("sink_plans", plan, round_token("plan", batches))
+                )
+            by_table: dict[str, list[Batch]] = {}
+            for b in batches:
+                by_table.setdefault(b.writer.table, []).append(b)
+            written: dict[str, list[dict]] = {}
+            for table, group in by_table.items():
+                rows = written[table] = [r for b in group for r in self._rows(b)]
+                token = round_token(table, group)
+                self._with_retries(lambda t=table, r=rows, k=token: self.store.insert(t, r, k))
+            if self.crash_after_insert:
+                raise SystemExit("sink crash injected after insert")
+            offsets = [
+                {"topic": b.topic, "partition": b.partition, "next_offset": b.end} for b in batches
+            ]
+            self._with_retries(
+                lambda: self.store.insert("sink_offsets", offsets, round_token("offsets", batches))
+            )
+        consumer.commit(
+            offsets=[TopicPartition(b.topic, b.partition, b.end) for b in batches],
+            asynchronous=False,
+        )
+        for table, rows in written.items():
+            ROWS.labels(table).inc(len(rows))
+        self.batches_written += len(batches)
+        self.rounds_written += 1
+        self._advance_freshness(
+            [b for b in batches if b.topic == self.clean_topic], written.get("events", [])
+        )
+
+    def _rows(self, batch: Batch) -> list[dict]:
         rows = []
         for m in batch.messages:
             try:
-                rows.append(batch.writer.to_row(json.loads(m.value())))
+                rows.append(batch.writer.to_row(orjson.loads(m.value())))
             except (ValueError, KeyError, TypeError) as exc:
                 BAD_RECORDS.inc()
                 log.error(
                     "skipping bad record %s:%s@%s: %s", m.topic(), m.partition(), m.offset(), exc
                 )
-        next_offset = batch.messages[-1].offset() + 1
-        with BATCH_SECONDS.time():
-            self._with_retries(lambda: self.store.insert(batch.writer.table, rows, batch.token))
-            if self.crash_after_insert:
-                raise SystemExit("sink crash injected after insert")
-            self._with_retries(
-                lambda: self.store.insert(
-                    "sink_offsets",
-                    [
-                        {
-                            "topic": batch.topic,
-                            "partition": batch.partition,
-                            "next_offset": next_offset,
-                        }
-                    ],
-                    f"offsets:{batch.token}",
-                )
-            )
-        consumer.commit(
-            offsets=[TopicPartition(batch.topic, batch.partition, next_offset)], asynchronous=False
-        )
-        ROWS.labels(batch.writer.table).inc(len(rows))
-        self.batches_written += 1
-        if batch.topic == self.clean_topic:
-            self._advance_freshness(batch, rows)
+        return rows
 
-    def _advance_freshness(self, batch: Batch, rows: list[dict]) -> None:
+    def _advance_freshness(self, batches: list[Batch], rows: list[dict]) -> None:
         with self._lock:
-            self._unsunk_oldest.pop((batch.topic, batch.partition), None)
+            for b in batches:
+                self._unsunk_oldest.pop((b.topic, b.partition), None)
             for r in rows:
                 t = r["tenant_id"]
                 if t not in self.fresh_as_of or r["received_at"] > self.fresh_as_of[t]:

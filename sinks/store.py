@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+import orjson
+
 Row = dict[str, Any]
 
 
@@ -51,10 +53,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+_ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
+
+
 def encode_rows(rows: Iterable[Row]) -> bytes:
-    return "".join(
-        json.dumps(r, default=_json_default, separators=(",", ":")) + "\n" for r in rows
-    ).encode()
+    # Times in ClickHouse's text form ('YYYY-MM-DD hh:mm:ss.ffffff'), which
+    # both engines parse with their default input settings.
+    return b"".join(orjson.dumps(r, default=_json_default, option=_ORJSON_OPTS) for r in rows)
 
 
 def insert_sql(table: str, dedup_token: str | None) -> str:
