@@ -36,6 +36,7 @@ class Scale:
     query_sizes: tuple[int, ...]
     query_runs: int
     memory_ids: int
+    stream_peer: bool = True  # run the Quix Streams peer (hours at 1M events on 2 cores)
 
 
 SCALES: dict[str, Scale] = {

@@ -14,6 +14,7 @@ the bench Kafka: ``KAFKA_BOOTSTRAP`` if set, else a local broker in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import multiprocessing as mp
@@ -26,22 +27,22 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULTS, SCALES, Context, Result, machine, now_iso
+from bench.common import RESULTS, SCALES, Context, Result, Scale, machine, now_iso
 
 SCENARIOS = ("ingest", "stream", "freshness", "query", "export", "memory")
 
 
-def _scenario_process(name: str, scale: str, ctx: Context, out: Any) -> None:
+def _scenario_process(name: str, scale: Scale, ctx: Context, out: Any) -> None:
     try:
         mod = importlib.import_module(f"bench.{name}")
-        res: Result = mod.run(SCALES[scale], ctx)
+        res: Result = mod.run(scale, ctx)
     except Exception as exc:
         traceback.print_exc()
         res = Result(name, error=f"{type(exc).__name__}: {exc}")
     out.put(res.to_json())
 
 
-def run_scenario(name: str, scale: str, ctx: Context, timeout_s: float) -> dict:
+def run_scenario(name: str, scale: Scale, ctx: Context, timeout_s: float) -> dict:
     mpc = mp.get_context("spawn")
     q = mpc.Queue()
     proc = mpc.Process(target=_scenario_process, args=(name, scale, ctx, q))
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
     ap.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, state)")
+    ap.add_argument("--events", type=int, help="stream: events to pre-load (overrides the scale)")
+    ap.add_argument("--rates", help="freshness: comma-separated ev/s (overrides the scale)")
+    ap.add_argument("--seconds", type=float, help="freshness: seconds per rate")
+    ap.add_argument("--no-peer", action="store_true", help="stream: skip the Quix Streams peer")
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(names) - set(SCENARIOS)
@@ -117,11 +122,20 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="skillstream-bench-"))
     ctx = Context(bootstrap, workdir)
     timeout = {"small": 300, "medium": 3600, "full": 6 * 3600}[args.scale]
+    scale = SCALES[args.scale]
+    overrides: dict[str, Any] = {"stream_peer": not args.no_peer}
+    if args.events:
+        overrides["stream_events"] = args.events
+    if args.rates:
+        overrides["fresh_rates"] = tuple(int(r) for r in args.rates.split(","))
+    if args.seconds:
+        overrides["fresh_seconds"] = args.seconds
+    scale = dataclasses.replace(scale, **overrides)
     results = []
     try:
         for name in names:
             print(f"[bench] {name} ({args.scale}) …", file=sys.stderr, flush=True)
-            res = run_scenario(name, args.scale, ctx, timeout)
+            res = run_scenario(name, scale, ctx, timeout)
             res.update(scale=args.scale, date=now_iso(), command=command, machine=info)
             args.out.mkdir(parents=True, exist_ok=True)
             path = args.out / f"{res['date'][:10]}-{name}.json"

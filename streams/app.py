@@ -50,7 +50,7 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # Batch the many small records one event emits (clean event, rows,
         # score) into few produce requests: per-message requests dominated
         # the worker's profile (bench/stream.py).
-        producer_linger=0.02,
+        producer_linger=0.05,
         producer_max_batch_size=256 * 1024,
     )
     return app

@@ -18,10 +18,12 @@ on: offsets are committed after every record sent before them is
 acknowledged by Kafka.
 
 The worker's own output records (clean events, aggregate rows, scores) need
-no future each: ``produce`` hands them to a second librdkafka producer that
-reports failures only. A failure makes the next ``flush`` raise, so Faust
-never commits past a record Kafka did not take; the worker stops and its
-restart replays from the last commit.
+no future each: ``produce`` hands them to librdkafka with the producer-wide
+delivery callback, which only notes a failure. A failure makes the next
+``flush`` raise, so Faust never commits past a record Kafka did not take;
+the worker stops and its restart replays from the last commit. One
+producer for everything: each produce request to the broker carries all of
+it (the broker's CPU is shared with the worker on small machines).
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ POLL_IDLE_S = 0.005
 
 class RdKafkaProducer(AIOKafkaProducer):
     _rd: RdProducer | None = None
-    _rd_out: RdProducer | None = None  # fire-and-forget outputs
     _out_error: KafkaError | None = None
     _poller: asyncio.Task | None = None
     _changelogs: dict[tuple[int, int], _ChangelogPartition]  # (id(table), partition)
@@ -64,6 +65,8 @@ class RdKafkaProducer(AIOKafkaProducer):
             "partitioner": "murmur2_random",  # Java's (and aiokafka's) partitioning
             "queue.buffering.max.messages": 500_000,
             "log_level": 3,
+            # for records produced without a callback of their own (outputs)
+            "on_delivery": self._on_output_failed,
         }
 
     def __post_init__(self) -> None:
@@ -73,14 +76,6 @@ class RdKafkaProducer(AIOKafkaProducer):
     async def on_start(self) -> None:
         await super().on_start()
         self._rd = RdProducer(self._rd_config())
-        self._rd_out = RdProducer(
-            {
-                **self._rd_config(),
-                "client.id": f"{self.client_id}-out",
-                "delivery.report.only.error": True,
-                "on_delivery": self._on_output_failed,
-            }
-        )
         self._poller = asyncio.ensure_future(self._serve_deliveries())
 
     async def on_stop(self) -> None:
@@ -89,15 +84,14 @@ class RdKafkaProducer(AIOKafkaProducer):
         if self._poller is not None:
             self._poller.cancel()
             self._poller = None
-        self._rd = self._rd_out = None
+        self._rd = None
         await super().on_stop()
 
     async def _serve_deliveries(self) -> None:
         # Delivery callbacks run inside poll(), here in the loop's thread.
         while True:
-            served = 0
-            for rd in (self._rd, self._rd_out):
-                served += rd.poll(0) if rd is not None else 0
+            rd = self._rd
+            served = rd.poll(0) if rd is not None else 0
             await asyncio.sleep(0 if served else POLL_IDLE_S)
 
     def _on_output_failed(self, err: KafkaError | None, msg: Any) -> None:
@@ -108,7 +102,7 @@ class RdKafkaProducer(AIOKafkaProducer):
         self, topic: str, key: bytes | None, value: bytes, headers: list | None = None
     ) -> None:
         """Send an output record without a future (see the module docstring)."""
-        rd = self._rd_out
+        rd = self._rd
         if rd is None:
             raise ProducerSendError("producer not started")
         while True:
@@ -203,11 +197,11 @@ class RdKafkaProducer(AIOKafkaProducer):
     async def _drain(self) -> None:
         # Until every record handed to librdkafka is acknowledged; polling
         # here resolves their futures in the loop's thread as we go.
-        for rd in (self._rd, self._rd_out):
-            while rd is not None and len(rd) > 0:
-                rd.poll(0)
-                if len(rd) > 0:
-                    await asyncio.sleep(0.001)
+        rd = self._rd
+        while rd is not None and len(rd) > 0:
+            rd.poll(0)
+            if len(rd) > 0:
+                await asyncio.sleep(0.001)
         failed = self._out_error or next(
             (c.error for c in self._changelogs.values() if c.error), None
         )
