@@ -102,15 +102,20 @@ class RdKafkaProducer(AIOKafkaProducer):
         self, topic: str, key: bytes | None, value: bytes, headers: list | None = None
     ) -> None:
         """Send an output record without a future (see the module docstring)."""
+        self._produce(topic, value, key, headers=headers)
+
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, **kwargs: Any) -> None:
         rd = self._rd
         if rd is None:
             raise ProducerSendError("producer not started")
         while True:
             try:
-                rd.produce(topic, value, key, headers=headers)
+                rd.produce(topic, value, key, **kwargs)
                 return
-            except BufferError:  # queue full: wait for Kafka to take some
+            except BufferError:  # librdkafka's queue is full: wait for Kafka to take some
                 rd.poll(POLL_IDLE_S)
+            except KafkaException as exc:
+                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
 
     async def send(
         self,
@@ -125,9 +130,6 @@ class RdKafkaProducer(AIOKafkaProducer):
     ) -> Awaitable[RecordMetadata]:
         if transactional_id:
             raise ProducerSendError("transactions are not used by this worker")
-        rd = self._rd
-        if rd is None:
-            raise ProducerSendError("producer not started")
         if isinstance(headers, Mapping):
             headers = list(headers.items())
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
@@ -148,47 +150,16 @@ class RdKafkaProducer(AIOKafkaProducer):
             kwargs["timestamp"] = int(timestamp * 1000)
         if headers:
             kwargs["headers"] = headers
-        while True:
-            try:
-                rd.produce(topic, value, key, **kwargs)
-                return fut
-            except BufferError:  # librdkafka's queue is full: let deliveries drain
-                await asyncio.sleep(POLL_IDLE_S)
-            except KafkaException as exc:
-                raise ProducerSendError(f"Error while sending: {exc!r}") from exc
+        self._produce(topic, value, key, **kwargs)
+        return fut
 
     def produce_changelog(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
         """A table write (streams/state.py): its offset is persisted at the next flush."""
-        rd = self._rd
-        if rd is None:
-            raise ProducerSendError("producer not started")
         target = self._changelogs.get((id(table), partition))
         if target is None:
             target = _ChangelogPartition(table, partition)
             self._changelogs[(id(table), partition)] = target
-        topic = target.topic
-        while True:
-            try:
-                rd.produce(topic, value, key, partition=partition, on_delivery=target.delivered)
-                return
-            except BufferError:
-                rd.poll(POLL_IDLE_S)
-
-    async def send_and_wait(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        partition: int | None,
-        timestamp: float | None,
-        headers: Any,
-        *,
-        transactional_id: str | None = None,
-    ) -> RecordMetadata:
-        fut = await self.send(
-            topic, key, value, partition, timestamp, headers, transactional_id=transactional_id
-        )
-        return await fut
+        self._produce(target.topic, value, key, partition=partition, on_delivery=target.delivered)
 
     async def flush(self) -> None:
         await self.buffer.flush()  # Faust's own queue first (changelog writes)

@@ -16,6 +16,7 @@ import pytest
 from api.ingest.recent import RecentIds
 from ops.settings import PROJECT_ROOT
 from tests.support import scenario
+from tests.support.kafka import progress
 from tests.support.stream_check import diff, observed
 
 
@@ -86,13 +87,13 @@ def live_api_with_sink(settings, store, kafka_bootstrap):
     api.close()
 
 
-def _setup(api, unique):
+def _setup(api, unique, learners: int = 24):
     names = [f"s{unique}a", f"s{unique}b"]
     tenant_ids, keys = {}, {}
     for n in names:
         tid, key = api.new_tenant(n)
         tenant_ids[n], keys[n] = tid, key
-    scen = scenario.build(seed=int(unique[:6], 16), tenant_names=names)
+    scen = scenario.build(seed=int(unique[:6], 16), tenant_names=names, learners=learners)
     want = scenario.expected(scen.truth_events, tenant_ids)
     return names, tenant_ids, keys, scen, want
 
@@ -156,31 +157,46 @@ def expected_scores(daily: dict, day) -> dict:
     return out
 
 
+def kill_mid_stream(worker, settings, kafka_bootstrap, outputs_before: int) -> None:
+    """SIGKILL the worker while it works through a backlog: once it has
+    written outputs past ``outputs_before`` and before its group has
+    committed every raw record (processed, not yet committed: the replay
+    case). Fails the test if the worker was not caught mid-stream."""
+    clean, raw = settings.topic("events.clean"), settings.topic("events.raw")
+    group = f"{settings.topic_prefix}-worker"
+    deadline = time.monotonic() + 90
+    while progress(kafka_bootstrap, clean)[1] <= outputs_before:
+        assert time.monotonic() < deadline, "the worker never started processing"
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    committed, total = progress(kafka_bootstrap, raw, group)
+    assert committed < total, "the worker had committed everything: not killed mid-stream"
+
+
 def test_counts_match_after_worker_sigkill_and_sink_crash(
     live_api_with_sink, settings, kafka_bootstrap, unique
 ):
     api = live_api_with_sink
-    names, tenant_ids, keys, scen, want = _setup(api, unique)
-    worker = start_worker(settings, kafka_bootstrap)
+    # ~6k events: a backlog the worker needs a few seconds for
+    names, tenant_ids, keys, scen, want = _setup(api, unique, learners=240)
     half = len(scen.batches) // 2
+    post_all(api, keys, scen.batches[:half])
+    worker = start_worker(settings, kafka_bootstrap)
     try:
-        post_all(api, keys, scen.batches[:half])
-        time.sleep(4)  # the worker is mid-stream
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
+        kill_mid_stream(worker, settings, kafka_bootstrap, outputs_before=0)
         post_all(api, keys, scen.batches[half:])
         # the sink dies between a ClickHouse insert and its Kafka commit
         sink = api.ctx.sink
         sink.crash_after_insert = True
-        worker = start_worker(settings, kafka_bootstrap)
+        outputs = progress(kafka_bootstrap, settings.topic("events.clean"))[1]
+        worker = start_worker(settings, kafka_bootstrap)  # restores its tables, replays
         deadline = time.monotonic() + 60
         while sink._thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not sink._thread.is_alive(), "sink crash was not injected"
-        api.ctx.start_sink()  # a fresh sink resumes from what ClickHouse holds
-        time.sleep(3)
-        worker.send_signal(signal.SIGKILL)  # and once more, later
-        worker.wait()
+        api.ctx.start_sink()  # a fresh sink replays its open round, then resumes
+        kill_mid_stream(worker, settings, kafka_bootstrap, outputs_before=outputs + 500)
         worker = start_worker(settings, kafka_bootstrap)
         api.ctx.recent = RecentIds()
         post_all(api, keys, scen.replay)

@@ -61,3 +61,16 @@ def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: flo
             ends = _high_watermarks(c, parts)
     c.close()
     return out
+
+
+def progress(bootstrap: str, topic: str, group: str | None = None) -> tuple[int, int]:
+    """(records the group has committed, records in the topic), over all partitions."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or "progress", "log_level": 0})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+        high = sum(_high_watermarks(c, parts).values())
+        committed = sum(max(0, tp.offset) for tp in c.committed(parts, timeout=10)) if group else 0
+        return committed, high
+    finally:
+        c.close()
