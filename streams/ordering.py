@@ -88,7 +88,10 @@ class InOrder:
             while True:
                 started = time.monotonic()
                 self._caught_up.pop(key, None)
-                await self.app.consumer.seek(tp, self._next[key])
+                # In the consumer's own thread: aiokafka's fetcher is not
+                # thread-safe, and a seek from this loop raced its fetch
+                # (KeyError in fetched_records, the worker crashed).
+                await self.app.consumer.seek_wait({tp: self._next[key]})
                 await asyncio.sleep(REWIND_RETRY_S)
                 if self._caught_up.get(key) and self._skipped_at[key] < started:
                     return

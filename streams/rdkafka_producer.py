@@ -153,13 +153,18 @@ class RdKafkaProducer(AIOKafkaProducer):
         self._produce(topic, value, key, **kwargs)
         return fut
 
-    def produce_changelog(self, table: Any, partition: int, key: bytes, value: bytes) -> None:
+    def produce_changelog(
+        self, table: Any, partition: int, key: bytes, value: bytes, headers: list
+    ) -> None:
         """A table write (streams/state.py): its offset is persisted at the next flush."""
         target = self._changelogs.get((id(table), partition))
         if target is None:
             target = _ChangelogPartition(table, partition)
             self._changelogs[(id(table), partition)] = target
-        self._produce(target.topic, value, key, partition=partition, on_delivery=target.delivered)
+        self._produce(
+            target.topic, value, key, partition=partition, headers=headers,
+            on_delivery=target.delivered,
+        )  # fmt: skip
 
     async def flush(self) -> None:
         await self.buffer.flush()  # Faust's own queue first (changelog writes)

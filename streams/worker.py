@@ -40,7 +40,7 @@ from streams.app import create_app
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
-from streams.state import StateTable
+from streams.state import ROCKSDB_OPTIONS, Committed, StateTable
 from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
@@ -58,7 +58,17 @@ def _headers(msg) -> list[tuple[str, bytes]]:
     return list(h.items()) if isinstance(h, dict) else list(h)
 
 
-def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faust.App:
+INPUT_TOPICS = ("events.raw", "events.attributed", "identity.links", "control.recompute")
+
+
+def build(
+    settings: Settings,
+    bootstrap: str,
+    app_id: str | None = None,
+    committed: Committed | None = None,
+) -> faust.App:
+    """The worker's app. ``committed``: the group's committed input offsets
+    at start; table recovery keeps only what they cover (streams/state.py)."""
     # The app id names the consumer group and the changelog topics: derive it
     # from the topic prefix so two stacks on one cluster never share state.
     app = create_app(settings, bootstrap, app_id or f"{settings.topic_prefix}-worker")
@@ -84,7 +94,8 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
 
     def table(name: str) -> StateTable:
         t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
-                       partitions=parts, key_type=str)  # fmt: skip
+                       partitions=parts, key_type=str, options=dict(ROCKSDB_OPTIONS),
+                       committed=committed)  # fmt: skip
         app.tables.add(t)
         return t
 
@@ -273,6 +284,23 @@ def ensure_changelogs(app: faust.App, bootstrap: str, settings: Settings) -> Non
         time.sleep(0.2)
 
 
+def committed_offsets(bootstrap: str, group: str, settings: Settings) -> dict[tuple[str, int], int]:
+    """The group's committed offset of every input partition (0 where none):
+    where processing resumes, and so what a restored table may contain."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "log_level": 0})
+    try:
+        tps = [
+            TopicPartition(settings.topic(t), p)
+            for t in INPUT_TOPICS
+            for p in range(settings.topic_partitions)
+        ]
+        return {(tp.topic, tp.partition): max(0, tp.offset) for tp in c.committed(tps, timeout=30)}
+    finally:
+        c.close()
+
+
 async def _normalise(item: Item) -> Item:
     item.record = normalise(item.record)
     return item
@@ -368,7 +396,9 @@ def main() -> None:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
-    app = build(settings, settings.kafka_bootstrap)
+    app_id = f"{settings.topic_prefix}-worker"
+    committed = committed_offsets(settings.kafka_bootstrap, app_id, settings)
+    app = build(settings, settings.kafka_bootstrap, app_id, committed)
     ensure_changelogs(app, settings.kafka_bootstrap, settings)
     code = 1
     try:
