@@ -91,12 +91,18 @@ class InOrder:
                 # In the consumer's own thread: aiokafka's fetcher is not
                 # thread-safe, and a seek from this loop raced its fetch
                 # (KeyError in fetched_records, the worker crashed).
-                await self.app.consumer.seek_wait({tp: self._next[key]})
+                await self._seek(tp, self._next[key])
                 await asyncio.sleep(REWIND_RETRY_S)
                 if self._caught_up.get(key) and self._skipped_at[key] < started:
                     return
         finally:
             self._rewinding.pop(key, None)
+
+    async def _seek(self, tp: TP, offset: int) -> None:
+        consumer = self.app.consumer
+        thread = consumer._thread  # faust's aiokafka consumer thread
+        await thread.call_thread(thread._ensure_consumer().seek, tp, offset)
+        consumer._read_offset[tp] = offset if offset else None  # as Consumer.seek does
 
     async def applied(self, stream: StreamT, event: EventT) -> None:
         msg = event.message
