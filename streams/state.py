@@ -46,7 +46,7 @@ CACHE_MAX_KEYS = 50_000  # per table; cleared when reached (cheap, and bounds me
 
 # Per RocksDB database (one per table and partition: 33 with 3 partitions).
 # Faust's defaults are sized for one big table (64 MB memtables, 2 GB block
-# cache each); these keep a 1M-event run's worker near 300 MB instead of
+# cache each); these kept a 1M-event run's worker at 378 MB instead of
 # 675 MB (bench/README: stream), and the changelog stays the durable copy.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 * 2**20,
