@@ -22,9 +22,10 @@ Deletes (the nightly dedupe sweep) and iteration are Faust's own.
 **Restore to the last commit.** Each changelog record carries the input
 record that wrote it (header ``skillstream-src``: topic, partition,
 offset). After a crash the worker drops its RocksDB and restores from the
-changelogs, skipping records written by input not yet committed: those are
-processed again right after, and keeping them would restore a state no
-single moment had. (A learner first counted in a program-week writes two
+changelogs, skipping records written by input not yet committed (the
+group's committed offsets, read when each rebalance starts a recovery):
+those are processed again right after, and keeping them would restore a
+state no single moment had. (A learner first counted in a program-week writes two
 keys, its membership and the week's counter; a SIGKILL between their
 deliveries left the counter without the membership, and the learner's next
 event counted again. tests/test_stream.py caught it.) Faust's commit comes
@@ -34,7 +35,9 @@ is restored is exactly the state at the commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import faust
@@ -78,11 +81,25 @@ def _written_before_commit(headers: Any, committed: Committed) -> bool:
     return True  # written outside any input record (a sweep's delete)
 
 
+class CommittedInput:
+    """The worker group's committed input offsets, read once per rebalance
+    (every table asks; the first read serves them all)."""
+
+    def __init__(self, read: Callable[[], Committed]) -> None:
+        self._read = read
+        self.offsets: Committed | None = None
+        self._read_at = -1.0
+
+    async def refresh(self) -> None:
+        if time.monotonic() - self._read_at > 1.0:
+            self.offsets = await asyncio.get_running_loop().run_in_executor(None, self._read)
+            self._read_at = time.monotonic()
+
+
 class StateTable(faust.Table):
-    def __init__(self, *args: Any, committed: Committed | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, committed: CommittedInput | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cache: dict[tuple[int, Any], Any] = {}
-        # the worker group's committed input offsets when this process started
         self.committed = committed
 
     # -- reads ----------------------------------------------------------------
@@ -125,7 +142,7 @@ class StateTable(faust.Table):
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         """Recovery: only what input committed before this start wrote."""
-        committed = self.committed
+        committed = self.committed.offsets if self.committed else None
         if committed is not None:
             batch = [e for e in batch if _written_before_commit(e.message.headers, committed)]
         super().apply_changelog_batch(batch)
@@ -138,6 +155,8 @@ class StateTable(faust.Table):
 
     async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
         self._cache.clear()
+        if self.committed is not None:  # before the recovery this rebalance starts
+            await self.committed.refresh()
         await super().on_rebalance(*args, **kwargs)
 
     async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:

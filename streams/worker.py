@@ -40,7 +40,7 @@ from streams.app import create_app
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
-from streams.state import ROCKSDB_OPTIONS, Committed, StateTable
+from streams.state import ROCKSDB_OPTIONS, CommittedInput, StateTable
 from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
@@ -61,17 +61,13 @@ def _headers(msg) -> list[tuple[str, bytes]]:
 INPUT_TOPICS = ("events.raw", "events.attributed", "identity.links", "control.recompute")
 
 
-def build(
-    settings: Settings,
-    bootstrap: str,
-    app_id: str | None = None,
-    committed: Committed | None = None,
-) -> faust.App:
-    """The worker's app. ``committed``: the group's committed input offsets
-    at start; table recovery keeps only what they cover (streams/state.py)."""
+def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faust.App:
     # The app id names the consumer group and the changelog topics: derive it
     # from the topic prefix so two stacks on one cluster never share state.
-    app = create_app(settings, bootstrap, app_id or f"{settings.topic_prefix}-worker")
+    app_id = app_id or f"{settings.topic_prefix}-worker"
+    app = create_app(settings, bootstrap, app_id)
+    # table recovery keeps what committed input wrote (streams/state.py)
+    committed = CommittedInput(lambda: committed_offsets(bootstrap, app_id, settings))
     parts = settings.topic_partitions
     raw_name = settings.topic("events.raw")
 
@@ -396,9 +392,7 @@ def main() -> None:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
-    app_id = f"{settings.topic_prefix}-worker"
-    committed = committed_offsets(settings.kafka_bootstrap, app_id, settings)
-    app = build(settings, settings.kafka_bootstrap, app_id, committed)
+    app = build(settings, settings.kafka_bootstrap)
     ensure_changelogs(app, settings.kafka_bootstrap, settings)
     code = 1
     try:
