@@ -209,8 +209,13 @@ class Sink:
                             replay_end=self._replay.get(key),
                         )
                     if batch.replay_end is not None and msg.offset() >= batch.replay_end:
-                        held.setdefault(key, []).append(msg)
-                        continue
+                        if batch.messages:
+                            held.setdefault(key, []).append(msg)
+                            continue
+                        # nothing of the planned range is left to read (topic
+                        # retention): nothing to replay for this partition
+                        batch.replay_end = None
+                        self._replay.pop(key, None)
                     batch.messages.append(msg)
                     if msg.topic() == self.clean_topic and key not in self._unsunk_oldest:
                         self._note_unsunk(key, msg)
