@@ -325,9 +325,16 @@ class KafkaCluster:
         raise KafkaLauncherError(f"Kafka did not answer metadata within {timeout:.0f}s")
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop every node; the data and the descriptor stay for the next start."""
+        """Stop every node at once; the data and the descriptor stay for the
+        next start. (One by one, the last node of a multi-node cluster waits
+        out its controlled shutdown with no controller quorum left.)"""
+        live = [n for n in self.nodes if n.pid and _pid_alive(n.pid)]
+        for node in live:
+            os.kill(node.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for node in live:
+            self._wait_exit(node.pid, deadline)
         for node in self.nodes:
-            self.stop_node(node.node_id, timeout)
             node.pid = None
         if self.descriptor.exists():
             self.save()
@@ -338,14 +345,18 @@ class KafkaCluster:
         if not node.pid or not _pid_alive(node.pid):
             return
         os.kill(node.pid, signal.SIGKILL if hard else signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while _pid_alive(node.pid) and time.monotonic() < deadline:
-            _reap(node.pid)
+        self._wait_exit(node.pid, time.monotonic() + timeout)
+
+    @staticmethod
+    def _wait_exit(pid: int, deadline: float) -> None:
+        """Wait for a signalled node to exit; SIGKILL it at the deadline."""
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            _reap(pid)
             time.sleep(0.1)
-        if _pid_alive(node.pid):
-            os.kill(node.pid, signal.SIGKILL)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
-        _reap(node.pid)
+        _reap(pid)
 
     def restart_node(self, node_id: int, timeout: float = 90.0) -> None:
         node = next(n for n in self.nodes if n.node_id == node_id)

@@ -1,33 +1,86 @@
-"""The local Kafka launcher: a 3-node KRaft cluster, node stop/restart, errors."""
+"""The local Kafka launcher: a 3-node KRaft cluster, node stop/restart, a full
+stop and start that keeps its data, `reset`, errors."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+from confluent_kafka import Producer
 
 from ops import kafka_launcher
 from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, metadata_ok
-from ops.settings import Settings
+from ops.settings import PROJECT_ROOT
+from tests.support.kafka import read_all
 
 
-def test_three_node_cluster_survives_one_node_down(tmp_path):
-    s = Settings()
-    cluster = KafkaCluster.ensure(
-        tmp_path / "kafka3", s.cache_dir, s.kafka_version, size=3, heap="256m"
+def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
+    env.update(SKILLSTREAM_RUN_DIR=str(run_dir), KAFKA_HEAP="256m")
+    return subprocess.run(
+        [sys.executable, "-m", "ops.cli", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
+
+
+def _produce(bootstrap: str, topic: str, n: int) -> None:
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "log_level": 0})
+    for i in range(n):
+        p.produce(topic, f"record-{i}".encode())
+    assert p.flush(30) == 0
+
+
+def test_three_node_cluster_survives_one_node_down_and_a_full_stop(tmp_path):
+    run_dir = tmp_path / "run"
+    started = _cli(run_dir, "kafka", "start", "--brokers", "3")
+    assert started.returncode == 0, started.stderr
+    bootstrap = started.stdout.strip().splitlines()[-1]
+    cluster = KafkaCluster.load(run_dir / "kafka")
     try:
-        assert len(cluster.bootstrap.split(",")) == 3
-        assert metadata_ok(cluster.bootstrap, expected_brokers=3)
-        # re-use: a second ensure returns the running cluster, starts nothing
-        again = KafkaCluster.ensure(tmp_path / "kafka3", s.cache_dir, s.kafka_version, size=3)
-        assert [n.pid for n in again.nodes] == [n.pid for n in cluster.nodes]
-        assert not again.started_here
+        assert cluster is not None and cluster.bootstrap == bootstrap
+        assert metadata_ok(bootstrap, expected_brokers=3)
+        _produce(bootstrap, "kept", 60)
+        # re-use: a second start returns the running cluster, starts nothing
+        again = _cli(run_dir, "kafka", "start")
+        assert again.stdout.strip() == bootstrap
+        assert [n.pid for n in KafkaCluster.load(run_dir / "kafka").nodes] == [
+            n.pid for n in cluster.nodes
+        ]
         cluster.stop_node(3, hard=True)
-        assert metadata_ok(cluster.bootstrap, expected_brokers=2)
+        assert metadata_ok(bootstrap, expected_brokers=2)
         cluster.restart_node(3)
-        assert metadata_ok(cluster.bootstrap, expected_brokers=3)
+        assert metadata_ok(bootstrap, expected_brokers=3)
+
+        # a full stop keeps the cluster: same id, same ports, every record
+        assert _cli(run_dir, "kafka", "stop").returncode == 0
+        assert _cli(run_dir, "kafka", "status").stdout.strip() == "not running"
+        restarted = _cli(run_dir, "kafka", "start")
+        assert restarted.stdout.strip() == bootstrap, restarted.stderr
+        back = KafkaCluster.load(run_dir / "kafka")
+        assert back.cluster_id == cluster.cluster_id and len(back.nodes) == 3
+        assert len(read_all(bootstrap, "kept", expect=60)) == 60
+        # its size is the cluster's own
+        wrong = _cli(run_dir, "kafka", "start", "--brokers", "1")
+        assert wrong.returncode == 1 and "holds a 3-node cluster" in wrong.stderr
     finally:
-        cluster.stop()
-    assert not cluster.is_running()
+        _cli(run_dir, "kafka", "stop")
+    assert not KafkaCluster.load(run_dir / "kafka").any_running()
+
+    # only an explicit reset wipes: first it says what would go
+    dry = _cli(run_dir, "reset")
+    assert dry.returncode == 2 and "would remove" in dry.stdout and "pass --yes" in dry.stdout
+    assert (run_dir / "kafka" / "cluster.json").exists()
+    wiped = _cli(run_dir, "reset", "--yes")
+    assert wiped.returncode == 0, wiped.stdout + wiped.stderr
+    assert "removing" in wiped.stdout and f"reset {run_dir}" in wiped.stdout
+    assert not any(run_dir.iterdir())
 
 
 def test_missing_maven_is_a_clear_error(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ SETTLING = {
     KafkaError.UNKNOWN_TOPIC_OR_PART,
     KafkaError._TIMED_OUT,
     KafkaError._TRANSPORT,
+    KafkaError._DESTROY_BROKER,  # a restarted cluster's brokers re-registering
 }
 
 
