@@ -15,9 +15,8 @@ exactly its ranges, so the repeated inserts carry the same tokens and
 ClickHouse drops them. Offsets and plans are stored with the Kafka topic's
 id, so a topic that was recreated (or a new cluster) is read from its start
 and never sought with another incarnation's offsets. Every table also
-converges to one row per key. The
-store down: retries with exponential backoff; the round stays, lag grows,
-nothing is lost.
+converges to one row per key. The store down: retries with exponential
+backoff; the round stays, lag grows, nothing is lost.
 
 Consumers read with isolation.level=read_committed, so records of any
 aborted producer transaction are never written.

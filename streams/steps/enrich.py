@@ -42,8 +42,13 @@ def enrich_step(watermarks: MutableMapping[str, int], allowed_lateness_days: int
         )
         if rec.get("learner_id") and not rec["countable"]:
             TOO_LATE.inc()
-        # A record re-emitted after attribution replaces the anonymous one.
-        rec["version"] = 2 if rec.get("attributed_later") else 1
+        # An anonymous-only event attributed to a learner replaces its
+        # unattributed row, however it got there: forwarded when the link
+        # arrived, or attributed at once when replayed after a crash (then
+        # both rows exist in events.clean, and an equal version would let
+        # the sink's insert order decide).
+        anonymous_only = not rec.get("user_id")
+        rec["version"] = 2 if anonymous_only and rec.get("learner_id") else 1
         return item
 
     return Step("enrich", run)
