@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from api.exports.runner import ExportRunner
 from api.exports.storage import ObjectStore, object_store_for
@@ -16,6 +17,8 @@ from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
 from api.notify.fanout import Notifier
 from api.tenants import TenantRegistry
+from ops.lag import LagMonitor
+from ops.processes import stack_children_alive
 from ops.secrets import Secrets
 from ops.settings import Settings
 from schemas.codec import Codec, codec_for
@@ -63,6 +66,7 @@ class AppContext:
     notifier: Notifier = field(init=False)
     exports: ExportRunner = field(init=False)
     scheduler: Scheduler | None = None
+    lag: LagMonitor | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -101,6 +105,33 @@ class AppContext:
         self.scheduler.start()
         return self.scheduler
 
+    def start_lag_monitor(self) -> LagMonitor:
+        self.lag = LagMonitor(self.kafka_bootstrap, self.settings, self.settings.lag_poll_s)
+        self.lag.start()
+        return self.lag
+
+    def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
+        """The freshness watermark (ops/lag.py) for a tenant that has data;
+        without a lag reading yet, the newest event the sink wrote."""
+        newest = self.sink.data_fresh_as_of(tenant_id) if self.sink else None
+        snap = self.lag.latest if self.lag else None
+        if newest is None or snap is None:
+            return newest
+        return datetime.fromtimestamp(snap.watermark_ms / 1000, UTC)
+
+    def components(self) -> dict[str, bool]:
+        """Each background thread of this process, and each process of the
+        stack around it (from `skillstream up`'s stack file): alive or not."""
+        alive = {}
+        if self.sink is not None:
+            alive["sink"] = self.sink.alive()
+        if self.lag is not None:
+            alive["lag_monitor"] = self.lag.alive()
+        if self.scheduler is not None:
+            alive["scheduler"] = self.scheduler.alive()
+        alive.update(stack_children_alive(self.settings))
+        return alive
+
     def start_sink(self) -> Sink:
         self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
         self.sink.start()
@@ -114,4 +145,6 @@ class AppContext:
             self.notifier.publisher.close()
         if self.sink:
             self.sink.stop()
+        if self.lag:
+            self.lag.stop()
         self.producer.close()

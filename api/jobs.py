@@ -47,6 +47,9 @@ class Scheduler:
             wake = min(j.next_at for j in self.jobs) - time.monotonic()
             self._stop.wait(max(0.05, min(wake, 5.0)))
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():

@@ -38,6 +38,7 @@ def main() -> None:
         kafka_bootstrap=settings.kafka_bootstrap,
     )
     ctx.start_sink()  # this process owns the store, so it runs the sink
+    ctx.start_lag_monitor()
     ctx.start_jobs()  # ... and the jobs that touch it (exports, sweep, purge)
     app = create_app(ctx)
     url = f"http://{settings.api_host}:{settings.api_port}"

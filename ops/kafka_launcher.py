@@ -32,6 +32,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ops.processes import pid_alive
 from ops.settings import PROJECT_ROOT
 
 POM = PROJECT_ROOT / "ops" / "kafka" / "pom.xml"
@@ -78,19 +79,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    # A zombie child still "exists"; treat it as dead.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def metadata_ok(bootstrap: str, expected_brokers: int = 1, timeout: float = 3.0) -> bool:
@@ -262,10 +250,10 @@ class KafkaCluster:
         )
 
     def is_running(self) -> bool:
-        return bool(self.nodes) and all(n.pid and _pid_alive(n.pid) for n in self.nodes)
+        return bool(self.nodes) and all(n.pid and pid_alive(n.pid) for n in self.nodes)
 
     def any_running(self) -> bool:
-        return any(n.pid and _pid_alive(n.pid) for n in self.nodes)
+        return any(n.pid and pid_alive(n.pid) for n in self.nodes)
 
     def create(self, size: int = 1, timeout: float = 90.0) -> None:
         """Format and start a new cluster in an empty data directory."""
@@ -291,7 +279,7 @@ class KafkaCluster:
     def resume(self, timeout: float = 90.0) -> None:
         """Start the stopped nodes from their data, on their recorded ports
         when those are free (new ones, recorded, when not)."""
-        stopped = [n for n in self.nodes if not (n.pid and _pid_alive(n.pid))]
+        stopped = [n for n in self.nodes if not (n.pid and pid_alive(n.pid))]
         if stopped:
             if not self.any_running() and not all(
                 _port_free(n.port) and _port_free(n.controller_port) for n in self.nodes
@@ -316,7 +304,7 @@ class KafkaCluster:
         while time.monotonic() < deadline:
             if metadata_ok(self.bootstrap, len(self.nodes), timeout=2.0):
                 return
-            dead = [n for n in self.nodes if not (n.pid and _pid_alive(n.pid))]
+            dead = [n for n in self.nodes if not (n.pid and pid_alive(n.pid))]
             if dead:
                 raise KafkaLauncherError(
                     f"Kafka node {dead[0].node_id} exited; see {self._log(dead[0])}"
@@ -328,7 +316,7 @@ class KafkaCluster:
         """Stop every node at once; the data and the descriptor stay for the
         next start. (One by one, the last node of a multi-node cluster waits
         out its controlled shutdown with no controller quorum left.)"""
-        live = [n for n in self.nodes if n.pid and _pid_alive(n.pid)]
+        live = [n for n in self.nodes if n.pid and pid_alive(n.pid)]
         for node in live:
             os.kill(node.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
@@ -342,7 +330,7 @@ class KafkaCluster:
     def stop_node(self, node_id: int, timeout: float = 30.0, hard: bool = False) -> None:
         """Stop one node (SIGTERM, SIGKILL after ``timeout``); failure tests use ``hard``."""
         node = next(n for n in self.nodes if n.node_id == node_id)
-        if not node.pid or not _pid_alive(node.pid):
+        if not node.pid or not pid_alive(node.pid):
             return
         os.kill(node.pid, signal.SIGKILL if hard else signal.SIGTERM)
         self._wait_exit(node.pid, time.monotonic() + timeout)
@@ -350,10 +338,10 @@ class KafkaCluster:
     @staticmethod
     def _wait_exit(pid: int, deadline: float) -> None:
         """Wait for a signalled node to exit; SIGKILL it at the deadline."""
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             _reap(pid)
             time.sleep(0.1)
-        if _pid_alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGKILL)
             time.sleep(0.2)
         _reap(pid)

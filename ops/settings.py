@@ -207,6 +207,12 @@ class Settings(BaseSettings):
         500, alias="SINK_BATCH_MS", description="Longest a row waits before its batch is written."
     )
 
+    lag_poll_s: float = Field(
+        2.0,
+        alias="LAG_POLL_S",
+        description="How often the API process reads every stage's lag from Kafka (s).",
+    )
+
     # --- reports and dashboard -------------------------------------------------
     engagement_target: float = Field(
         70.0,

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, die_with_parent, free_port
+from ops.processes import read_stack
 from ops.settings import Settings
 from ops.topics import ensure_topics
 
@@ -126,16 +127,6 @@ def demo_history_env(environ: Mapping[str, str]) -> dict[str, str]:
         "ALLOWED_LATENESS_DAYS": str(DEMO_HISTORY_DAYS),
     }
     return {k: v for k, v in wanted.items() if k not in given}
-
-
-def read_stack(settings: Settings) -> dict | None:
-    """The running stack's processes, or None when no `up` is alive."""
-    try:
-        info = json.loads(settings.stack_file.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return info
 
 
 def _write_stack(settings: Settings, url: str, bootstrap: str, children: list[Child]) -> None:

@@ -3,14 +3,13 @@ each stage is, and the one explicit way to wipe a run directory."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 from ops.control import running_api_url
 from ops.kafka_launcher import KafkaCluster, metadata_ok, wipe
+from ops.processes import pid_alive, read_stack
 from ops.settings import Settings
-from ops.stack import read_stack
 
 # What lives in a run directory, for the user reading `reset`'s output.
 RUN_DIR_PARTS = {
@@ -21,17 +20,6 @@ RUN_DIR_PARTS = {
     "logs": "process logs",
     "secrets.json": "token and admin secrets",
 }
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 def _kafka_line(settings: Settings) -> tuple[str | None, str]:
@@ -62,7 +50,7 @@ def print_status(settings: Settings) -> int:
     print(f"{'kafka':<10}{kafka}")
     ok = ok and bootstrap is not None
     for name, child in (stack or {}).get("children", {}).items():
-        alive = _alive(int(child["pid"]))
+        alive = pid_alive(int(child["pid"]))
         ok = ok and alive
         state = "running" if alive else "exited "
         print(f"{name:<10}{state}   pid {child['pid']}   log {child['log']}")

@@ -161,6 +161,9 @@ class Sink:
         self._thread = threading.Thread(target=self._run_logged, name="sink", daemon=True)
         self._thread.start()
 
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 30) -> None:
         self._stop.set()
         if self._thread:

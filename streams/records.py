@@ -6,6 +6,7 @@ are epoch milliseconds, properties a plain object.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -51,3 +52,28 @@ def normalise(avro: dict[str, Any]) -> dict[str, Any]:
     )
     rec["learner_id"] = rec.get("user_id")
     return rec
+
+
+# When the front door received the event behind a record: the raw record's
+# own timestamp (set to its receipt), carried as a header on everything the
+# worker derives from it, so the lag of any stage is measured from receipt
+# (ops/lag.py) and the freshness watermark is exact.
+ORIGIN_HEADER = "skillstream-origin"
+
+
+def origin_ms(headers: Any, timestamp_ms: int) -> int:
+    for name, value in (headers.items() if isinstance(headers, Mapping) else headers) or ():
+        if name == ORIGIN_HEADER:
+            return int(value)
+    return timestamp_ms
+
+
+def origin_headers() -> list[tuple[str, bytes]]:
+    """The origin header for what the record being processed now derives."""
+    import faust
+
+    event = faust.current_event()
+    if event is None:
+        return []
+    msg = event.message
+    return [(ORIGIN_HEADER, str(origin_ms(msg.headers, int(msg.timestamp * 1000))).encode())]

@@ -39,7 +39,7 @@ from streams import aggregates
 from streams.app import create_app
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
-from streams.records import iso_day, normalise
+from streams.records import iso_day, normalise, origin_headers
 from streams.state import ROCKSDB_OPTIONS, CommittedInput, StateTable
 from streams.state_check import ChangelogView
 from streams.steps.decode import decode_step
@@ -114,7 +114,9 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/rdkafka_producer.py).
-        app.producer.produce(t.get_topic_name(), key.encode(), orjson.dumps(value))
+        app.producer.produce(
+            t.get_topic_name(), key.encode(), orjson.dumps(value), headers=origin_headers()
+        )
 
     # Sends that a state change later suppresses (a link marked sent, a
     # pending list forwarded) are not awaited: the state remembers the

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -28,62 +26,13 @@ import pytest
 
 from ops.settings import PROJECT_ROOT
 from schemas.examples import example_event
+from tests.support.stack import Stack, cli
 
 pytestmark = pytest.mark.timeout(900)
 
 
-def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-class Stack:
-    """One `skillstream up --no-demo` in its own process group, as a terminal runs it."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.stderr = open(log, "ab")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "up", "--no-demo"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            text=True,
-            start_new_session=True,
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(ln) for ln in self.proc.stdout], daemon=True
-        ).start()
-        try:
-            self.url = lines.get(timeout=180).strip()
-        except queue.Empty:
-            self.kill_group(signal.SIGKILL)
-            raise AssertionError(f"no URL from `up`; see {log}") from None
-        assert self.url.startswith("http://127.0.0.1:"), self.url
-
-    def kill_group(self, sig: int) -> None:
-        os.killpg(self.proc.pid, sig)  # the whole group, as Ctrl-C does
-
-    def stop(self, sig: int = signal.SIGINT) -> int:
-        self.kill_group(sig)
-        code = self.proc.wait(90)
-        self.stderr.close()
-        return code
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-
 def _token(env: dict[str, str], tenant: str) -> str:
-    out = _cli(env, "token", "--tenant", tenant, "--role", "company_admin")
+    out = cli(env, "token", "--tenant", tenant, "--role", "company_admin")
     assert out.returncode == 0, out.stderr
     return out.stdout.strip().splitlines()[-1]
 
@@ -158,11 +107,11 @@ def run_env(tmp_path: Path, unique: str) -> Iterator[dict[str, str]]:
         TOPIC_PREFIX=f"rs{unique}",
     )
     yield env
-    _cli(env, "kafka", "stop")
+    cli(env, "kafka", "stop")
 
 
 def _status(env: dict[str, str]) -> str:
-    out = _cli(env, "status")
+    out = cli(env, "status")
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
 
@@ -197,7 +146,7 @@ def test_stop_and_start_five_ways_loses_and_doubles_nothing(run_env, tmp_path):
 
     # 1. Ctrl-C while the worker is still processing 300 accepted events
     stack = Stack(env, log)
-    created = _cli(env, "tenant", "create", "restarts")
+    created = cli(env, "tenant", "create", "restarts")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     tenant_id = re.search(r"tenant restarts created: (\S+)", created.stderr).group(1)
@@ -229,7 +178,7 @@ def test_stop_and_start_five_ways_loses_and_doubles_nothing(run_env, tmp_path):
     # 4. Kafka stopped alone while the rest runs: `up` brings it back
     stack = Stack(env, log)
     _wait_for(stack, token, 600)
-    stopped = _cli(env, "kafka", "stop")
+    stopped = cli(env, "kafka", "stop")
     assert stopped.returncode == 0, stopped.stderr
     accepted += _ingest(stack, key, _events(600, 100))
     _wait_for(stack, token, 700)

@@ -29,6 +29,9 @@ class OutMessage:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+    # The record's Kafka timestamp: when the front door received the event,
+    # so lag and freshness downstream are measured from receipt.
+    timestamp_ms: int = 0
 
 
 class AsyncProducer:
@@ -80,7 +83,12 @@ class AsyncProducer:
             fut = loop.create_future()
             try:
                 self._producer.produce(
-                    m.topic, m.value, m.key, headers=m.headers, on_delivery=callback_for(fut)
+                    m.topic,
+                    m.value,
+                    m.key,
+                    headers=m.headers,
+                    timestamp=m.timestamp_ms,
+                    on_delivery=callback_for(fut),
                 )
             except BufferError as exc:
                 fut.cancel()

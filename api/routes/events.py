@@ -212,7 +212,8 @@ async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
             ("tenant_id", tenant.tenant_id.encode()),
             ("essential", b"1" if dictionary.BY_NAME[record["event_name"]].essential else b"0"),
         ]
-        msg = OutMessage(ctx.raw_topic, f"{tenant.tenant_id}:{learner}".encode(), value, headers)
+        key = f"{tenant.tenant_id}:{learner}".encode()
+        msg = OutMessage(ctx.raw_topic, key, value, headers, int(received_at.timestamp() * 1000))
         outgoing.append((cid, msg))
 
     if outgoing:

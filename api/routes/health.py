@@ -10,20 +10,42 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from api.deps import Ctx
+from sinks.sink import INGEST_LAG
 
 router = APIRouter(tags=["health"])
 
 
+class StageLagOut(BaseModel):
+    stage: str = Field(description="`worker` (reads events.raw …) or `sink` (writes ClickHouse).")
+    group: str = Field(description="The stage's Kafka consumer group.")
+    records: int = Field(description="Records past the group's committed offsets.")
+    oldest_age_s: float | None = Field(
+        description="Age of the oldest of them, from the event's receipt; null: none waiting."
+    )
+
+
 class Health(BaseModel):
-    status: str = Field(description="`ok` when Kafka and the store answer, else `degraded`.")
+    status: str = Field(
+        description="`ok` when Kafka and the store answer and every component runs, "
+        "else `degraded`."
+    )
     kafka: bool = Field(description="Kafka answered a metadata request.")
     store: bool = Field(description="ClickHouse answered `SELECT 1`.")
     store_kind: str = Field(description="`embedded` (chdb) or `server` (clickhouse-connect).")
     ingest_lag_ms: int | None = Field(
-        None, description="now − oldest event accepted but not yet queryable (ms)."
+        None, description="now − oldest event accepted but not yet queryable (ms), end to end."
     )
     data_fresh_as_of: str | None = Field(
-        None, description="Newest received_at that is queryable (ISO 8601 UTC)."
+        None,
+        description="Watermark: every event received before it is queryable (ISO 8601 UTC).",
+    )
+    stages: list[StageLagOut] = Field(
+        default_factory=list, description="Lag per stage, read from Kafka (every LAG_POLL_S)."
+    )
+    components: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Background threads of the API process (sink, lag_monitor, scheduler) "
+        "and the stack's processes (worker, api, demo): running or not.",
     )
     uptime_s: float
 
@@ -32,14 +54,29 @@ class Health(BaseModel):
 async def health(ctx: Ctx, response: Response) -> Health:
     kafka_ok = await run_in_threadpool(ctx.kafka.ok)
     store_ok = await run_in_threadpool(ctx.store.ping)
-    fresh = ctx.sink.data_fresh_as_of() if ctx.sink else None
+    fresh = ctx.data_fresh_as_of()
+    snap = ctx.lag.latest if ctx.lag else None
+    components = ctx.components()
+    lag_ms = snap.end_to_end_ms if snap else (ctx.sink.ingest_lag_ms() if ctx.sink else None)
+    if lag_ms is not None:
+        INGEST_LAG.set(lag_ms)
     return Health(
-        status="ok" if kafka_ok and store_ok else "degraded",
+        status="ok" if kafka_ok and store_ok and all(components.values()) else "degraded",
         kafka=kafka_ok,
         store=store_ok,
         store_kind=ctx.store.kind,
-        ingest_lag_ms=ctx.sink.ingest_lag_ms() if ctx.sink else None,
+        ingest_lag_ms=lag_ms,
         data_fresh_as_of=fresh.isoformat() if fresh else None,
+        stages=[
+            StageLagOut(
+                stage=s.stage,
+                group=s.group,
+                records=s.records,
+                oldest_age_s=s.age_s(snap.read_at) if snap else None,
+            )
+            for s in (snap.stages if snap else [])
+        ],  # fmt: skip
+        components=components,
         uptime_s=round(time.time() - ctx.started_at, 3),
     )
 

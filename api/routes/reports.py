@@ -69,7 +69,7 @@ UserQ = Annotated[str | None, Query(description="Narrow to one learner (inside t
 
 
 def _fresh(ctx: Any):
-    return ctx.sink.data_fresh_as_of if ctx.sink else None
+    return ctx.data_fresh_as_of if ctx.sink else None
 
 
 @router.get("/engagement", responses=ERRORS, summary="Engagement · last N weeks")

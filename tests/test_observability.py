@@ -1,0 +1,118 @@
+"""Lag measured end to end, from Kafka, while the real stack runs: a stopped
+worker (SIGSTOP) under steady load shows in `/health` and `/metrics` within
+seconds, and the lag drains once it resumes; the freshness watermark never
+claims an event that is not queryable yet."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from datetime import datetime
+
+import httpx
+import pytest
+
+from schemas.examples import example_event
+from tests.support.stack import Stack, cli
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def _metric(url: str, name: str, labels: str) -> float:
+    prefix = f"{name}{{{labels}}} " if labels else f"{name} "
+    for line in httpx.get(f"{url}/metrics", timeout=10).text.splitlines():
+        if line.startswith(prefix):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def _worker_lag(url: str) -> tuple[int, float]:
+    health = httpx.get(f"{url}/health", timeout=10).json()
+    worker = next(s for s in health["stages"] if s["stage"] == "worker")
+    return worker["records"], worker["oldest_age_s"] or 0.0
+
+
+class Load(threading.Thread):
+    """~100 events/s through the front door until stopped."""
+
+    def __init__(self, url: str, key: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.key = url, key
+        self.stop = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                events = [
+                    example_event("lesson_completed", user_id=f"obs-{(self.sent + i) % 50}")
+                    for i in range(20)
+                ]
+                r = client.post(
+                    f"{self.url}/v1/events/batch",
+                    json={"events": events},
+                    headers={"Authorization": f"Bearer {self.key}"},
+                )
+                if r.status_code == 200:
+                    self.sent += len(r.json()["accepted"])
+                self.stop.wait(0.2)
+
+
+def _until(check, timeout: float, what: str) -> float:
+    t0 = time.monotonic()
+    while not check():
+        assert time.monotonic() - t0 < timeout, what
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def test_stopped_worker_shows_as_lag_then_drains(tmp_path, kafka_bootstrap, unique):
+    env = {
+        **os.environ,
+        "SKILLSTREAM_RUN_DIR": str(tmp_path / "run"),
+        "KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TOPIC_PREFIX": f"obs{unique}",
+        "TOPIC_PARTITIONS": "3",
+        "LAG_POLL_S": "1",
+    }
+    stack = Stack(env, tmp_path / "up.stderr")
+    load = None
+    try:
+        created = cli(env, "tenant", "create", "obs")
+        key = created.stdout.strip().splitlines()[-1]
+        health = httpx.get(f"{stack.url}/health", timeout=10).json()
+        assert health["status"] == "ok", health
+        assert health["components"]["sink"] and health["components"]["worker"]
+        load = Load(stack.url, key)
+        load.start()
+        _until(lambda: _worker_lag(stack.url)[0] < 100 and load.sent > 200, 90, "no steady state")
+
+        worker_pid = int(__import__("json").loads(
+            (tmp_path / "run" / "stack.json").read_text())["children"]["worker"]["pid"]
+        )  # fmt: skip
+        os.kill(worker_pid, signal.SIGSTOP)
+        try:
+            took = _until(
+                lambda: _worker_lag(stack.url)[0] > 200 and _worker_lag(stack.url)[1] > 2,
+                15,
+                "worker lag did not grow in /health",
+            )
+            assert took < 8  # a 1 s poll; within 5 s of crossing the threshold
+            assert _metric(stack.url, "skillstream_stage_lag_records", 'stage="worker"') > 200
+            assert _metric(stack.url, "skillstream_stage_lag_seconds", 'stage="worker"') > 2
+            assert _metric(stack.url, "skillstream_ingest_lag_ms", "") > 2000
+            # the watermark stays behind the oldest event not yet processed
+            fresh = httpx.get(f"{stack.url}/health", timeout=10).json()["data_fresh_as_of"]
+            behind = time.time() - datetime.fromisoformat(fresh).timestamp()
+            assert behind > 2, fresh
+        finally:
+            os.kill(worker_pid, signal.SIGCONT)
+        _until(lambda: _worker_lag(stack.url)[0] < 100, 90, "worker lag did not drain")
+        _until(lambda: _worker_lag(stack.url)[1] < 5, 30, "worker lag age did not drain")
+    finally:
+        if load:
+            load.stop.set()
+            load.join(10)
+        assert stack.stop() == 0
