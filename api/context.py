@@ -15,6 +15,7 @@ from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
 from api.notify.fanout import Notifier
+from api.origins import OriginRegistry
 from api.tenants import TenantRegistry
 from ops.secrets import Secrets
 from ops.settings import Settings
@@ -50,6 +51,7 @@ class AppContext:
     secrets: Secrets
     kafka_bootstrap: str
     tenants: TenantRegistry = field(init=False)
+    origins: OriginRegistry = field(init=False)
     kafka: KafkaProbe = field(init=False)
     producer: AsyncProducer = field(init=False)
     codec: Codec = field(init=False)
@@ -67,6 +69,7 @@ class AppContext:
     def __post_init__(self) -> None:
         s = self.settings
         self.tenants = TenantRegistry(self.store)
+        self.origins = OriginRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
         self.raw_topic = s.topic("events.raw")
         self.producer = AsyncProducer(self.kafka_bootstrap, s.ingest_ack_timeout_s)
