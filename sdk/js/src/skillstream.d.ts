@@ -16,6 +16,8 @@ export interface Options {
   /** First retry delay (default 1000 ms), doubled per retry up to backoffMaxMs (60000). */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
+  /** A send that has not answered by then is aborted and retried (default 10000 ms). */
+  requestTimeoutMs?: number;
   /** localStorage key prefix (default "skillstream:"). */
   storagePrefix?: string;
   /** Rejected events, dropped batches, a full queue (default: console.warn). */
@@ -41,7 +43,8 @@ export type SdkError =
   | { kind: 'rejected'; client_event_id: string; event_name: string; errors: { field: string; reason: string }[] }
   | { kind: 'http'; status: number; detail: string; events: string[] }
   | { kind: 'queue_full'; dropped: string[] }
-  | { kind: 'no_web_crypto'; detail: string };
+  | { kind: 'no_web_crypto'; detail: string }
+  | { kind: 'internal'; detail: string };
 
 /** Envelope fields an event may carry besides its properties. */
 export interface Ids {

@@ -24,6 +24,7 @@ const DEFAULTS = {
   maxBatchSize: 100,
   backoffBaseMs: 1000,
   backoffMaxMs: 60000,
+  requestTimeoutMs: 10000,
   storagePrefix: 'skillstream:',
 };
 
@@ -374,25 +375,32 @@ class Client {
 
   _drain() {
     if (this.sending) return this.sending;
-    this.sending = (async () => {
-      try {
-        if (this.pendingEmail) await this._hashEmail().catch(() => {});
-        while (!this.closed) {
-          if (this.now() < this.retryAt) {
-            // a timer may fire a little early: wait out the rest of the backoff
-            if (this._queue().length) this._schedule(this.retryAt - this.now());
-            break;
-          }
-          if (!(await this._settleOptOut())) break;
-          const batch = this._batch();
-          if (!batch.length) break;
-          if (!(await this._post(batch))) break;
+    const run = this._drainLoop();
+    this.sending = run;
+    // cleared after it settles (a run with nothing to await settles before it is assigned)
+    run.then(() => {
+      if (this.sending === run) this.sending = null;
+    });
+    return run;
+  }
+
+  async _drainLoop() {
+    try {
+      if (this.pendingEmail) await this._hashEmail().catch(() => {});
+      while (!this.closed) {
+        if (this.now() < this.retryAt) {
+          // a timer may fire a little early: wait out the rest of the backoff
+          if (this._queue().length) this._schedule(this.retryAt - this.now());
+          break;
         }
-      } finally {
-        this.sending = null;
+        if (!(await this._settleOptOut())) break;
+        const batch = this._batch();
+        if (!batch.length) break;
+        if (!(await this._post(batch))) break;
       }
-    })();
-    return this.sending;
+    } catch (err) {
+      this.onError({ kind: 'internal', detail: String(err) });
+    }
   }
 
   /** Events queued while opted out before the dictionary was known: keep the essential. */
@@ -444,48 +452,68 @@ class Client {
 
   /** One request; true when the queue moved on (sent, or dropped for good). */
   async _post(batch) {
-    let res;
-    try {
-      res = await this.fetch(`${this.host}/v1/events/batch`, {
+    const abort = typeof AbortController === 'function' ? new AbortController() : null;
+    const exchange = async () => {
+      const res = await this.fetch(`${this.host}/v1/events/batch`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${this.o.writeKey}` },
         body: JSON.stringify({ events: batch.map(strip) }),
         credentials: 'omit',
+        signal: abort ? abort.signal : undefined,
       });
-    } catch {
-      this._retryLater(null); // offline, DNS, CORS refused, aborted
-      return false;
-    }
-    const ids = new Set(batch.map((e) => e.client_event_id));
-    if (res.status === 200) {
-      let body = {};
+      let body = null;
       try {
         body = await res.json();
       } catch {
-        body = {};
+        body = null; // not JSON (a proxy's error page): the status decides
       }
-      this._resolved(batch, ids, body);
-      return true;
-    }
-    if (RETRY_STATUS.has(res.status)) {
-      this._retryLater(res.headers && res.headers.get('Retry-After'));
+      return { status: res.status, headers: res.headers, body };
+    };
+    let reply;
+    try {
+      reply = await this._deadline(exchange(), this.o.requestTimeoutMs);
+    } catch {
+      if (abort) abort.abort();
+      this._retryLater(null); // offline, DNS, CORS refused, no answer in time
       return false;
     }
-    if (res.status === 413 && batch.length > 1) {
-      this.maxBatch = Math.max(1, Math.floor(batch.length / 2));
+    const ids = new Set(batch.map((e) => e.client_event_id));
+    if (reply.status === 200 && reply.body) {
+      this._resolved(batch, ids, reply.body);
       return true;
     }
-    let detail = '';
-    try {
-      detail = (await res.json()).detail;
-    } catch {
-      detail = '';
+    if (RETRY_STATUS.has(reply.status) || reply.status === 200) {
+      this._retryLater(reply.headers && reply.headers.get('Retry-After'));
+      return false;
+    }
+    if (reply.status === 413 && batch.length > 1) {
+      this.maxBatch = Math.max(1, Math.floor(batch.length / 2));
+      return true;
     }
     this._remove(ids);
     this.attempt = 0;
     this._bump('rejected', batch.length);
-    this.onError({ kind: 'http', status: res.status, detail, events: [...ids] });
+    const detail = reply.body && reply.body.detail;
+    this.onError({ kind: 'http', status: reply.status, detail, events: [...ids] });
     return true;
+  }
+
+  /** `promise`, or a rejection after `ms`: a request or body that never settles must not
+   * hold the queue forever. */
+  _deadline(promise, ms) {
+    return new Promise((resolve, reject) => {
+      const timer = this.setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+      promise.then(
+        (value) => {
+          this.clearTimeout(timer);
+          resolve(value);
+        },
+        (err) => {
+          this.clearTimeout(timer);
+          reject(err);
+        },
+      );
+    });
   }
 
   _resolved(batch, ids, body) {
@@ -525,6 +553,9 @@ class Client {
    */
   _beacon() {
     if (!this.sendBeacon || this.closed) return 0;
+    // visibilitychange and pagehide both fire as a page goes: one beacon is enough
+    if (this.now() - (this.lastBeaconAt || 0) < 1000) return 0;
+    this.lastBeaconAt = this.now();
     const events = this._queue().filter((e) => !e[INTERNAL]);
     const url = `${this.host}/v1/events/batch`;
     const head = `{"write_key":${JSON.stringify(this.o.writeKey)},"events":[`;

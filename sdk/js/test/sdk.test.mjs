@@ -274,3 +274,21 @@ test('tabs sharing storage do not overwrite each other', async () => {
   a.client.track('lesson_completed');
   assert.equal(a.client.stats().queued, 3);
 });
+
+test('a flush with nothing to send, or a timer that fires early, does not wedge the sender', async () => {
+  const server = new Server([{ status: 503, headers: { 'Retry-After': '2' } }]);
+  const { client, clock } = makeClient({ server, options: { flushAt: 1 } });
+  await client.flush();
+  await client.flush();
+  client.track('lesson_completed');
+  await clock.advance(0);
+  assert.equal(server.attempts.length, 1);
+  await client.flush(); // inside the backoff: nothing is sent, nothing is stuck
+  await clock.advance(1000);
+  assert.equal(server.attempts.length, 1);
+  await clock.advance(1000);
+  assert.equal(server.sent.length, 1);
+  client.track('lesson_completed');
+  await clock.advance(0);
+  assert.equal(server.sent.length, 2);
+});
