@@ -125,3 +125,45 @@ def test_emitter_through_a_503_window(tmp_path, store, unique):
     finally:
         api.close()
         cluster.stop()
+
+
+def test_emitter_honours_retry_after_and_never_retries_rejections(settings, store, kafka_bootstrap):
+    settings = settings.model_copy(update={"ingest_rate_per_s": 4.0})
+    api = LiveApi(settings, store, kafka_bootstrap)
+    answers: list[tuple[float, int, str | None]] = []
+
+    def record(response: httpx.Response) -> None:
+        if response.request.url.path == "/v1/events/batch":
+            answers.append(
+                (time.monotonic(), response.status_code, response.headers.get("Retry-After"))
+            )
+
+    errors: list[tuple[str, dict]] = []
+    try:
+        _, key = api.new_tenant(f"emit429-{settings.topic_prefix}")
+        em = Emitter(
+            api.url, key, persona="student", flush_at=10_000, max_batch=500,
+            backoff_base_s=0.05, backoff_max_s=0.1, flush_at_exit=False,
+            client=httpx.Client(timeout=30, event_hooks={"response": [record]}),
+            on_error=lambda kind, detail: errors.append((kind, detail)),
+        )  # fmt: skip
+        # the tenant's bucket holds 1,000 events: the third batch waits for Retry-After
+        for i in range(1010):
+            em.emit("session_started", {"auth_method": "sso"}, user_id=f"u{i % 7}")
+        em.emit("lesson_completed", {"lesson_id": "les_1"}, user_id="u1")  # no program_id
+        twice = em.emit("session_started", {"auth_method": "sso"}, user_id="u1")
+        em.emit("session_started", {"auth_method": "sso"}, user_id="u1", client_event_id=twice)
+        assert em.flush(30)
+        em.close(5)
+    finally:
+        api.close()
+    codes = [c for _, c, _ in answers]
+    assert codes == [200, 200, 429, 200], codes
+    (t429, _, wait), (t_retry, _, _) = answers[2], answers[3]
+    assert t_retry - t429 >= int(wait) - 0.05  # Retry-After, not the 0.05-0.1 s backoff
+    assert [k for k, _ in errors] == ["rejected"]
+    assert errors[0][1]["errors"] == [
+        {"field": "program_id", "reason": "required for lesson_completed"}
+    ]
+    s = em.stats
+    assert (s["sent"], s["duplicates"], s["rejected"], s["queued"]) == (1011, 1, 1, 0)
