@@ -40,5 +40,5 @@ SCALE ?= medium
 bench: install kafka
 	$(BIN)/skillstream bench --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
-clean:
-	rm -rf .run
+clean: install
+	$(BIN)/skillstream reset --yes

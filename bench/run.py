@@ -96,7 +96,11 @@ def _kafka() -> tuple[str, Any]:
 
     s = Settings()
     cluster = KafkaCluster.ensure(
-        PROJECT_ROOT / ".run" / "bench-kafka", s.cache_dir, s.kafka_version, heap=s.kafka_heap
+        PROJECT_ROOT / ".run" / "bench-kafka",
+        s.cache_dir,
+        s.kafka_version,
+        heap=s.kafka_heap,
+        fresh=True,
     )
     return cluster.bootstrap, cluster
 

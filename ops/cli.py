@@ -158,11 +158,23 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         c = KafkaCluster.load(s.kafka_dir)
         if c:
             c.stop()
-        print("stopped", file=sys.stderr)
+        print(f"stopped; its data stays in {s.kafka_dir}", file=sys.stderr)
     else:
         c = KafkaCluster.load(s.kafka_dir)
         print(c.bootstrap if c and c.is_running() else "not running")
     return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ops.status import print_status
+
+    return print_status(get_settings())
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    from ops.status import reset
+
+    return reset(get_settings(), confirmed=args.yes)
 
 
 def _bootstrap() -> str:
@@ -314,10 +326,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="--scale, --only, --out")
     bench.set_defaults(func=cmd_bench)
 
-    kafka = sub.add_parser("kafka", help="fetch, start, stop or show the local Kafka")
+    kafka = sub.add_parser(
+        "kafka", help="fetch, start, stop or show the local Kafka (stop keeps its data)"
+    )
     kafka.add_argument("action", choices=["fetch", "start", "stop", "status"])
-    kafka.add_argument("--brokers", type=int, default=1, help="cluster size for start")
+    kafka.add_argument(
+        "--brokers", type=int, default=None, help="cluster size when start creates one (1)"
+    )
     kafka.set_defaults(func=cmd_kafka)
+
+    status = sub.add_parser("status", help="each process of the stack, Kafka, per-stage lag")
+    status.set_defaults(func=cmd_status)
+
+    reset = sub.add_parser(
+        "reset", help="wipe the run directory: Kafka data, state, ClickHouse, exports"
+    )
+    reset.add_argument("--yes", action="store_true", help="really wipe (else: list what would go)")
+    reset.set_defaults(func=cmd_reset)
     return p
 
 

@@ -3,14 +3,17 @@
 Steps, each a small function:
   1. ``fetch_jars``   – Maven resolves ``org.apache.kafka:kafka_2.13`` and its
      runtime dependencies into ``.cache/kafka/<version>/`` (git-ignored).
-  2. ``KafkaCluster.start`` – writes one ``server.properties`` per node
+  2. ``KafkaCluster.create`` – writes one ``server.properties`` per node
      (combined broker+controller), formats storage with
-     ``kafka.tools.StorageTool`` and starts ``kafka.Kafka`` JVMs.
+     ``kafka.tools.StorageTool`` and starts ``kafka.Kafka`` JVMs;
+     ``KafkaCluster.resume`` starts a stopped cluster again from its data
+     (same cluster id, log dirs and, while they are free, ports).
   3. ``wait_ready`` – polls a metadata request until every broker answers.
-  4. ``stop``       – SIGTERM, then SIGKILL after a timeout.
+  4. ``stop``       – SIGTERM, then SIGKILL after a timeout; data kept.
 
 A cluster descriptor (``cluster.json``) in the data dir lets a second caller
-re-use a broker that is already running instead of starting another one.
+re-use a broker that is already running instead of starting another one,
+and a later start bring the same cluster back.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -116,16 +120,44 @@ class Node:
     pid: int | None = None
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the process that started it
+    dies, so a killed `skillstream up` leaves no broker behind."""
+    import ctypes
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before the line above
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 @dataclass
 class KafkaCluster:
-    """N combined broker+controller nodes forming one KRaft cluster."""
+    """N combined broker+controller nodes forming one KRaft cluster.
+
+    The data directory is the cluster: its nodes' logs, their configs and
+    ``cluster.json`` (cluster id, ports, pids). Stopping keeps all of it, and
+    starting again brings back the same cluster with the same records; only
+    :func:`wipe` (``skillstream reset --yes``) removes it.
+    """
 
     data_dir: Path
     version: str
     jar_dir: Path
     heap: str = "512m"
     nodes: list[Node] = field(default_factory=list)
+    cluster_id: str = ""
     started_here: bool = False
+    tie_to_parent: bool = False
 
     @property
     def bootstrap(self) -> str:
@@ -142,31 +174,43 @@ class KafkaCluster:
         data_dir: Path,
         cache_dir: Path,
         version: str,
-        size: int = 1,
+        size: int | None = None,
         heap: str = "512m",
         timeout: float = 90.0,
+        fresh: bool = False,
+        tie_to_parent: bool = False,
     ) -> KafkaCluster:
-        """Re-use a running cluster from ``data_dir`` or start a new one."""
+        """The cluster in ``data_dir``: re-used while it runs, restarted from
+        its data when stopped, created (``size`` nodes, default 1) when there
+        is none. ``fresh`` (test and benchmark scratch clusters) wipes a
+        stopped one first."""
         existing = cls.load(data_dir)
-        if (
-            existing
-            and len(existing.nodes) == size
-            and existing.is_running()
-            and metadata_ok(existing.bootstrap, size)
-        ):
-            return existing
-        if existing:
-            existing.stop()
+        if existing and fresh and not existing.any_running():
+            wipe(data_dir)
+            existing = None
         jar_dir = fetch_jars(cache_dir, version)
-        cluster = cls(data_dir=data_dir, version=version, jar_dir=jar_dir, heap=heap)
-        cluster.start(size, timeout=timeout)
-        return cluster
+        if existing is None:
+            cluster = cls(data_dir=data_dir, version=version, jar_dir=jar_dir, heap=heap)
+            cluster.tie_to_parent = tie_to_parent
+            cluster.create(size or 1, timeout=timeout)
+            return cluster
+        if size is not None and len(existing.nodes) != size:
+            raise KafkaLauncherError(
+                f"{data_dir} holds a {len(existing.nodes)}-node cluster, not {size}: "
+                "start it with its own size, or `skillstream reset --yes` to wipe it"
+            )
+        existing.tie_to_parent = tie_to_parent
+        if existing.version != version or not Path(existing.jar_dir).exists():
+            existing.version, existing.jar_dir = version, jar_dir
+        existing.resume(timeout)
+        return existing
 
     @classmethod
     def load(cls, data_dir: Path) -> KafkaCluster | None:
+        """The cluster described in ``data_dir``, or None when it holds none."""
         path = data_dir / "cluster.json"
         if not path.exists():
-            return None
+            return cls._from_node_configs(data_dir)
         raw = json.loads(path.read_text())
         return cls(
             data_dir=data_dir,
@@ -174,7 +218,33 @@ class KafkaCluster:
             jar_dir=Path(raw["jar_dir"]),
             heap=raw.get("heap", "512m"),
             nodes=[Node(**n) for n in raw["nodes"]],
+            cluster_id=raw.get("cluster_id", ""),
         )
+
+    @classmethod
+    def _from_node_configs(cls, data_dir: Path) -> KafkaCluster | None:
+        """A formatted cluster whose descriptor is gone (launchers before this
+        one removed it on stop): rebuilt from its nodes' own files."""
+        nodes, cluster_id = [], ""
+        for props_path in sorted(data_dir.glob("node-*/server.properties")):
+            props = _read_properties(props_path)
+            meta = props_path.parent / "data" / "meta.properties"
+            if not meta.exists():
+                return None
+            cluster_id = _read_properties(meta).get("cluster.id", "")
+            ports = dict(
+                re.findall(r"(PLAINTEXT|CONTROLLER)://[^:,]+:(\d+)", props.get("listeners", ""))
+            )
+            nodes.append(
+                Node(int(props["node.id"]), int(ports["PLAINTEXT"]), int(ports["CONTROLLER"]))
+            )
+        if not nodes:
+            return None
+        from ops.settings import get_settings
+
+        s = get_settings()
+        jar_dir = (s.cache_dir / "kafka" / s.kafka_version).resolve()
+        return cls(data_dir, s.kafka_version, jar_dir, nodes=nodes, cluster_id=cluster_id)
 
     def save(self) -> None:
         self.descriptor.write_text(
@@ -183,6 +253,7 @@ class KafkaCluster:
                     "version": self.version,
                     "jar_dir": str(self.jar_dir),
                     "heap": self.heap,
+                    "cluster_id": self.cluster_id,
                     "bootstrap": self.bootstrap,
                     "nodes": [asdict(n) for n in self.nodes],
                 },
@@ -193,21 +264,48 @@ class KafkaCluster:
     def is_running(self) -> bool:
         return bool(self.nodes) and all(n.pid and _pid_alive(n.pid) for n in self.nodes)
 
-    def start(self, size: int = 1, timeout: float = 90.0) -> None:
-        if self.data_dir.exists():
-            shutil.rmtree(self.data_dir)
-        self.data_dir.mkdir(parents=True)
+    def any_running(self) -> bool:
+        return any(n.pid and _pid_alive(n.pid) for n in self.nodes)
+
+    def create(self, size: int = 1, timeout: float = 90.0) -> None:
+        """Format and start a new cluster in an empty data directory."""
+        if any(self.data_dir.glob("node-*/data/meta.properties")):
+            raise KafkaLauncherError(f"{self.data_dir} already holds Kafka data; not formatting")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         self.nodes = [Node(i + 1, free_port(), free_port()) for i in range(size)]
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         for node in self.nodes:
-            config = self._write_config(node, voters, size)
+            config = self._write_config(node)
             # "--cluster-id=ID": a base64 id may start with "-", which argparse
             # would otherwise take for an option.
             self._java(
-                "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={self.cluster_id}",
+                "-c",
+                str(config),
             )
-        for node in self.nodes:
+        self.save()
+        self._start_nodes(self.nodes, timeout)
+
+    def resume(self, timeout: float = 90.0) -> None:
+        """Start the stopped nodes from their data, on their recorded ports
+        when those are free (new ones, recorded, when not)."""
+        stopped = [n for n in self.nodes if not (n.pid and _pid_alive(n.pid))]
+        if stopped:
+            if not self.any_running() and not all(
+                _port_free(n.port) and _port_free(n.controller_port) for n in self.nodes
+            ):
+                for n in self.nodes:
+                    n.port, n.controller_port = free_port(), free_port()
+            for n in self.nodes:
+                self._write_config(n)
+            self._start_nodes(stopped, timeout)
+        else:
+            self.wait_ready(timeout)
+
+    def _start_nodes(self, nodes: list[Node], timeout: float) -> None:
+        for node in nodes:
             node.pid = self._spawn(node)
         self.started_here = True
         self.save()
@@ -227,10 +325,12 @@ class KafkaCluster:
         raise KafkaLauncherError(f"Kafka did not answer metadata within {timeout:.0f}s")
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop every node; the data and the descriptor stay for the next start."""
         for node in self.nodes:
             self.stop_node(node.node_id, timeout)
+            node.pid = None
         if self.descriptor.exists():
-            self.descriptor.unlink()
+            self.save()
 
     def stop_node(self, node_id: int, timeout: float = 30.0, hard: bool = False) -> None:
         """Stop one node (SIGTERM, SIGKILL after ``timeout``); failure tests use ``hard``."""
@@ -260,10 +360,11 @@ class KafkaCluster:
     def _log(self, node: Node) -> Path:
         return self._node_dir(node) / "server.log"
 
-    def _write_config(self, node: Node, voters: str, size: int) -> Path:
+    def _write_config(self, node: Node) -> Path:
         node_dir = self._node_dir(node)
         (node_dir / "data").mkdir(parents=True, exist_ok=True)
-        rf = min(3, size)
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        rf = min(3, len(self.nodes))
         props = {
             "process.roles": "broker,controller",
             "node.id": node.node_id,
@@ -327,8 +428,22 @@ class KafkaCluster:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us; we stop Kafka last, in order.
+                preexec_fn=die_with_parent if self.tie_to_parent else None,
             )
         return proc.pid
+
+
+def wipe(data_dir: Path) -> None:
+    """Remove a stopped cluster's data for good (``skillstream reset --yes``)."""
+    cluster = KafkaCluster.load(data_dir)
+    if cluster and cluster.any_running():
+        raise KafkaLauncherError(f"Kafka in {data_dir} is running: stop it first")
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    pairs = (ln.split("=", 1) for ln in path.read_text().splitlines() if "=" in ln)
+    return {k.strip(): v.strip() for k, v in pairs if not k.lstrip().startswith("#")}
 
 
 def _reap(pid: int) -> None:

@@ -198,6 +198,11 @@ class Settings(BaseSettings):
         alias="WORKER_ID",
         description="Stable id of this worker in its consumer group (static membership).",
     )
+    worker_metrics_port: int = Field(
+        0,
+        alias="WORKER_METRICS_PORT",
+        description="Port of the worker's Prometheus /metrics. 0: off (`up` picks a free one).",
+    )
     recompute_cron: str = Field(
         "15 2 * * *",
         alias="RECOMPUTE_CRON",
@@ -272,6 +277,11 @@ class Settings(BaseSettings):
     def api_file(self) -> Path:
         """Written by the running API process: its URL and pid (see ops/control.py)."""
         return self.run_dir / "api.json"
+
+    @property
+    def stack_file(self) -> Path:
+        """Written by `skillstream up`: its pid and its children's (`skillstream status`)."""
+        return self.run_dir / "stack.json"
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -1,27 +1,37 @@
 """`skillstream up`: the whole local stack in the foreground.
 
-Start order: Kafka (re-used if already running) → topics → stream worker →
-API (+ sink, owner of the embedded ClickHouse) → demo telemetry. Ctrl-C or
-SIGTERM stops them in reverse order; a child that dies takes the stack down
-with a message naming it, rather than leaving half a stack running.
+Start order: Kafka (re-used if already running, else started again from its
+data in ``.run/kafka``) → topics → stream worker → API (+ sink, owner of the
+embedded ClickHouse) → demo telemetry. Ctrl-C or SIGTERM stops them in
+reverse order; a child that dies takes the stack down with the last error
+lines of its log, rather than leaving half a stack running. Nothing here
+ever deletes data: only `skillstream reset --yes` does.
+
+``.run/stack.json`` names every process of the running stack (what
+`skillstream status` reads); each child is killed by the kernel if this
+supervisor is (``PR_SET_PDEATHSIG``), so a SIGKILLed `up` leaves no worker
+holding the group's static membership and no API holding the embedded store.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from ops.kafka_launcher import KafkaCluster, free_port
+from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, die_with_parent, free_port
 from ops.settings import Settings
 from ops.topics import ensure_topics
+
+Out = Callable[..., None]
 
 
 @dataclass
@@ -29,11 +39,13 @@ class Child:
     name: str
     proc: subprocess.Popen
     log: Path
+    log_start: int = 0  # where this run's lines begin in the (appended) log
 
 
 def _spawn(name: str, module: str, env: dict[str, str], log_dir: Path) -> Child:
     log = log_dir / f"{name}.log"
     with open(log, "ab") as fh:
+        start = fh.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", module],
             env=env,
@@ -41,8 +53,9 @@ def _spawn(name: str, module: str, env: dict[str, str], log_dir: Path) -> Child:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # we forward the shutdown ourselves, in order
+            preexec_fn=die_with_parent,
         )
-    return Child(name, proc, log)
+    return Child(name, proc, log, start)
 
 
 def _stop(child: Child, timeout: float = 20.0) -> None:
@@ -56,12 +69,40 @@ def _stop(child: Child, timeout: float = 20.0) -> None:
         child.proc.wait()
 
 
+def error_tail(log: Path, since: int = 0, max_lines: int = 24) -> list[str]:
+    """What a user needs from a dead child's log, written since ``since``:
+    its first traceback (the cause; later ones are often shutdown noise)
+    with the line that announced it, and the log's last line; else its last
+    lines."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(since)
+            lines = fh.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []
+    lines = [ln for ln in lines if ln.strip() and not ln.startswith("%")]  # librdkafka's own
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("Traceback (most")), None)
+    if start is None:
+        return lines[-10:]
+    end = next((j for j in range(start + 1, len(lines)) if not lines[j][:1].isspace()), start)
+    block = lines[max(0, start - 1) : end + 1]
+    if len(block) > max_lines:
+        block = [*block[:3], "  ...", *block[-(max_lines - 4) :]]
+    return block if end == len(lines) - 1 else [*block, "  ...", lines[-1]]
+
+
+def _died(child: Child) -> str:
+    lines = [f"{child.name} exited with {child.proc.returncode}; from {child.log}:"]
+    lines += [f"  | {ln}" for ln in error_tail(child.log, child.log_start)]
+    return "\n".join(lines)
+
+
 def wait_healthy(url: str, children: list[Child], timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for c in children:
             if c.proc.poll() is not None:
-                raise RuntimeError(f"{c.name} exited with {c.proc.returncode}; see {c.log}")
+                raise RuntimeError(_died(c))
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return
@@ -87,45 +128,126 @@ def demo_history_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if k not in given}
 
 
-def up(settings: Settings, demo: bool = True, out=print) -> int:
+def read_stack(settings: Settings) -> dict | None:
+    """The running stack's processes, or None when no `up` is alive."""
+    try:
+        info = json.loads(settings.stack_file.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return info
+
+
+def _write_stack(settings: Settings, url: str, bootstrap: str, children: list[Child]) -> None:
+    info = {
+        "pid": os.getpid(),
+        "url": url,
+        "kafka": bootstrap,
+        "local_kafka": not settings.kafka_bootstrap,
+        "children": {c.name: {"pid": c.proc.pid, "log": str(c.log)} for c in children},
+    }
+    settings.stack_file.write_text(json.dumps(info, indent=2))
+
+
+class KafkaWatch:
+    """The local cluster while `up` runs: started again from its data, on
+    the same ports, when its nodes exit (a crash, or `skillstream kafka
+    stop`), so the worker and the API reconnect instead of failing."""
+
+    def __init__(self, settings: Settings, out: Out) -> None:
+        self.settings = settings
+        self.out = out
+        self.cluster: KafkaCluster | None = None
+
+    def start(self) -> str:
+        s = self.settings
+        self.cluster = KafkaCluster.ensure(
+            s.kafka_dir, s.cache_dir, s.kafka_version, heap=s.kafka_heap, tie_to_parent=True
+        )
+        return self.cluster.bootstrap
+
+    def check(self) -> None:
+        if self.cluster is None:
+            return
+        current = KafkaCluster.load(self.settings.kafka_dir) or self.cluster
+        if current.is_running():
+            return
+        self.out(
+            f"kafka stopped; starting it again from {self.settings.kafka_dir}", file=sys.stderr
+        )
+        current.tie_to_parent = True
+        before = current.bootstrap
+        current.resume()
+        self.cluster = current
+        if current.bootstrap != before:  # its ports were taken meanwhile
+            raise RuntimeError(f"kafka came back on {current.bootstrap}, not {before}")
+
+    def stop(self) -> None:
+        if self.cluster is not None and self.cluster.started_here:
+            self.cluster.stop()
+
+
+def _refuse_second_stack(settings: Settings) -> None:
+    running = read_stack(settings)
+    if running:
+        raise RuntimeError(
+            f"`skillstream up` is already running for {settings.run_dir} "
+            f"(pid {running['pid']}, {running['url']})"
+        )
+
+
+def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP": bootstrap,
+        "API_PORT": str(port),
+        "WORKER_METRICS_PORT": str(settings.worker_metrics_port or free_port()),
+    }
+    if demo:  # the dashboard may then mint short-lived "view as" tokens per role
+        env["SKILLSTREAM_DEMO"] = "1"
+        env.update(demo_history_env(os.environ))
+    return env
+
+
+def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = settings.run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
     t0 = time.monotonic()
+    try:
+        _refuse_second_stack(settings)
+    except RuntimeError as exc:
+        out(f"error: {exc}", file=sys.stderr)
+        return 1
 
-    cluster: KafkaCluster | None = None
-    bootstrap = settings.kafka_bootstrap
-    if not bootstrap:
-        out("starting local Kafka ...", file=sys.stderr)
-        cluster = KafkaCluster.ensure(
-            settings.kafka_dir, settings.cache_dir, settings.kafka_version, heap=settings.kafka_heap
-        )
-        bootstrap = cluster.bootstrap
-    ensure_topics(bootstrap, settings)
-
-    port = settings.api_port or free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap, "API_PORT": str(port)}
-    if demo:  # the dashboard may then mint short-lived "view as" tokens per role
-        env["SKILLSTREAM_DEMO"] = "1"
-        env.update(demo_history_env(os.environ))
-    children: list[Child] = []
     stopping = False
 
-    def request_stop(*_):
+    def request_stop(*_: object) -> None:
         nonlocal stopping
         stopping = True
 
     old_int = signal.signal(signal.SIGINT, request_stop)
     old_term = signal.signal(signal.SIGTERM, request_stop)
+    kafka = KafkaWatch(settings, out)
+    children: list[Child] = []
     code = 0
     try:
+        bootstrap = settings.kafka_bootstrap
+        if not bootstrap:
+            out("starting local Kafka ...", file=sys.stderr)
+            bootstrap = kafka.start()
+        ensure_topics(bootstrap, settings)
+        port = settings.api_port or free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = _child_env(settings, bootstrap, port, demo)
         children.append(_spawn("worker", "streams.worker", env, log_dir))
         children.append(_spawn("api", "api.main", env, log_dir))
+        _write_stack(settings, url, bootstrap, children)
         wait_healthy(url, children)
         if demo:
             demo_env = {**env, "SKILLSTREAM_API_URL": url}
             children.append(_spawn("demo", "ops.demo", demo_env, log_dir))
+            _write_stack(settings, url, bootstrap, children)
         out(f"kafka: {bootstrap}   logs: {log_dir}", file=sys.stderr)
         out(f"dashboard: {url}/   API docs: {url}/docs", file=sys.stderr)
         out(f"ready in {time.monotonic() - t0:.1f}s; Ctrl-C stops everything", file=sys.stderr)
@@ -133,18 +255,17 @@ def up(settings: Settings, demo: bool = True, out=print) -> int:
         while not stopping:
             for c in children:
                 if c.proc.poll() is not None:
-                    out(f"{c.name} exited with {c.proc.returncode}; see {c.log}", file=sys.stderr)
-                    code = 1
-                    stopping = True
+                    raise RuntimeError(_died(c))
+            kafka.check()
             time.sleep(0.3)
-    except RuntimeError as exc:
+    except (RuntimeError, KafkaLauncherError) as exc:
         out(f"error: {exc}", file=sys.stderr)
         code = 1
     finally:
         for c in reversed(children):
             _stop(c)
-        if cluster is not None and cluster.started_here:
-            cluster.stop()
+        kafka.stop()
+        settings.stack_file.unlink(missing_ok=True)
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
         out("stopped", file=sys.stderr)

@@ -12,7 +12,10 @@ from those ranges; then the next offsets to ``sink_offsets``; only then the
 Kafka commit. On (re)assignment the consumer resumes after the last round
 ClickHouse holds; a plan left open by a crash is replayed first with
 exactly its ranges, so the repeated inserts carry the same tokens and
-ClickHouse drops them. Every table also converges to one row per key. The
+ClickHouse drops them. Offsets and plans are stored with the Kafka topic's
+id, so a topic that was recreated (or a new cluster) is read from its start
+and never sought with another incarnation's offsets. Every table also
+converges to one row per key. The
 store down: retries with exponential backoff; the round stays, lag grows,
 nothing is lost.
 
@@ -30,10 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
+from ops.kafka_info import TopicsInfo, describe_topics
 from ops.settings import Settings
 from sinks.store import Store, StoreError
 from sinks.writers import WRITERS, Writer
@@ -55,10 +59,12 @@ class Batch:
     messages: list = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
     replay_end: int | None = None  # replaying an open plan: up to this offset (exclusive)
+    topic_id: str = ""  # Kafka's id of the topic these offsets belong to
 
     @property
     def range(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.start}-{self.end - 1}"
+        topic = f"{self.topic}@{self.topic_id}" if self.topic_id else self.topic
+        return f"{topic}:{self.partition}:{self.start}-{self.end - 1}"
 
     @property
     def start(self) -> int:
@@ -72,6 +78,55 @@ class Batch:
     def complete(self) -> bool:
         """A replayed batch is complete when it reaches its planned end."""
         return self.replay_end is None or (bool(self.messages) and self.end >= self.replay_end)
+
+
+Stored = dict[tuple[str, int, str], int]  # (topic, partition, topic id) -> next offset
+Plans = dict[tuple[str, int, str], tuple[int, int]]  # ... -> planned (start, end)
+
+
+class SinkError(RuntimeError):
+    """ClickHouse and Kafka disagree in a way the sink must not guess past."""
+
+
+@dataclass
+class Start:
+    offset: int
+    topic_id: str  # carried by the batches (and so the tokens) of this partition
+    replay_end: int | None = None
+    note: str = ""
+
+
+def resume_point(key: tuple[str, int], kafka: TopicsInfo, stored: Stored, plans: Plans) -> Start:
+    """Where a partition's reading resumes: after what ClickHouse holds of
+    this very topic (its id, not only its name), replaying an open plan
+    first; from the topic's start when ClickHouse holds nothing of it."""
+    topic, partition = key
+    tid, end = kafka.topic_ids.get(topic, ""), kafka.ends.get(key, 0)
+    done = stored.get((topic, partition, tid))
+    plan = plans.get((topic, partition, tid))
+    if done is not None and done > end:
+        raise SinkError(
+            f"{topic}[{partition}]: ClickHouse holds records up to offset {done}, but Kafka's "
+            f"end of this same topic (id {tid}) is {end}: records were lost in Kafka"
+        )
+    if plan and plan[1] > (done or 0) and plan[0] >= (done if done is not None else plan[0]):
+        return Start(plan[0], tid, replay_end=plan[1])
+    if done is not None:
+        return Start(done, tid)
+    legacy = stored.get((topic, partition, ""))  # written before topic ids were kept
+    legacy_plan = plans.get((topic, partition, ""))
+    if legacy is not None and legacy <= end:
+        if legacy_plan and legacy_plan[1] > legacy and legacy_plan[0] >= legacy:
+            return Start(legacy_plan[0], "", replay_end=legacy_plan[1])  # its original tokens
+        return Start(legacy, tid)
+    others = {t for (tp, p, t) in stored if (tp, p) == key and t != tid}
+    note = ""
+    if others:
+        note = (
+            f"offsets stored for another incarnation of this topic ({', '.join(sorted(others))}; "
+            f"now {tid}, end {end}): it was recreated, writing it from its start"
+        )
+    return Start(OFFSET_BEGINNING, tid, note=note)
 
 
 def round_token(kind: str, batches: list[Batch]) -> str:
@@ -96,6 +151,7 @@ class Sink:
         self.fresh_as_of: dict[str, datetime] = {}
         self._unsunk_oldest: dict[tuple[str, int], int] = {}  # received_at ms per TP
         self._replay: dict[tuple[str, int], int] = {}  # open plan: TP -> end offset
+        self._topic_ids: dict[tuple[str, int], str] = {}  # TP -> the id its batches carry
         self.crash_after_insert = False  # test hook: die between insert and commit
         self.batches_written = 0
         self.rounds_written = 0
@@ -149,38 +205,42 @@ class Sink:
         )
 
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            stored = self._stored_offsets()
-            plans = self._open_plans(stored)
+            kafka = describe_topics(self.bootstrap, sorted({tp.topic for tp in partitions}))
+            stored, plans = self._stored_offsets(), self._open_plans()
             for tp in partitions:
                 key = (tp.topic, tp.partition)
-                if key in plans:
-                    tp.offset, self._replay[key] = plans[key]
-                elif key in stored:
-                    tp.offset = stored[key]
+                start = resume_point(key, kafka, stored, plans)
+                tp.offset = start.offset
+                self._topic_ids[key] = start.topic_id
+                if start.replay_end is not None:
+                    self._replay[key] = start.replay_end
+                if start.note:
+                    log.warning("%s[%d]: %s", tp.topic, tp.partition, start.note)
             consumer.assign(partitions)
 
         c.subscribe(list(self.by_topic), on_assign=on_assign)
         return c
 
-    def _stored_offsets(self) -> dict[tuple[str, int], int]:
-        rows = self.store.query("SELECT topic, partition, next_offset FROM sink_offsets FINAL")
-        return {(r["topic"], int(r["partition"])): int(r["next_offset"]) for r in rows}
-
-    def _open_plans(self, stored: dict[tuple[str, int], int]) -> dict[tuple[str, int], tuple]:
-        """Ranges planned but not recorded as written: (start, end) per TP."""
+    def _stored_offsets(self) -> Stored:
         rows = self.store.query(
-            "SELECT topic, partition, start_offset, end_offset FROM sink_plans FINAL"
+            "SELECT topic, partition, topic_id, next_offset FROM sink_offsets FINAL"
         )
-        out = {}
-        for r in rows:
-            key, start, end = (
-                (r["topic"], int(r["partition"])),
+        return {
+            (r["topic"], int(r["partition"]), r["topic_id"]): int(r["next_offset"]) for r in rows
+        }
+
+    def _open_plans(self) -> Plans:
+        """Every stored plan's range (start, end) per TP and topic id."""
+        rows = self.store.query(
+            "SELECT topic, partition, topic_id, start_offset, end_offset FROM sink_plans FINAL"
+        )
+        return {
+            (r["topic"], int(r["partition"]), r["topic_id"]): (
                 int(r["start_offset"]),
                 int(r["end_offset"]),
             )
-            if end > stored.get(key, 0) and start >= stored.get(key, start):
-                out[key] = (start, end)
-        return out
+            for r in rows
+        }
 
     def _run_logged(self) -> None:
         try:
@@ -207,6 +267,7 @@ class Sink:
                             msg.topic(),
                             msg.partition(),
                             replay_end=self._replay.get(key),
+                            topic_id=self._topic_ids.get(key, ""),
                         )
                     if batch.replay_end is not None and msg.offset() >= batch.replay_end:
                         if batch.messages:
@@ -227,7 +288,9 @@ class Sink:
                         self._replay.pop(key, None)
                         del batches[key]
                         if key in held:  # the rest of this partition starts the next round
-                            nxt = batches[key] = Batch(b.writer, b.topic, b.partition)
+                            nxt = batches[key] = Batch(
+                                b.writer, b.topic, b.partition, topic_id=b.topic_id
+                            )
                             nxt.messages = held.pop(key)
         finally:
             consumer.close()
@@ -261,8 +324,8 @@ class Sink:
         with BATCH_SECONDS.time():
             if not replaying:  # a replayed round's plan is already stored
                 plan = [
-                    {"topic": b.topic, "partition": b.partition, "start_offset": b.start,
-                     "end_offset": b.end}
+                    {"topic": b.topic, "topic_id": b.topic_id, "partition": b.partition,
+                     "start_offset": b.start, "end_offset": b.end}
                     for b in batches
                 ]  # fmt: skip
                 self._with_retries(
@@ -279,8 +342,10 @@ class Sink:
             if self.crash_after_insert:
                 raise SystemExit("sink crash injected after insert")
             offsets = [
-                {"topic": b.topic, "partition": b.partition, "next_offset": b.end} for b in batches
-            ]
+                {"topic": b.topic, "topic_id": b.topic_id, "partition": b.partition,
+                 "next_offset": b.end}
+                for b in batches
+            ]  # fmt: skip
             self._with_retries(
                 lambda: self.store.insert("sink_offsets", offsets, round_token("offsets", batches))
             )

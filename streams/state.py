@@ -17,7 +17,9 @@ the same places, only cheaper:
   once per record. Faust's commit flushes first, as before, so no offset is
   committed before the state it produced is in Kafka.
 
-Deletes (the nightly dedupe sweep) and iteration are Faust's own.
+Deletes (the nightly dedupe sweep) and iteration are Faust's own. Before a
+partition's store is opened, its persisted changelog offset and the
+changelog's identity are checked against Kafka (streams/state_check.py).
 
 **Restore to the last commit.** Each changelog record carries the input
 record that wrote it (header ``skillstream-src``: topic, partition,
@@ -43,6 +45,8 @@ from typing import Any
 import faust
 from faust.types import TP
 from faust.types.events import EventT
+
+from streams.state_check import ChangelogView, check_partition
 
 _MISSING = object()
 CACHE_MAX_KEYS = 50_000  # per table; cleared when reached (cheap, and bounds memory)
@@ -97,10 +101,17 @@ class CommittedInput:
 
 
 class StateTable(faust.Table):
-    def __init__(self, *args: Any, committed: CommittedInput | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        committed: CommittedInput | None = None,
+        changelogs: ChangelogView | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._cache: dict[tuple[int, Any], Any] = {}
         self.committed = committed
+        self.changelogs = changelogs
 
     # -- reads ----------------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
@@ -153,11 +164,19 @@ class StateTable(faust.Table):
             self._cache.clear()
         self._cache[ck] = value
 
-    async def on_rebalance(self, *args: Any, **kwargs: Any) -> None:
+    async def on_rebalance(
+        self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
+    ) -> None:
         self._cache.clear()
         if self.committed is not None:  # before the recovery this rebalance starts
             await self.committed.refresh()
-        await super().on_rebalance(*args, **kwargs)
+        if self.changelogs is not None:  # before the store opens what it was given
+            await self.changelogs.refresh()
+            topic = self.changelog_topic.get_topic_name()
+            for tp in newly_assigned:
+                if tp.topic == topic:
+                    check_partition(self, tp.partition, self.changelogs.current)
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
 
     async def on_recovery_completed(self, *args: Any, **kwargs: Any) -> None:
         self._cache.clear()

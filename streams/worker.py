@@ -41,6 +41,7 @@ from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise
 from streams.state import ROCKSDB_OPTIONS, CommittedInput, StateTable
+from streams.state_check import ChangelogView
 from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
@@ -68,6 +69,9 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     app = create_app(settings, bootstrap, app_id)
     # table recovery keeps what committed input wrote (streams/state.py)
     committed = CommittedInput(lambda: committed_offsets(bootstrap, app_id, settings))
+    changelogs = ChangelogView(
+        bootstrap, lambda: [t.changelog_topic.get_topic_name() for t in app.tables.values()]
+    )
     parts = settings.topic_partitions
     raw_name = settings.topic("events.raw")
 
@@ -91,7 +95,7 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     def table(name: str) -> StateTable:
         t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
                        partitions=parts, key_type=str, options=dict(ROCKSDB_OPTIONS),
-                       committed=committed)  # fmt: skip
+                       committed=committed, changelogs=changelogs)  # fmt: skip
         app.tables.add(t)
         return t
 
@@ -390,6 +394,10 @@ def main() -> None:
     settings = get_settings()
     if not settings.kafka_bootstrap:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)

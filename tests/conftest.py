@@ -2,7 +2,8 @@
 
 Kafka: ``KAFKA_BOOTSTRAP`` if set, else the local KRaft broker from
 ``ops/kafka_launcher.py`` (re-used across runs while it lives, stopped at the
-end of a session that started it). Each test gets its own topics.
+end of a session that started it, and wiped before the next: test topics are
+scratch). Each test gets its own topics.
 
 ClickHouse: chdb holds one data path per process, so the whole session
 shares one embedded store; tests isolate themselves by tenant and topic.
@@ -32,7 +33,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     s = Settings()
     cluster = KafkaCluster.ensure(
-        TEST_RUN_DIR / "kafka", s.cache_dir, s.kafka_version, heap=s.kafka_heap
+        TEST_RUN_DIR / "kafka", s.cache_dir, s.kafka_version, heap=s.kafka_heap, fresh=True
     )
     yield cluster.bootstrap
     if cluster.started_here:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -181,3 +182,22 @@ def test_demo_history_is_small_dense_and_oldest_first():
     assert stamps == sorted(stamps)
     # the whole back-fill (at the default 120 per tenant: ~20k) stays small
     assert 2000 < len(week) * BACKFILL_DAYS / 7 < 40000
+
+
+def test_up_says_why_a_child_died(stack_env):
+    # a schedule only the worker parses: the worker dies at start-up
+    env = {**stack_env, "RECOMPUTE_CRON": "every tuesday-ish"}
+    out = subprocess.run(
+        [sys.executable, "-m", "ops.cli", "up", "--no-demo"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode == 1
+    assert "worker exited with 1; from " in out.stderr, out.stderr
+    # the cause with its traceback, not only where the log is
+    assert "  | Traceback (most recent call last):" in out.stderr, out.stderr
+    assert "CroniterBadCronError: Exactly 5, 6 or 7 columns" in out.stderr, out.stderr
+    assert not (Path(env["SKILLSTREAM_RUN_DIR"]) / "stack.json").exists()
