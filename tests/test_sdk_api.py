@@ -91,6 +91,15 @@ def test_cors_per_tenant_preflight_beacon_and_audit(live_api, unique, monkeypatc
         r = httpx.get(f"{url}{path}", headers={"Origin": SITE})
         assert "access-control-allow-origin" not in r.headers, path
 
+    # configured, the report endpoints answer those origins (GET only); admin never
+    monkeypatch.setattr(live_api.ctx.settings, "report_cors_origins", f"{OTHER},{SITE}")
+    get_pre = {**pre, "Access-Control-Request-Method": "GET"}
+    r = httpx.options(f"{url}/v1/reports/engagement", headers=get_pre)
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == SITE
+    r = httpx.options(f"{url}/v1/admin/tenants", headers=get_pre)
+    assert "access-control-allow-origin" not in r.headers
+    monkeypatch.undo()
+
     # the real request: allowed for this tenant's key, refused for another tenant's
     ev = example_event("session_started", client_event_id=f"{unique}-c1")
     r = httpx.post(f"{url}/v1/events/batch", json={"events": [ev]},

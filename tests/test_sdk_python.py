@@ -5,6 +5,7 @@ every event lands, none is rejected, retries reuse their ids."""
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 import threading
 import time
@@ -167,3 +168,25 @@ def test_emitter_honours_retry_after_and_never_retries_rejections(settings, stor
     ]
     s = em.stats
     assert (s["sent"], s["duplicates"], s["rejected"], s["queued"]) == (1011, 1, 1, 0)
+
+
+EXIT_SCRIPT = """
+import sys
+from skillstream.client import Emitter
+
+em = Emitter(sys.argv[1], sys.argv[2], persona="student", flush_interval_s=600)
+for i in range(5):
+    print(em.emit("session_started", {"auth_method": "sso"}, user_id=f"u{i}"))
+"""
+
+
+def test_emitter_flushes_at_interpreter_exit(live_api, unique):
+    _, key = live_api.new_tenant(f"exit-{unique}")
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_SCRIPT, live_api.url, key],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    ids = set(out.stdout.split())
+    assert len(ids) == 5
+    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)
+    assert {SingleObjectCodec().decode(m.value())["client_event_id"] for m in msgs} == ids

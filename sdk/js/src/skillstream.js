@@ -72,6 +72,14 @@ function detectDevice(nav) {
   return 'web.desktop';
 }
 
+function browserStorage() {
+  try {
+    return globalThis.localStorage || null; // reading it throws where storage is blocked
+  } catch {
+    return null;
+  }
+}
+
 /** localStorage when it works (private modes may throw), else memory for this page. */
 class Store {
   constructor(storage, prefix) {
@@ -149,7 +157,7 @@ class Client {
     this.sendBeacon =
       o.sendBeacon || (nav && typeof nav.sendBeacon === 'function' && nav.sendBeacon.bind(nav));
     this.device = o.device || detectDevice(nav);
-    this.store = new Store(o.storage !== undefined ? o.storage : g.localStorage, o.storagePrefix);
+    this.store = new Store(o.storage !== undefined ? o.storage : browserStorage(), o.storagePrefix);
     this.onError = o.onError || ((e) => g.console && g.console.warn('[skillstream]', e));
 
     this.attempt = 0;

@@ -292,3 +292,14 @@ test('a flush with nothing to send, or a timer that fires early, does not wedge 
   await clock.advance(0);
   assert.equal(server.sent.length, 2);
 });
+
+test('without working storage the SDK still sends, from memory', async () => {
+  const broken = { getItem() { throw new Error('SecurityError'); }, setItem() { throw new Error('QuotaExceededError'); }, removeItem() {} };
+  const { client, clock, server } = makeClient({ storage: broken, options: { flushAt: 2 } });
+  client.track('lesson_completed');
+  client.track('lesson_completed');
+  await clock.advance(0);
+  assert.equal(server.sent.length, 2);
+  assert.match(server.sent[0].anonymous_id, UUID4);
+  assert.equal(server.sent[0].anonymous_id, server.sent[1].anonymous_id);
+});
