@@ -170,7 +170,7 @@ class Client {
     this.maxBatch = o.maxBatchSize;
     this.closed = false;
 
-    if (!this.store.get('anonymous_id')) this.store.set('anonymous_id', uuidv4(this.crypto));
+    this.anonymousId();
     this._listen(o.window !== undefined ? o.window : g.window, o.document || g.document);
     if (o.loadDictionary !== false) this._dictionary().catch(() => {});
     if (this._queue().length) this._schedule(0);
@@ -195,7 +195,7 @@ class Client {
       event_name: name,
       client_event_id: uuidv4(this.crypto),
       event_timestamp: new Date(this.now()).toISOString(),
-      anonymous_id: this.store.get('anonymous_id'),
+      anonymous_id: this.anonymousId(),
       persona: persona || this.o.persona,
       context_page: page || this.location.pathname || '/',
       context_device: this.device,
@@ -263,8 +263,14 @@ class Client {
     this.pendingEmail = null;
   }
 
+  /** The visitor's UUID v4, made again if someone cleared the storage. */
   anonymousId() {
-    return this.store.get('anonymous_id');
+    let id = this.store.get('anonymous_id');
+    if (!id) {
+      id = uuidv4(this.crypto);
+      this.store.set('anonymous_id', id);
+    }
+    return id;
   }
 
   /** Counters since this browser first loaded the SDK, and the queue length. */

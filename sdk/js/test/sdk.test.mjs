@@ -303,3 +303,13 @@ test('without working storage the SDK still sends, from memory', async () => {
   assert.match(server.sent[0].anonymous_id, UUID4);
   assert.equal(server.sent[0].anonymous_id, server.sent[1].anonymous_id);
 });
+
+test('storage cleared under the SDK: a new anonymous id, never a missing one', async () => {
+  const { client, clock, server, storage } = makeClient({ options: { flushAt: 1 } });
+  const before = client.anonymousId();
+  storage.map.clear();
+  client.track('lesson_completed');
+  await clock.advance(0);
+  assert.match(server.sent[0].anonymous_id, UUID4);
+  assert.notEqual(server.sent[0].anonymous_id, before);
+});
