@@ -1,17 +1,18 @@
 # The two commands of the README, and their helpers.
 #   make up    – install everything, start Kafka + worker + API, stream demo telemetry
-#   make test  – install everything, lint, run the test suite against real Kafka/ClickHouse
+#   make test  – install everything, lint, the browser SDK's unit tests, then the test suite
+#                against real Kafka/ClickHouse
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint install kafka clean bench
+.PHONY: up test lint install kafka clean bench sdk-js
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e sdk/python
 	touch $@
 
 install: $(BIN)/.installed
@@ -26,7 +27,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: install kafka lint
+# The browser SDK: build dist/ (ES module + IIFE) and run its unit tests (node's own runner).
+NODE ?= node
+sdk-js:
+	cd sdk/js && $(NODE) build.mjs && $(NODE) --test test/
+
+test: install kafka lint sdk-js
 	$(BIN)/pytest
 
 # The benchmark suite at medium scale (minutes); SCALE=small|medium|full, ONLY=stream,...

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api.context import AppContext
+from api.cors import BrowserCors
 from api.routes import (
     admin,
     dashboard,
@@ -21,7 +22,8 @@ from api.routes import (
 DESCRIPTION = """
 SkillStream: streaming learning analytics on Kafka and ClickHouse.
 
-* **Ingest**: `POST /v1/events/batch` with a tenant write key.
+* **Ingest**: `POST /v1/events/batch` with a tenant write key; the event dictionary for
+  SDKs at `GET /v1/events/dictionary`; CORS for the origins each tenant allowed.
 * **Reports**: `GET /v1/reports/{engagement,learners,kpis}`, role-scoped, with a bearer
   token from `skillstream token`; org data at `/v1/org/links`.
 * **Exports** (`/v1/exports`), **notifications** (`/v1/notifications`, `/v1/webhooks`),
@@ -44,5 +46,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
+    app.add_middleware(BrowserCors)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app

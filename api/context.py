@@ -16,6 +16,7 @@ from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
 from api.notify.fanout import Notifier
+from api.origins import OriginRegistry
 from api.tenants import TenantRegistry
 from ops.lag import LagMonitor
 from ops.processes import stack_children_alive
@@ -53,6 +54,7 @@ class AppContext:
     secrets: Secrets
     kafka_bootstrap: str
     tenants: TenantRegistry = field(init=False)
+    origins: OriginRegistry = field(init=False)
     kafka: KafkaProbe = field(init=False)
     producer: AsyncProducer = field(init=False)
     codec: Codec = field(init=False)
@@ -71,6 +73,7 @@ class AppContext:
     def __post_init__(self) -> None:
         s = self.settings
         self.tenants = TenantRegistry(self.store)
+        self.origins = OriginRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
         self.raw_topic = s.topic("events.raw")
         self.producer = AsyncProducer(self.kafka_bootstrap, s.ingest_ack_timeout_s)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from api.audit.chain import audit
+from api.origins import OriginRegistry
 from api.reports.org import Link, OrgRegistry
 from api.security import ROLES, issue_token
 from api.tenants import Tenant, TenantError, TenantRegistry
@@ -190,3 +191,21 @@ def set_capabilities(
         actor_role="operator",
     )
     return {"tenant": tenant_name, "flags": flags}
+
+
+def set_origins(
+    tenants: TenantRegistry,
+    origins: OriginRegistry,
+    tenant_name: str,
+    add: list[str],
+    remove: list[str],
+) -> dict:
+    """Browser origins allowed to send the tenant's events (CORS); audited."""
+    now = origins.change(
+        _tenant_id(tenants, tenant_name),
+        add=add,
+        remove=remove,
+        actor_id="operator",
+        actor_role="operator",
+    )
+    return {"tenant": tenant_name, "origins": now}

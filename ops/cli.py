@@ -34,6 +34,34 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenant_origins(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    out = control_for(get_settings()).origins(args.name, args.add, args.remove)
+    for origin in out["origins"]:
+        print(origin)
+    print(f"{len(out['origins'])} origin(s) allowed for {args.name}", file=sys.stderr)
+    return 0
+
+
+def add_tenant_origins_parser(tsub: argparse._SubParsersAction) -> None:
+    p = tsub.add_parser(
+        "origins",
+        help="browser origins allowed to send the tenant's events (CORS; audited); "
+        "prints the origins now allowed, one per line",
+    )
+    p.add_argument("name", help="tenant name")
+    p.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="e.g. https://app.example.com (scheme, host, optional port)",
+    )
+    p.add_argument("--remove", action="append", default=[], metavar="ORIGIN")
+    p.set_defaults(func=cmd_tenant_origins)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from ops.control import control_for
 
@@ -245,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--disable", action="append", default=[], metavar="FLAG")
     create.set_defaults(func=cmd_caps)
+    add_tenant_origins_parser(tsub)
 
     aud = sub.add_parser("audit", help="the hash-chained audit log")
     asub = aud.add_subparsers(dest="action", required=True, metavar="ACTION")

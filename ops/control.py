@@ -56,6 +56,8 @@ class Control(Protocol):
 
     def capabilities(self, tenant: str, enable: list[str], disable: list[str]) -> dict: ...
 
+    def origins(self, tenant: str, add: list[str], remove: list[str]) -> dict: ...
+
 
 def running_api_url(settings: Settings) -> str | None:
     try:
@@ -150,6 +152,9 @@ class HttpControl:
     def capabilities(self, tenant: str, enable: list[str], disable: list[str]) -> dict:
         body = {"tenant": tenant, "enable": enable, "disable": disable}
         return self._post("/v1/admin/capabilities", body)
+
+    def origins(self, tenant: str, add: list[str], remove: list[str]) -> dict:
+        return self._post("/v1/admin/origins", {"tenant": tenant, "add": add, "remove": remove})
 
 
 class LocalControl:
@@ -257,6 +262,17 @@ class LocalControl:
         from api import operator
 
         return self._org(operator.set_capabilities, tenant, enable, disable)
+
+    def origins(self, tenant: str, add: list[str], remove: list[str]) -> dict:
+        from api import operator
+        from api.origins import OriginRegistry
+
+        try:
+            return operator.set_origins(
+                self.tenants, OriginRegistry(self.store), tenant, add, remove
+            )
+        except (operator.NotFound, ValueError) as exc:
+            raise ControlError(str(exc)) from exc
 
 
 def control_for(settings: Settings) -> Control:

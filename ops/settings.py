@@ -173,6 +173,16 @@ class Settings(BaseSettings):
     ingest_ack_timeout_s: float = Field(
         10, alias="INGEST_ACK_TIMEOUT_S", description="Wait for Kafka acks before 503 (s)."
     )
+    report_cors_origins: str = Field(
+        "",
+        alias="REPORT_CORS_ORIGINS",
+        description="Comma-separated browser origins allowed to call /v1/reports/* (CORS); "
+        "empty: none. Ingest origins are per tenant (`skillstream tenant origins`).",
+    )
+
+    @property
+    def report_origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.report_cors_origins.split(",") if o)
 
     # --- stream processing ---------------------------------------------------
     dedupe_window_days: int = Field(

@@ -28,7 +28,8 @@ CONDITIONAL_FIELDS = ("plan_id", "assessment_id", "readiness_score", "program_id
 
 # Raw PII a client may send; replaced by an HMAC-SHA256 with the tenant's
 # secret before anything reaches Kafka (input field -> envelope field).
-PII_FIELDS = {"email": "pii_hash", "phone": "phone_hash"}
+# ``email_sha256`` is an e-mail the SDK already hashed (api/ingest/pii.py).
+PII_FIELDS = {"email": "pii_hash", "email_sha256": "pii_hash", "phone": "phone_hash"}
 
 # Names the tracking plan fixes although their last word is no participle.
 NAMING_EXCEPTIONS = frozenset({"settings_tracking_opt_out", "settings_tracking_opt_in"})

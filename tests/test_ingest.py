@@ -87,7 +87,10 @@ def test_pii_is_hashed_before_kafka_and_never_in_topic_bytes(live_api, unique):
     for needle in (email, email.lower(), "(555)", "5550107788", "010-7788", "Maya"):
         assert needle.encode() not in raw
     salt = live_api.ctx.tenants.by_id(tenant_id).pii_salt
-    expected = hmac.new(salt.encode(), email.lower().encode(), hashlib.sha256).hexdigest()
+    # the canonical e-mail hash (api/ingest/pii.py): HMAC of the client-side digest
+    client = hmac.new(salt.encode(), b"skillstream:email-client-salt:v1", hashlib.sha256)
+    digest = hashlib.sha256((client.hexdigest()[:32] + email.lower()).encode()).hexdigest()
+    expected = hmac.new(salt.encode(), digest.encode(), hashlib.sha256).hexdigest()
     decoded = SingleObjectCodec().decode(msgs[0].value())
     assert decoded["pii_hash"] == expected
     assert decoded["phone_hash"] and len(decoded["phone_hash"]) == 64

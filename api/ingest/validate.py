@@ -217,12 +217,23 @@ def validate_event(
             )
 
     # PII: hash raw e-mail / phone with the tenant's secret; never keep the raw value.
+    if raw.get("email") is not None and raw.get("email_sha256") is not None:
+        errors.append({"field": "email_sha256", "reason": "send email or email_sha256, not both"})
     for pii_field, target in dictionary.PII_FIELDS.items():
         value = raw.get(pii_field)
         if value is None:
             continue
         if not isinstance(value, str) or not value.strip():
             errors.append({"field": pii_field, "reason": "must be a non-empty string"})
+            continue
+        if pii_field == "email_sha256" and not HEX64.match(value):
+            errors.append(
+                {
+                    "field": pii_field,
+                    "reason": "must be 64 lowercase hex characters: SHA-256 of the "
+                    "dictionary's email_hash_salt followed by the trimmed, lower-cased e-mail",
+                }
+            )
             continue
         record[target] = hash_pii(pii_salt, pii_field, value)
 

@@ -116,3 +116,24 @@ async def org_list(ctx: Ctx, tenant: str, relation: str | None = None) -> list[d
         )
     except operator.NotFound as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+
+
+# --- browser origins (the CLI's `skillstream tenant origins`) -----------------------
+class OriginsChange(BaseModel):
+    tenant: str = Field(description="Tenant name.")
+    add: list[str] = Field(default_factory=list, description="Origins, e.g. https://app.example")
+    remove: list[str] = Field(default_factory=list)
+
+
+@router.post("/origins")
+async def tenant_origins(body: OriginsChange, ctx: Ctx) -> dict:
+    try:
+        return await run_in_threadpool(
+            lambda: operator.set_origins(
+                ctx.tenants, ctx.origins, body.tenant, body.add, body.remove
+            )
+        )
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc

@@ -1,27 +1,33 @@
-"""`POST /v1/events/batch`: the ingest front door.
+"""`POST /v1/events/batch`: the ingest front door, and `GET /v1/events/dictionary`
+for SDKs.
 
 Each event is validated on its own; valid ones are produced to Kafka and
 reported `accepted` only once Kafka acknowledged them. The tenant is the
-write key's tenant, never anything in the body.
+write key's tenant, never anything in the body. Browsers: a request with an
+``Origin`` must come from an origin the key's tenant allowed; a page-exit
+beacon (``navigator.sendBeacon``, which cannot set headers) sends
+``text/plain`` with the write key in the body as ``write_key``.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Ctx
+from api.ingest.pii import client_salt
 from api.ingest.producer import OutMessage, ProducerUnavailable
 from api.ingest.validate import validate_event
 from api.tenants import Tenant
 from schemas import dictionary
+from schemas.codec import latest
 
 router = APIRouter(prefix="/v1/events", tags=["ingest"])
 
@@ -51,6 +57,11 @@ class EventIn(BaseModel):
     opt_out_status: bool = Field(description="Mirrors the user's tracking_opt_out.")
     pii_hash: str | None = Field(None, description="64 lowercase hex characters.")
     email: str | None = Field(None, description="Raw e-mail: hashed by the server, never stored.")
+    email_sha256: str | None = Field(
+        None,
+        description="E-mail hashed by the client: hex SHA-256 of the dictionary's "
+        "email_hash_salt followed by the trimmed, lower-cased address (what the SDKs send).",
+    )
     phone: str | None = Field(None, description="Raw phone: hashed by the server, never stored.")
     plan_id: str | None = Field(None, description="Required on plan events.")
     assessment_id: str | None = Field(None, description="Required on assessment events.")
@@ -85,14 +96,16 @@ def _error(code: int, detail: str, retry_after: float | None = None) -> JSONResp
     return JSONResponse({"detail": detail}, status_code=code, headers=headers)
 
 
-async def _tenant_from_write_key(request: Request, ctx: Ctx) -> Tenant:
-    auth = request.headers.get("authorization", "")
-    scheme, _, key = auth.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+MISSING_KEY = (
+    "missing write key: Authorization: Bearer <write key>"
+    ' (text/plain beacons: "write_key" in the body)'
+)
+
+
+async def _tenant_for_key(ctx: Ctx, key: object) -> Tenant:
+    if not isinstance(key, str) or not key.strip():
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing write key: Authorization: Bearer <write key>",
-            headers={"WWW-Authenticate": "Bearer"},
+            status.HTTP_401_UNAUTHORIZED, MISSING_KEY, headers={"WWW-Authenticate": "Bearer"}
         )
     tenant = await run_in_threadpool(ctx.tenants.by_write_key, key.strip())
     if tenant is None:
@@ -102,6 +115,42 @@ async def _tenant_from_write_key(request: Request, ctx: Ctx) -> Tenant:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return tenant
+
+
+async def _tenant_from_write_key(request: Request, ctx: Ctx) -> Tenant:
+    auth = request.headers.get("authorization", "")
+    scheme, _, key = auth.partition(" ")
+    return await _tenant_for_key(ctx, key if scheme.lower() == "bearer" else None)
+
+
+def _is_beacon(request: Request) -> bool:
+    """sendBeacon's string body: text/plain, and no way to add an Authorization header."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return ctype == "text/plain" and "authorization" not in request.headers
+
+
+async def _check_origin(request: Request, ctx: Ctx, tenant: Tenant) -> None:
+    """A browser's request must come from an origin the key's own tenant allowed."""
+    origin = request.headers.get("origin")
+    if not origin or origin == f"{request.url.scheme}://{request.headers.get('host', '')}":
+        return
+    allowed = await run_in_threadpool(ctx.origins.for_tenant, tenant.tenant_id)
+    if origin not in allowed:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"origin {origin} is not allowed for this write key's tenant"
+            f" (skillstream tenant origins {tenant.name} --add {origin})",
+        )
+
+
+async def browser_tenant(request: Request, ctx: Ctx) -> Tenant:
+    """Write key from the Authorization header, checked against the request's Origin."""
+    tenant = await _tenant_from_write_key(request, ctx)
+    await _check_origin(request, ctx, tenant)
+    return tenant
+
+
+WriteKeyTenant = Annotated[Tenant, Depends(browser_tenant)]
 
 
 async def _read_body(request: Request, limit: int) -> bytes | None:
@@ -137,6 +186,7 @@ def _batch_schema() -> dict:
 ERRORS = {
     400: {"description": "Malformed JSON, or no `events` array."},
     401: {"description": "Missing or invalid write key."},
+    403: {"description": "Browser request from an origin the tenant did not allow."},
     413: {"description": "Body larger than INGEST_MAX_BODY_BYTES or more than "
           "INGEST_MAX_BATCH_EVENTS events."},
     429: {"description": "Tenant over its event rate; see Retry-After."},
@@ -154,7 +204,9 @@ ERRORS = {
 )
 async def ingest_batch(request: Request, ctx: Ctx) -> Any:
     with BATCH_SECONDS.time():
-        tenant = await _tenant_from_write_key(request, ctx)
+        beacon = _is_beacon(request)
+        # A beacon's key is in its body: the body is read first for that one content type.
+        tenant = None if beacon else await browser_tenant(request, ctx)
         s = ctx.settings
         body = await _read_body(request, s.ingest_max_body_bytes)
         if body is None:
@@ -163,6 +215,10 @@ async def ingest_batch(request: Request, ctx: Ctx) -> Any:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"malformed JSON: {exc}")
+        if beacon:
+            key = payload.pop("write_key", None) if isinstance(payload, dict) else None
+            tenant = await _tenant_for_key(ctx, key)
+            await _check_origin(request, ctx, tenant)
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
             return _error(400, 'body must be a JSON object {"events": [...]}')
         events = payload["events"]
@@ -234,3 +290,53 @@ async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
     INGESTED.labels("duplicate").inc(len(duplicates))
     INGESTED.labels("rejected").inc(len(rejected))
     return {"accepted": acked, "duplicates": duplicates, "rejected": rejected}
+
+
+class DictionaryEvent(BaseModel):
+    name: str
+    description: str
+    personas: list[str]
+    essential: bool = Field(description="Still sent after the user opted out.")
+    category: str
+    requires: list[str] = Field(description="Conditional envelope fields it must carry.")
+
+
+class Dictionary(BaseModel):
+    schema_version: int = Field(description="Newest envelope version the API accepts.")
+    events: list[DictionaryEvent]
+    essential: list[str] = Field(description="Events an opted-out user's SDK still sends.")
+    email_hash_salt: str = Field(
+        description="Per-tenant salt of the client-side e-mail hash: "
+        "email_sha256 = hex SHA-256(email_hash_salt + trimmed lower-cased e-mail)."
+    )
+    max_batch_events: int
+    max_body_bytes: int
+
+
+@router.get(
+    "/dictionary",
+    response_model=Dictionary,
+    responses={401: ERRORS[401], 403: ERRORS[403]},
+    summary="The event dictionary, read-only, for SDKs",
+)
+async def event_dictionary(tenant: WriteKeyTenant, ctx: Ctx) -> Any:
+    events = [
+        DictionaryEvent(
+            name=e.name,
+            description=e.description,
+            personas=list(e.personas),
+            essential=e.essential,
+            category=e.category,
+            requires=list(e.requires),
+        )
+        for e in dictionary.EVENTS
+    ]
+    body = Dictionary(
+        schema_version=latest().version,
+        events=events,
+        essential=[e.name for e in dictionary.EVENTS if e.essential],
+        email_hash_salt=client_salt(tenant.pii_salt),
+        max_batch_events=ctx.settings.ingest_max_batch_events,
+        max_body_bytes=ctx.settings.ingest_max_body_bytes,
+    )
+    return JSONResponse(body.model_dump(), headers={"Cache-Control": "private, max-age=300"})
