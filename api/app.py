@@ -7,6 +7,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.context import AppContext
 from api.cors import BrowserCors
+from api.http_metrics import HttpMetrics
 from api.routes import (
     admin,
     dashboard,
@@ -47,5 +48,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
     app.add_middleware(BrowserCors)
+    app.add_middleware(HttpMetrics)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app

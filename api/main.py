@@ -16,6 +16,7 @@ import uvicorn
 
 from api.app import create_app
 from api.context import AppContext
+from ops.logs import setup_logging
 from ops.secrets import load_secrets
 from ops.settings import get_settings
 from sinks.store import open_store
@@ -24,8 +25,8 @@ log = logging.getLogger("skillstream.api")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
+    setup_logging("api", settings)
     if not settings.kafka_bootstrap:
         sys.exit("KAFKA_BOOTSTRAP must be set for the API process (skillstream up sets it)")
     if not settings.api_port:
@@ -44,7 +45,12 @@ def main() -> None:
     url = f"http://{settings.api_host}:{settings.api_port}"
     settings.api_file.write_text(json.dumps({"url": url, "pid": os.getpid()}))
     config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="warning", lifespan="on"
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        log_config=None,  # uvicorn's loggers go through ours (one format)
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))

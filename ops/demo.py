@@ -419,9 +419,10 @@ def _activity_event(
 def main() -> None:
     import httpx
 
+    from ops.logs import setup_logging
     from ops.settings import get_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s demo %(message)s")
+    setup_logging("demo", get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = get_settings()
     api_url = os.environ["SKILLSTREAM_API_URL"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -197,6 +198,17 @@ class Settings(BaseSettings):
         "0",
         alias="WORKER_ID",
         description="Stable id of this worker in its consumer group (static membership).",
+    )
+    log_format: Literal["json", "plain"] = Field(
+        "json",
+        alias="LOG_FORMAT",
+        description="`json`: one object per line (ts, level, process, logger, message, context); "
+        "`plain`: the human format (`skillstream up` uses it unless set).",
+    )
+    worker_metrics_host: str = Field(
+        "127.0.0.1",
+        alias="WORKER_METRICS_HOST",
+        description="Bind address of the worker's /metrics.",
     )
     worker_metrics_port: int = Field(
         0,

@@ -194,6 +194,8 @@ def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dic
         "API_PORT": str(port),
         "WORKER_METRICS_PORT": str(settings.worker_metrics_port or free_port()),
     }
+    # a terminal's stack: the human format (error_tail reads it) unless set
+    env.setdefault("LOG_FORMAT", "plain")
     if demo:  # the dashboard may then mint short-lived "view as" tokens per role
         env["SKILLSTREAM_DEMO"] = "1"
         env.update(demo_history_env(os.environ))

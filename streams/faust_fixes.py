@@ -1,4 +1,7 @@
-"""Fixes to faust-streaming 0.15 that at-least-once delivery depends on.
+"""Fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
+
+Every change to Faust's internals lives here, written against exactly the
+version pinned in pyproject.toml; ``apply`` refuses any other version.
 
 Faust commits offsets after ``producer.flush()``, which first drains its
 ``ProducerBuffer`` (where table changelog writes wait). Its drain gives up
@@ -19,12 +22,31 @@ topics are written without transactions and read strictly in order
 from __future__ import annotations
 
 import asyncio
+import time
+from importlib.metadata import version
 
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+from prometheus_client import Histogram
+
+WRITTEN_FOR = "0.15.3"
+COMMIT_SECONDS = Histogram(
+    "skillstream_worker_commit_seconds",
+    "Faust's commit: flush every buffered send, then commit the offsets",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 
 _original_put = ProducerBuffer.put
 _original_send_pending = ProducerBuffer._send_pending
+_original_commit = Consumer.commit
+
+
+async def _commit_timed(self: Consumer, *args, **kwargs) -> bool:  # noqa: ANN002, ANN003
+    started = time.perf_counter()
+    try:
+        return await _original_commit(self, *args, **kwargs)
+    finally:
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
 
 
 def _put_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001 (faust type)
@@ -63,7 +85,14 @@ BUFFER_MAX_MESSAGES = 1000
 
 
 def apply() -> None:
+    found = version("faust-streaming")
+    if found != WRITTEN_FOR:
+        raise RuntimeError(
+            f"streams/faust_fixes.py was written for faust-streaming {WRITTEN_FOR}, "
+            f"found {found}: review the patches, then change the pin and WRITTEN_FOR"
+        )
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
+    Consumer.commit = _commit_timed  # type: ignore[method-assign]
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
     ProducerBuffer.put = _put_counted  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]

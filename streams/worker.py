@@ -32,7 +32,9 @@ from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
 from faust.exceptions import PartitionsMismatch
 from mode import Worker
+from prometheus_client import Counter
 
+from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
 from schemas.codec import codec_for
 from streams import aggregates
@@ -52,6 +54,9 @@ log = logging.getLogger("skillstream.worker")
 # Errors of the infrastructure, not of a record: retry the record.
 TRANSIENT: tuple[type[BaseException], ...] = (PartitionsMismatch, KafkaError, asyncio.TimeoutError)
 STALL_CHECK_S = 2.5
+RECORDS_OUT = Counter(
+    "skillstream_worker_records_out_total", "Records the worker wrote, per output topic", ["topic"]
+)
 
 
 def _headers(msg) -> list[tuple[str, bytes]]:
@@ -114,9 +119,9 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def send(t: faust.TopicT, key: str, value: dict) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/rdkafka_producer.py).
-        app.producer.produce(
-            t.get_topic_name(), key.encode(), orjson.dumps(value), headers=origin_headers()
-        )
+        name = t.get_topic_name()
+        app.producer.produce(name, key.encode(), orjson.dumps(value), headers=origin_headers())
+        RECORDS_OUT.labels(name).inc()
 
     # Sends that a state change later suppresses (a link marked sent, a
     # pending list forwarded) are not awaited: the state remembers the
@@ -392,21 +397,21 @@ def discard_state_after_crash(state_dir: Path) -> bool:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING)
     settings = get_settings()
+    setup_logging("worker", settings, logging.WARNING)
     if not settings.kafka_bootstrap:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 
-        start_http_server(settings.worker_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)
     ensure_changelogs(app, settings.kafka_bootstrap, settings)
     code = 1
     try:
-        Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+        Worker(app, quiet=True, override_logging=False).execute_from_commandline()
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1

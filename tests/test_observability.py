@@ -116,3 +116,49 @@ def test_stopped_worker_shows_as_lag_then_drains(tmp_path, kafka_bootstrap, uniq
             load.stop.set()
             load.join(10)
         assert stack.stop() == 0
+
+
+def test_a_dead_sink_thread_turns_health_degraded(settings, store, kafka_bootstrap):
+    from tests.conftest import LiveApi
+
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    api = LiveApi(settings, store, kafka_bootstrap, sink=True)
+    try:
+        health = httpx.get(f"{api.url}/health", timeout=10).json()
+        assert health["status"] == "ok" and health["components"]["sink"] is True
+        api.ctx.sink.stop()  # the thread ends, as a crashed one would
+        health = httpx.get(f"{api.url}/health", timeout=10).json()
+        assert health["status"] == "degraded" and health["components"]["sink"] is False
+        assert _metric(api.url, "skillstream_component_up", 'component="sink"') == 0
+    finally:
+        api.close()
+
+
+def test_json_logs_carry_process_level_and_context(capsys):
+    import json
+    import logging
+
+    from ops.logs import setup_logging
+    from ops.settings import Settings
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    try:
+        setup_logging("worker", Settings(LOG_FORMAT="json"))
+        logging.getLogger("skillstream.test").warning(
+            "dropped %d", 3, extra={"tenant_id": "t_1", "step": "dedupe"}
+        )
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("skillstream.test").exception("failed")
+    finally:
+        root.handlers[:], _ = before
+        root.setLevel(before[1])
+    lines = [json.loads(ln) for ln in capsys.readouterr().err.splitlines()]
+    first, second = lines
+    assert first["process"] == "worker" and first["level"] == "warning"
+    assert first["message"] == "dropped 3" and first["tenant_id"] == "t_1"
+    assert first["step"] == "dedupe" and first["logger"] == "skillstream.test"
+    assert first["ts"].endswith("+00:00")
+    assert second["level"] == "error" and "ValueError: boom" in second["exc"]

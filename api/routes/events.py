@@ -35,6 +35,9 @@ INGESTED = Counter(
     "skillstream_ingest_events_total", "Events by outcome at the front door", ["outcome"]
 )
 BATCH_SECONDS = Histogram("skillstream_ingest_batch_seconds", "Batch request latency")
+REJECTIONS = Counter(
+    "skillstream_ingest_rejections_total", "Rejected events' errors by field", ["field"]
+)
 REFUSED = Counter("skillstream_ingest_refused_total", "Whole batches refused", ["status"])
 
 
@@ -289,6 +292,10 @@ async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
     INGESTED.labels("accepted").inc(len(acked))
     INGESTED.labels("duplicate").inc(len(duplicates))
     INGESTED.labels("rejected").inc(len(rejected))
+    for rejection in rejected:
+        for error in rejection["errors"]:
+            # the field's top level only: a bounded label set
+            REJECTIONS.labels(error["field"].split(".")[0] or "event").inc()
     return {"accepted": acked, "duplicates": duplicates, "rejected": rejected}
 
 

@@ -6,13 +6,18 @@ import time
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
 from api.deps import Ctx
 from sinks.sink import INGEST_LAG
 
 router = APIRouter(tags=["health"])
+COMPONENT_UP = Gauge(
+    "skillstream_component_up",
+    "1 while a background thread of this process or a process of the stack runs",
+    ["component"],
+)
 
 
 class StageLagOut(BaseModel):
@@ -82,5 +87,7 @@ async def health(ctx: Ctx, response: Response) -> Health:
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics() -> Response:
+async def metrics(ctx: Ctx) -> Response:
+    for name, alive in ctx.components().items():
+        COMPONENT_UP.labels(name).set(1 if alive else 0)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
