@@ -16,6 +16,7 @@ from api.routes import (
     governance,
     health,
     notifications,
+    ops,
     org,
     reports,
 )
@@ -47,6 +48,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
+    app.include_router(ops.router)
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
@@ -148,6 +149,8 @@ class LagMonitor:
         self.settings = settings
         self.interval_s = interval_s
         self.latest: LagSnapshot | None = None
+        # an hour of readings, for the dashboard's ops view
+        self.history: deque[LagSnapshot] = deque(maxlen=int(3600 / max(interval_s, 0.5)))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lag-monitor", daemon=True)
 
@@ -169,6 +172,7 @@ class LagMonitor:
         WATERMARK.set(snap.watermark_ms / 1000)
         INGEST_LAG.set(snap.end_to_end_ms)
         self.latest = snap
+        self.history.append(snap)
         return snap
 
     def _run(self) -> None:

@@ -129,13 +129,19 @@ def demo_history_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in wanted.items() if k not in given}
 
 
-def _write_stack(settings: Settings, url: str, bootstrap: str, children: list[Child]) -> None:
+def _write_stack(
+    settings: Settings, url: str, bootstrap: str, children: list[Child], worker_metrics: str
+) -> None:
     info = {
         "pid": os.getpid(),
         "url": url,
         "kafka": bootstrap,
         "local_kafka": not settings.kafka_bootstrap,
         "children": {c.name: {"pid": c.proc.pid, "log": str(c.log)} for c in children},
+        "metrics": {
+            "api": f"{url}/metrics",
+            "worker": f"http://127.0.0.1:{worker_metrics}/metrics",
+        },
     }
     settings.stack_file.write_text(json.dumps(info, indent=2))
 
@@ -235,12 +241,12 @@ def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
         env = _child_env(settings, bootstrap, port, demo)
         children.append(_spawn("worker", "streams.worker", env, log_dir))
         children.append(_spawn("api", "api.main", env, log_dir))
-        _write_stack(settings, url, bootstrap, children)
+        _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         wait_healthy(url, children)
         if demo:
             demo_env = {**env, "SKILLSTREAM_API_URL": url}
             children.append(_spawn("demo", "ops.demo", demo_env, log_dir))
-            _write_stack(settings, url, bootstrap, children)
+            _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         out(f"kafka: {bootstrap}   logs: {log_dir}", file=sys.stderr)
         out(f"dashboard: {url}/   API docs: {url}/docs", file=sys.stderr)
         out(f"ready in {time.monotonic() - t0:.1f}s; Ctrl-C stops everything", file=sys.stderr)

@@ -54,6 +54,8 @@ def print_status(settings: Settings) -> int:
         ok = ok and alive
         state = "running" if alive else "exited "
         print(f"{name:<10}{state}   pid {child['pid']}   log {child['log']}")
+    for name, url in (stack or {}).get("metrics", {}).items():
+        print(f"{'metrics':<10}{name:<10}{url}")
     if bootstrap:
         print()
         print(f"{'stage':<8}{'consumer group':<32}{'records':>10}  {'oldest':>8}")

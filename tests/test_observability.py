@@ -5,6 +5,7 @@ claims an event that is not queryable yet."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -16,6 +17,7 @@ import pytest
 
 from schemas.examples import example_event
 from tests.support.stack import Stack, cli
+from tests.test_dashboard import browser  # noqa: F401 (fixture: Debian's Chromium)
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -68,7 +70,41 @@ def _until(check, timeout: float, what: str) -> float:
     return time.monotonic() - t0
 
 
-def test_stopped_worker_shows_as_lag_then_drains(tmp_path, kafka_bootstrap, unique):
+def _ops_view_shows_the_lag_to_platform_admins_only(url, env, chromium, artifacts) -> None:
+    def token(role: str) -> str:
+        out = cli(env, "token", "--tenant", "obs", "--role", role, "--user", f"{role}-1")
+        return out.stdout.strip().splitlines()[-1]
+
+    admin, company = token("platform_admin"), token("company_admin")
+    assert httpx.get(f"{url}/v1/ops/lag", headers={"Authorization": f"Bearer {company}"},
+                     timeout=10).status_code == 403  # fmt: skip
+    body = httpx.get(
+        f"{url}/v1/ops/lag", headers={"Authorization": f"Bearer {admin}"}, timeout=10
+    ).json()
+    peak = max(p["stages"]["worker"]["age_s"] for p in body["points"])
+    assert peak > 2, "the stopped worker's lag is in the last hour's readings"
+
+    page = chromium.new_page()
+    page.goto(f"{url}/#token={admin}")
+    page.wait_for_function("Number(document.body.dataset.opsLoaded || 0) > 3", timeout=20_000)
+    assert page.locator("#ops").is_visible()
+    assert "worker:" in page.locator("#ops-now").inner_text()
+    page.screenshot(path=str(artifacts / "dashboard-ops.png"), full_page=True)
+    page.close()
+    page = chromium.new_page()
+    page.goto(f"{url}/#token={company}")
+    page.wait_for_function("document.body.dataset.opsChecked === '403'", timeout=20_000)
+    assert page.locator("#ops").is_hidden()
+    page.close()
+
+
+def test_stopped_worker_shows_as_lag_then_drains(
+    tmp_path,
+    kafka_bootstrap,
+    unique,
+    browser,  # noqa: F811 (the fixture imported above)
+    artifacts,
+):
     env = {
         **os.environ,
         "SKILLSTREAM_RUN_DIR": str(tmp_path / "run"),
@@ -85,13 +121,17 @@ def test_stopped_worker_shows_as_lag_then_drains(tmp_path, kafka_bootstrap, uniq
         health = httpx.get(f"{stack.url}/health", timeout=10).json()
         assert health["status"] == "ok", health
         assert health["components"]["sink"] and health["components"]["worker"]
+        worker_metrics = json.loads((tmp_path / "run" / "stack.json").read_text())["metrics"]
+        text = httpx.get(worker_metrics["worker"], timeout=10).text
+        assert "skillstream_pipeline_step_seconds" in text, text[:500]
+        assert "skillstream_worker_state_resets_total" in text
         load = Load(stack.url, key)
         load.start()
         _until(lambda: _worker_lag(stack.url)[0] < 100 and load.sent > 200, 90, "no steady state")
 
-        worker_pid = int(__import__("json").loads(
-            (tmp_path / "run" / "stack.json").read_text())["children"]["worker"]["pid"]
-        )  # fmt: skip
+        worker_pid = int(
+            json.loads((tmp_path / "run" / "stack.json").read_text())["children"]["worker"]["pid"]
+        )
         os.kill(worker_pid, signal.SIGSTOP)
         try:
             took = _until(
@@ -111,6 +151,7 @@ def test_stopped_worker_shows_as_lag_then_drains(tmp_path, kafka_bootstrap, uniq
             os.kill(worker_pid, signal.SIGCONT)
         _until(lambda: _worker_lag(stack.url)[0] < 100, 90, "worker lag did not drain")
         _until(lambda: _worker_lag(stack.url)[1] < 5, 30, "worker lag age did not drain")
+        _ops_view_shows_the_lag_to_platform_admins_only(stack.url, env, browser, artifacts)
     finally:
         if load:
             load.stop.set()
