@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,21 +12,15 @@ from confluent_kafka import Producer
 
 from ops import kafka_launcher
 from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, metadata_ok
-from ops.settings import PROJECT_ROOT
 from tests.support.kafka import read_all
+from tests.support.stack import cli
 
 
 def _cli(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """The CLI on a run dir with a Kafka of its own (not the session's)."""
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
     env.update(SKILLSTREAM_RUN_DIR=str(run_dir), KAFKA_HEAP="256m")
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return cli(env, *args, timeout=180)
 
 
 def _produce(bootstrap: str, topic: str, n: int) -> None:

@@ -14,17 +14,11 @@ import jwt
 import pytest
 
 from ops.settings import PROJECT_ROOT
+from tests.support.stack import cli
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ops.cli", *args],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(env, *args)
 
 
 @pytest.fixture
