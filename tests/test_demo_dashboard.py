@@ -125,3 +125,6 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, to the whole group
         code = proc.wait(90)
     assert code == 0
+    # history at full speed is no stall: the worker's watchdog left it alone
+    worker_log = Path(run_env["SKILLSTREAM_RUN_DIR"], "logs", "worker.log").read_text()
+    assert "rewinding" not in worker_log

@@ -103,14 +103,15 @@
 
   // Zeros while history is still on its way would read as data: say so instead.
   const demoHistory = () => fetch("/v1/demo/history").then((r) => r.json()).catch(() => null);
-  async function loadingText(eng, me) {
-    if (state.config.demo && !state.historyDone) {
-      const h = await demoHistory();
-      if (h && h.loading && (!h.tenants.length || h.tenants.includes(me.tenant_name)))
-        return "loading demo history: " + (h.days ? `${h.loaded} of ${h.days} days` : "starting");
-      if (h && !h.loading) state.historyDone = true;
-    }
-    return eng.data_fresh_as_of ? null : "loading history: no events are queryable for this scope yet";
+  // While the demo's history loads no report is asked for: those queries
+  // would only compete with the sink for the store.
+  async function demoLoading(me) {
+    if (!state.config.demo || state.historyDone) return null;
+    const h = await demoHistory();
+    if (h && h.loading && (!h.tenants.length || h.tenants.includes(me.tenant_name)))
+      return "loading demo history: " + (h.days ? `${h.loaded} of ${h.days} days` : "starting");
+    if (h && !h.loading) state.historyDone = true;
+    return null;
   }
 
   function renderLoading(text) {
@@ -121,13 +122,16 @@
   async function refresh(gen) {
     let loading = null;
     try {
-      const [eng, kpis, me] = await Promise.all([
-        api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30"), api("/v1/reports/me"),
-      ]);
-      let risk;
-      try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
-      catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
-      loading = await loadingText(eng, me);
+      const me = await api("/v1/reports/me");
+      loading = await demoLoading(me);
+      let eng, kpis, risk;
+      if (!loading) {
+        [eng, kpis] = await Promise.all([api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30")]);
+        try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
+        catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
+        // zeros with nothing queryable behind them would read as data
+        if (!eng.data_fresh_as_of) loading = "loading history: no events are queryable for this scope yet";
+      }
       $("error").hidden = true; renderLoading(loading);
       $("whoami").textContent = `${me.role}${me.user_id ? " · " + me.user_id : ""} · ${me.tenant_name}` +
         (me.scope.tenant_id == null ? " (all tenants)" : "");
