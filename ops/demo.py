@@ -179,8 +179,8 @@ class Population:
 # sessions, 1 phase advance, 4 submissions, 6 lessons. A day plan draws those
 # per learner and day from the learner's engagement, so history and the live
 # stream agree, an engaged learner scores 70-100 and a disengaged one < 40,
-# at about 5-9 events per learner-week (the back-fill must stay small: the
-# worker processes ~200 events/s).
+# at about 5-9 events per learner-week (the history must stay small: ~20k
+# events are on the chart within 30 s of `up` printing its URL).
 PLAN_RATES = (  # (event, expected per week at engagement 1.0)
     ("session_started", 1.5),
     ("lesson_completed", 3.0),
