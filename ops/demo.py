@@ -10,6 +10,7 @@ and back in; clients retry, so some batches repeat ids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -19,8 +20,11 @@ import signal
 import threading
 import time
 import uuid
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from schemas.examples import example_event
@@ -43,6 +47,15 @@ REPORTS_PER_MANAGER = 25
 # Eight chart weeks back to a Monday at most 55 days ago, plus margin.
 BACKFILL_DAYS = 63
 LEARNERS_PER_MENTOR = 40
+# History goes in batches this big, this many at once: the front door's
+# per-request work and Kafka's acks overlap, and its 503/429 push back.
+BACKFILL_BATCH = 500
+BACKFILL_IN_FLIGHT = 3
+# A restart that left less than this unsent (a few hundred events) catches
+# up in the live loop, without the dashboard's loading state.
+CATCH_UP_QUIETLY = timedelta(days=1)
+HISTORY_FILE = "demo-history.json"
+LEGACY_MARKER = "demo-backfilled"  # older run dirs: the whole history was sent
 
 
 @dataclass
@@ -166,8 +179,8 @@ class Population:
 # sessions, 1 phase advance, 4 submissions, 6 lessons. A day plan draws those
 # per learner and day from the learner's engagement, so history and the live
 # stream agree, an engaged learner scores 70-100 and a disengaged one < 40,
-# at about 5-9 events per learner-week (the back-fill must stay small: the
-# worker processes ~200 events/s).
+# at about 5-9 events per learner-week (the history must stay small: ~20k
+# events are on the chart within 30 s of `up` printing its URL).
 PLAN_RATES = (  # (event, expected per week at engagement 1.0)
     ("session_started", 1.5),
     ("lesson_completed", 3.0),
@@ -258,31 +271,54 @@ def _keys(api_url: str, run_dir: str, tenants: list[str]) -> dict[str, str]:
     return keys
 
 
-def _post(client, keys: dict[str, str], batch, totals: dict[str, int], rng) -> None:
-    import httpx
-
+def _by_tenant(batch, rng: random.Random, size: int) -> list[tuple[str, list[dict]]]:
+    """(tenant, events) chunks of at most ``size`` events, in the batch's order."""
     by_tenant: dict[str, list[dict]] = {}
     for tenant, ev in batch:
         by_tenant.setdefault(tenant, []).append(ev)
+    chunks = []
     for tenant, events in by_tenant.items():
         if rng.random() < 0.05 and events:
             events.append(dict(events[0]))  # a client retry inside the batch
-        for chunk in range(0, len(events), 100):
-            body = {"events": events[chunk : chunk + 100]}
-            try:
-                r = client.post(
-                    "/v1/events/batch",
-                    json=body,
-                    headers={"Authorization": f"Bearer {keys[tenant]}"},
-                )
-            except httpx.HTTPError as exc:
-                log.warning("post failed: %s", exc)
-                continue
+        chunks += [(tenant, events[i : i + size]) for i in range(0, len(events), size)]
+    return chunks
+
+
+def _send(client, key: str, events: list[dict], stop: threading.Event) -> dict[str, int]:
+    """One batch; sent again after Retry-After while the front door pushes
+    back (503: Kafka busy or away, 429: the tenant's rate), which is safe
+    because an id accepted before comes back as a duplicate."""
+    import httpx
+
+    while not stop.is_set():
+        wait = 1.0
+        try:
+            r = client.post(
+                "/v1/events/batch",
+                json={"events": events},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        except httpx.HTTPError as exc:
+            log.warning("post failed: %s", exc)
+        else:
             if r.status_code == 200:
-                for k in totals:
-                    totals[k] += len(r.json()[k])
-            else:
-                log.warning("HTTP %s: %s", r.status_code, r.text[:200])
+                return {k: len(v) for k, v in r.json().items()}
+            log.warning("HTTP %s: %s", r.status_code, r.text[:200])
+            if r.status_code not in (429, 503):
+                break
+            wait = float(r.headers.get("Retry-After", "1"))
+        stop.wait(wait)
+    return {}
+
+
+def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
+    for k in totals:
+        totals[k] += counts.get(k, 0)
+
+
+def _post(client, keys: dict[str, str], batch, totals: dict[str, int], rng, stop) -> None:
+    for tenant, events in _by_tenant(batch, rng, 100):
+        _add(totals, _send(client, keys[tenant], events, stop))
 
 
 def register_org(api_url: str, pop: Population) -> None:
@@ -297,9 +333,12 @@ def register_org(api_url: str, pop: Population) -> None:
         control.org_bulk(t, pop.org_links(t))
 
 
-def plan_events(lr: Learner, at: datetime, name: str) -> list[tuple[str, dict[str, Any]]]:
+def plan_events(
+    lr: Learner, at: datetime, name: str, nth: int = 0
+) -> list[tuple[str, dict[str, Any]]]:
     """The events of one plan entry (``first_visit``: anonymous browsing, the
-    sign-in that links the ids and, for students, onboarding)."""
+    sign-in that links the ids and, for students, onboarding); ``nth`` is
+    the entry's place in the learner's day plan."""
     common = {"at": at, "user_id": lr.user_id, "anonymous_id": lr.anonymous_id}
     common["persona"] = lr.persona
     if name == "first_visit":
@@ -307,57 +346,111 @@ def plan_events(lr: Learner, at: datetime, name: str) -> list[tuple[str, dict[st
         out.append(example_event("session_started", **common))
         if lr.persona == "student":
             out.append(example_event("student_onboarding_completed", **common))
-        return [(lr.tenant, ev) for ev in out]
-    extra = {} if name == "session_started" else {"program_id": lr.program_id}
-    if extra:
-        extra["cohort_id"] = lr.cohort_id
-    return [(lr.tenant, example_event(name, **common, **extra))]
+    else:
+        extra = {} if name == "session_started" else {"program_id": lr.program_id}
+        if extra:
+            extra["cohort_id"] = lr.cohort_id
+        out = [example_event(name, **common, **extra)]
+    for k, ev in enumerate(out):
+        ev["client_event_id"] = plan_event_id(lr, at, nth, k)
+    return [(lr.tenant, ev) for ev in out]
+
+
+def plan_event_id(lr: Learner, at: datetime, nth: int, k: int) -> str:
+    """The same id for the same planned event in every run: history sent
+    again after a restart is a duplicate, never a second event."""
+    key = f"{lr.user_id}|{at.isoformat()}|{nth}|{k}"
+    return "demo-" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
 def planned_between(
     pop: Population, since: datetime, until: datetime
 ) -> list[tuple[str, dict[str, Any]]]:
     """Every learner's planned events with since <= time < until, oldest first."""
-    entries: list[tuple[datetime, int, str]] = []
+    entries: list[tuple[datetime, int, int, str]] = []
     day = since.date()
     while day <= until.date():
         for i, lr in enumerate(pop.learners):
-            entries += [(t, i, n) for t, n in day_plan(lr, day) if since <= t < until]
+            plan = day_plan(lr, day)
+            entries += [(t, i, j, n) for j, (t, n) in enumerate(plan) if since <= t < until]
         day += timedelta(days=1)
     entries.sort()
-    return [ev for t, i, n in entries for ev in plan_events(pop.learners[i], t, n)]
+    return [ev for t, i, j, n in entries for ev in plan_events(pop.learners[i], t, n, j)]
 
 
-def backfill(
-    client,
-    keys,
-    pop: Population,
-    totals,
-    days: int,
-    now: datetime,
-    rate: float,
-    stop: threading.Event,
-) -> bool:
-    """History for the chart: ``days`` days of planned activity, a day at a
-    time and oldest first, so the worker's watermark never makes history
-    late (``skillstream up`` widens the late-arrival bounds in demo mode).
-    Paced at ``rate`` events/s, about what the worker processes: a backlog
-    of tens of thousands of events makes its stall watchdog rewind. False
-    when stopped before the end."""
-    start = now - timedelta(days=days)
-    t0, sent = time.monotonic(), 0
-    for d in range(days):
-        day_from = start + timedelta(days=d)
-        day_to = min(now, day_from + timedelta(days=1))
-        events = planned_between(pop, day_from, day_to)
-        for i in range(0, len(events), 100):
-            if stop.wait(max(0.0, sent / rate - (time.monotonic() - t0))):
-                return False
-            _post(client, keys, events[i : i + 100], totals, pop.rng)
-            sent += len(events[i : i + 100])
-        log.info("backfilled %s: %s", day_from.date(), totals)
-    log.info("backfilled %d days: %s", days, totals)
+@dataclass
+class History:
+    """What the demo has sent, kept in the run dir: a restarted demo builds
+    the same learners (same anchor) and sends only what it had not sent,
+    with the same event ids, so nothing counts twice. The dashboard reads
+    the ``loading_*`` fields to say how far the history has come."""
+
+    anchor: datetime  # the population's time line is built from it
+    sent_until: datetime  # every plan before it was accepted
+    tenants: list[str] = field(default_factory=list)
+    loading_from: datetime | None = None  # the history this run sends ...
+    loading_until: datetime | None = None  # ... oldest first
+    finished_at: datetime | None = None  # when the last of it was accepted
+
+    @classmethod
+    def load(cls, run_dir: Path, now: datetime, days: int) -> History:
+        path, legacy = run_dir / HISTORY_FILE, run_dir / LEGACY_MARKER
+        if path.exists():
+            raw = json.loads(path.read_text())
+            at = {k: datetime.fromisoformat(raw[k]) for k in ("anchor", "sent_until")}
+            return cls(at["anchor"], at["sent_until"], raw.get("tenants", []))
+        if legacy.exists():  # history sent by an older demo, ids unknown: go on from now
+            return cls(datetime.fromisoformat(legacy.read_text().strip()), now)
+        return cls(now, now - timedelta(days=days))
+
+    def save(self, run_dir: Path) -> None:
+        raw = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(self).items()}
+        tmp = run_dir / f"{HISTORY_FILE}.tmp"
+        tmp.write_text(json.dumps(raw))
+        os.replace(tmp, run_dir / HISTORY_FILE)
+
+
+def backfill(client, keys, pop: Population, totals, hist: History, run_dir: Path, stop) -> bool:
+    """History for the chart from ``hist.sent_until`` to its ``loading_until``,
+    oldest first (the worker's watermark never makes it late; ``skillstream
+    up`` widens the late-arrival bounds in demo mode), as fast as the front
+    door takes it; progress saved a day at a time. False when stopped."""
+    until = hist.loading_until or hist.sent_until
+    pending: deque[tuple[Future, datetime | None]] = deque()
+
+    def settle() -> None:
+        fut, day_to = pending.popleft()
+        _add(totals, fut.result())
+        if day_to and not stop.is_set():  # every chunk up to this day's last is in
+            hist.sent_until = day_to
+            hist.save(run_dir)
+            log.info("backfilled to %s: %s", day_to.isoformat(timespec="seconds"), totals)
+
+    with ThreadPoolExecutor(BACKFILL_IN_FLIGHT, thread_name_prefix="backfill") as pool:
+        for tenant, events, day_to in _history_chunks(pop, hist.sent_until, until):
+            if stop.is_set():
+                break
+            if len(pending) >= BACKFILL_IN_FLIGHT:
+                settle()
+            pending.append((pool.submit(_send, client, keys[tenant], events, stop), day_to))
+        while pending:
+            settle()
+    if stop.is_set():
+        return False
+    hist.sent_until, hist.finished_at = until, datetime.now(UTC)
+    hist.save(run_dir)
     return True
+
+
+def _history_chunks(pop: Population, since: datetime, until: datetime):
+    """(tenant, events, day_to) oldest first; ``day_to`` (else None) marks
+    the last chunk of a day."""
+    while since < until:
+        day_to = min(until, since + timedelta(days=1))
+        chunks = _by_tenant(planned_between(pop, since, day_to), pop.rng, BACKFILL_BATCH)
+        for i, (tenant, events) in enumerate(chunks):
+            yield tenant, events, day_to if i == len(chunks) - 1 else None
+        since = day_to
 
 
 def browsing(pop: Population, at: datetime, n: int) -> list[tuple[str, dict[str, Any]]]:
@@ -424,44 +517,51 @@ def main() -> None:
 
     setup_logging("demo", get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    settings = get_settings()
+    run_dir = get_settings().run_dir
     api_url = os.environ["SKILLSTREAM_API_URL"]
-    # Non-scoring browsing on top of the learners' plans: modest, so the
-    # worker (~200 events/s) drains the back-fill within a few minutes.
+    # Non-scoring browsing on top of the learners' plans: keeps it visibly live.
     rate = float(os.environ.get("DEMO_EVENTS_PER_S", "10"))
     backfill_days = int(os.environ.get("DEMO_BACKFILL_DAYS", str(BACKFILL_DAYS)))
     now = datetime.now(UTC)
-    # Learners enrolled up to two weeks before the back-fill starts, so the
+    hist = History.load(run_dir, now, backfill_days)
+    # Learners enrolled up to two weeks before the history starts, so the
     # oldest chart week already has a full 14-day score window behind it.
     pop = Population.build(
         learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "120")),
-        start=now - timedelta(days=backfill_days + 14),
+        start=hist.anchor - timedelta(days=backfill_days + 14),
     )
-    keys = _keys(api_url, str(settings.run_dir), pop.tenants)
+    # never older than the front door takes in demo mode
+    hist.sent_until = max(hist.sent_until, now - timedelta(days=backfill_days))
+    hist.tenants, hist.finished_at = pop.tenants, None
+    loading = now - hist.sent_until > CATCH_UP_QUIETLY
+    hist.loading_from, hist.loading_until = (hist.sent_until, now) if loading else (None, None)
+    keys = _keys(api_url, str(run_dir), pop.tenants)
     register_org(api_url, pop)
+    hist.save(run_dir)  # names the tenants: the dashboard waits for them and their org
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     client = httpx.Client(base_url=api_url, timeout=30)
     totals = {"accepted": 0, "duplicates": 0, "rejected": 0}
-    marker = settings.run_dir / "demo-backfilled"
-    backfill_rate = float(os.environ.get("DEMO_BACKFILL_EVENTS_PER_S", "100"))
-    if (
-        backfill_days
-        and not marker.exists()
-        and backfill(client, keys, pop, totals, backfill_days, now, backfill_rate, stop)
-    ):
-        marker.write_text(now.isoformat())
-    last = now  # plans that came due during the paced back-fill follow it
+    if loading and backfill(client, keys, pop, totals, hist, run_dir, stop):
+        log.info("history of %s loaded: %s", hist.loading_from, totals)
+    live(client, keys, pop, totals, hist, run_dir, rate, stop)
+    hist.save(run_dir)
+
+
+def live(client, keys, pop: Population, totals, hist: History, run_dir: Path, rate, stop) -> None:
+    """Plans as they come due (and any the back-fill left), plus browsing,
+    once a second until stopped; progress saved every 30 s."""
     last_log = time.monotonic()
     while not stop.is_set():
         tick = time.monotonic()
         at = datetime.now(UTC)
-        # plans come due in real time; browsing keeps the stream visibly live
-        batch = planned_between(pop, last, at) + browsing(pop, at, int(rate * 2))
-        last = at
-        _post(client, keys, batch, totals, pop.rng)
+        batch = planned_between(pop, hist.sent_until, at) + browsing(pop, at, int(rate * 2))
+        _post(client, keys, batch, totals, pop.rng, stop)
+        if not stop.is_set():
+            hist.sent_until = at
         if time.monotonic() - last_log > 30:
             log.info("totals %s", totals)
+            hist.save(run_dir)
             last_log = time.monotonic()
         stop.wait(max(0.0, 1.0 - (time.monotonic() - tick)))
 

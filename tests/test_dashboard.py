@@ -125,3 +125,20 @@ def test_stale_banner_when_data_older_than_ten_minutes(browser, api, store, arti
     assert color == "rgb(255, 243, 191)"  # yellow
     page.screenshot(path=str(artifacts / "dashboard-stale.png"), full_page=True)
     page.close()
+
+
+def test_loading_state_instead_of_zeros_while_no_data_is_queryable(browser, api):
+    tenant, _ = api.ctx.tenants.create(f"dash-{uuid.uuid4().hex[:6]}")
+    token = issue_token(
+        api.ctx.secrets.token_secret,
+        tenant_id=tenant.tenant_id,
+        tenant_name=tenant.name,
+        role="company_admin",
+        user_id="boss",
+        ttl_s=600,
+    )
+    page = browser.new_page()
+    page.goto(f"{api.url}/#token={token}")
+    page.wait_for_selector("#loading-text:has-text('loading history')", timeout=20000)
+    assert page.locator("#main").is_hidden() and page.locator("#stale-banner").is_hidden()
+    page.close()

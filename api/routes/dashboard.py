@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from api.demo_history import progress as demo_progress
 from api.deps import Ctx
 from api.reports.org import OrgRegistry
 from api.security import ROLES, issue_token
@@ -87,3 +88,16 @@ async def demo_tokens(
     users = await run_in_threadpool(demo_users, ctx, tenant)
     names = [t.name for t in await run_in_threadpool(ctx.tenants.all)]
     return {"tenants": names, "users": users, "ttl_s": DEMO_TOKEN_TTL_S}
+
+
+@router.get("/v1/demo/history", tags=["dashboard"])
+async def demo_history(ctx: Ctx) -> dict:
+    """Demo mode only (404 otherwise): how much of the demo's history the
+    reports can see yet (`loading`, `loaded` of `days`), for the loading
+    state the dashboard shows instead of zeros."""
+    if not ctx.settings.demo_mode:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "demo mode is off")
+    fresh = ctx.sink.data_fresh_as_of if ctx.sink else lambda _tenant: None
+    ids = {t.name: t.tenant_id for t in await run_in_threadpool(ctx.tenants.all)}
+    run_dir = ctx.settings.run_dir
+    return await run_in_threadpool(demo_progress, ctx.store, run_dir, ids, fresh)

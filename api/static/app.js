@@ -3,9 +3,10 @@
 (function () {
   "use strict";
   const REFRESH_MS = 5000;
+  const LOADING_REFRESH_MS = 2000;
   const WEEKS = 8;
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, demo: [], config: null, chart: null, timer: null };
+  const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false };
 
   const TILES = [
     ["programs_tracked", "Programs tracked", (v) => fmtInt(v), false],
@@ -57,6 +58,7 @@
     const tgt = series.map(() => target);
     const data = [xs, eng, tgt];
     const el = $("chart");
+    el.dataset.points = String(eng.filter((v) => v != null).length);  // weeks with a point
     const width = Math.max(320, el.clientWidth || 900);
     if (state.chart) { state.chart.setData(data); state.chart.setSize({ width, height: 280 }); return; }
     state.chart = new uPlot({
@@ -99,17 +101,41 @@
     }).join("") + "</tbody></table>";
   }
 
-  async function refresh() {
+  // Zeros while history is still on its way would read as data: say so instead.
+  const demoHistory = () => fetch("/v1/demo/history").then((r) => r.json()).catch(() => null);
+  // While the demo's history loads no report is asked for: those queries
+  // would only compete with the sink for the store.
+  async function demoLoading(me) {
+    if (!state.config.demo || state.historyDone) return null;
+    const h = await demoHistory();
+    if (h && h.loading && (!h.tenants.length || h.tenants.includes(me.tenant_name)))
+      return "loading demo history: " + (h.days ? `${h.loaded} of ${h.days} days` : "starting");
+    if (h && !h.loading) state.historyDone = true;
+    return null;
+  }
+
+  function renderLoading(text) {
+    $("loading").hidden = !text; $("main").hidden = !!text;
+    if (text) { $("loading-text").textContent = text; $("stale-banner").hidden = true; }
+  }
+
+  async function refresh(gen) {
+    let loading = null;
     try {
-      const [eng, kpis, me] = await Promise.all([
-        api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30"), api("/v1/reports/me"),
-      ]);
-      let risk;
-      try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
-      catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
-      $("error").hidden = true; $("main").hidden = false;
+      const me = await api("/v1/reports/me");
+      loading = await demoLoading(me);
+      let eng, kpis, risk;
+      if (!loading) {
+        [eng, kpis] = await Promise.all([api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30")]);
+        try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
+        catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
+        // zeros with nothing queryable behind them would read as data
+        if (!eng.data_fresh_as_of) loading = "loading history: no events are queryable for this scope yet";
+      }
+      $("error").hidden = true; renderLoading(loading);
       $("whoami").textContent = `${me.role}${me.user_id ? " · " + me.user_id : ""} · ${me.tenant_name}` +
         (me.scope.tenant_id == null ? " (all tenants)" : "");
+      if (loading) return;
       $("weeks").textContent = eng.weeks;
       $("target").textContent = eng.target;
       $("computed").textContent = `Computed ${utc(eng.computed_at)} · data fresh as of ${utc(eng.data_fresh_as_of)}`;
@@ -122,14 +148,15 @@
     } catch (e) {
       $("error").textContent = "Could not load reports: " + e.message; $("error").hidden = false;
       if (e.status === 401) { $("token-form").hidden = false; }
+    } finally {
+      if (gen === state.gen) state.timer = setTimeout(() => refresh(gen), loading ? LOADING_REFRESH_MS : REFRESH_MS);
     }
   }
 
   function useToken(token) {
     state.token = token; sessionStorage.setItem("skillstream.token", token);
     if (state.chart) { state.chart.destroy(); state.chart = null; $("chart").innerHTML = ""; }
-    refresh();
-    clearInterval(state.timer); state.timer = setInterval(refresh, REFRESH_MS);
+    clearTimeout(state.timer); refresh(++state.gen);
   }
 
   async function start() {
@@ -137,6 +164,10 @@
     const hash = new URLSearchParams(location.hash.slice(1));
     if (hash.get("token")) { useToken(hash.get("token")); history.replaceState(null, "", location.pathname); return; }
     if (state.config.demo) {
+      // the demo registers its tenants and their org data just after `up` prints the URL
+      while (!((await demoHistory()) || {}).tenants?.length) {
+        renderLoading("loading demo history: starting"); await new Promise((ok) => setTimeout(ok, 1000));
+      }
       const demo = await fetch("/v1/demo/tokens").then((r) => r.json());
       state.demo = demo.users;
       const sel = $("viewas");
