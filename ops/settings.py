@@ -1,8 +1,8 @@
 """All configuration in one place, read from the environment.
 
 Every process (API + sink, stream worker, CLI) builds the same ``Settings``
-from the same variables, so a value means one thing everywhere. The README's
-configuration table is generated from the field descriptions here.
+from the same variables, so a value means one thing everywhere. The
+configuration table (docs/configuration.md) follows the field descriptions here.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Batches per topic-partition; a round is written when any batch is full or
 old enough (``SINK_BATCH_SIZE`` / ``SINK_BATCH_MS``), and all batches due
 then go together, so a round costs one insert per table, not one per
 partition (a chdb insert has a fixed cost of ~7 ms: per-partition inserts
-were most of the sink's time at 2,000 events/s, bench/README: stream).
+were most of the sink's time at 2,000 events/s, docs/benchmarks.md).
 
 A round (``write``): first its plan (every batch's offset range) goes to
 ``sink_plans``; then each table's rows, with a deduplication token derived

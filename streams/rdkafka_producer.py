@@ -3,7 +3,7 @@
 Every record the worker writes (derived topics, table changelogs) used to
 go through aiokafka, whose pure-Python sender cost about 70 µs per record:
 with several records per event it was the largest single cost in the
-worker's profile (bench/README: stream). librdkafka batches and sends in
+worker's profile (docs/benchmarks.md). librdkafka batches and sends in
 C threads, so a send here costs a few microseconds of Python.
 
 Only sending changes. aiokafka's producer still runs beside it for what

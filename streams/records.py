@@ -1,6 +1,6 @@
 """The clean event record: the decoded Avro envelope in a JSON-safe shape.
 
-Derived topics carry JSON (documented in README, Analytics schema); times
+Derived topics carry JSON (documented in docs/sink.md); times
 are epoch milliseconds, properties a plain object.
 """
 

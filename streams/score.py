@@ -5,7 +5,7 @@ score(learner, day D) = ⌊100 × Σ_c weight_c × min(1, total_c / cap_c) + ½�
 where total_c sums component c over the trailing window D-13 … D (14 days).
 A learner who does at least ``cap_c`` of every component in two weeks scores
 100; nothing scores 0. At-risk: score < AT_RISK_BELOW, or no activity for
-INACTIVE_DAYS days or more (see README for a worked example).
+INACTIVE_DAYS days or more (see docs/streams.md for a worked example).
 """
 
 from __future__ import annotations

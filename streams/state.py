@@ -4,7 +4,7 @@ A plain ``faust.Table`` read costs two RocksDB lookups and a JSON decode
 (``get`` asks ``in`` first), and a write goes through a Faust future, its
 producer buffer, and a RocksDB write of the changelog offset for every
 record. With ten reads and three writes per event that was most of the
-worker's time (bench/README: stream). ``StateTable`` keeps the same data in
+worker's time (docs/benchmarks.md). ``StateTable`` keeps the same data in
 the same places, only cheaper:
 
 * reads: a per-process cache of decoded values (misses included), keyed by
@@ -54,7 +54,7 @@ CACHE_MAX_KEYS = 50_000  # per table; cleared when reached (cheap, and bounds me
 # Per RocksDB database (one per table and partition: 33 with 3 partitions).
 # Faust's defaults are sized for one big table (64 MB memtables, 2 GB block
 # cache each); these kept a 1M-event run's worker at 378 MB instead of
-# 675 MB (bench/README: stream), and the changelog stays the durable copy.
+# 675 MB (docs/benchmarks.md), and the changelog stays the durable copy.
 ROCKSDB_OPTIONS = {
     "write_buffer_size": 4 * 2**20,
     "max_write_buffer_number": 2,

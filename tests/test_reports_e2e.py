@@ -16,7 +16,7 @@ from api.security import issue_token
 from schemas.examples import example_event
 from tests.test_stream import live_api_with_sink, post_all, start_worker, stop  # noqa: F401
 
-# The documented formula (README, "Engagement score"), written out again.
+# The documented formula (docs/streams.md, "Engagement score"), written out again.
 WEIGHT_CAP = {
     "session_started": (0.20, 8),
     "live_session_attended": (0.25, 2),

@@ -4,7 +4,7 @@ The HTTP routes and (later) the CSV/PDF exports call these same functions,
 so a screen and a file built at the same moment show the same numbers.
 Scoping is the caller's ``Scope``; nothing here reads a request.
 
-Definitions (README, "Reports"):
+Definitions (docs/reports.md):
 - a week is an ISO week (Monday..Sunday, UTC); the current week is week to date;
 - a learner's score in a week is their latest ``learner_scores`` row in it;
 - at risk: that row's flag, or no activity for ``INACTIVE_DAYS`` days by the

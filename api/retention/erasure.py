@@ -5,7 +5,7 @@ legal hold covers any of it, then the whole request is refused with the
 reason. Either way the request and its outcome are recorded and audited.
 
 Not covered here: the stream worker's own state (RocksDB tables and their
-changelog topics) and Kafka topic retention; see README, Legal hold and retention.
+changelog topics) and Kafka topic retention; see docs/governance.md, Legal hold and retention.
 """
 
 from __future__ import annotations

@@ -136,7 +136,7 @@ function strip(event) {
 
 class Client {
   /**
-   * @param {object} options see README ("Browser SDK"); host, writeKey and persona are required.
+   * @param {object} options see docs/sdk.md ("Browser SDK"); host, writeKey and persona are required.
    */
   constructor(options = {}) {
     const o = { ...DEFAULTS, ...options };
