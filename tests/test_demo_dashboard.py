@@ -47,8 +47,9 @@ def page(tmp_path: Path) -> Iterator:
 
 @pytest.fixture
 def run_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
-    env.update(SKILLSTREAM_RUN_DIR=str(tmp_path / "run"), KAFKA_HEAP="256m")
+    # its own local Kafka, with the heap `make up` gives it
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "KAFKA_HEAP")}
+    env["SKILLSTREAM_RUN_DIR"] = str(tmp_path / "run")
     yield env
     subprocess.run(
         [sys.executable, "-m", "ops.cli", "kafka", "stop"],
