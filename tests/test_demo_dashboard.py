@@ -95,12 +95,15 @@ def _look(page) -> dict:
     )
 
 
-def _first_look(page, url: str, t0: float) -> list[tuple[float, dict]]:
-    """The page from the URL on, sampled until it shows the product."""
+def _first_look(page, url: str, t0: float, shot: Path) -> list[tuple[float, dict]]:
+    """The page from the URL on, sampled until it shows the product; ``shot``:
+    the first "N of M days" seen."""
     page.goto(url)
     seen: list[tuple[float, dict]] = []
     while time.monotonic() - t0 < FIRST_LOOK_S + 5:
         now = _look(page)
+        if " of " in (now["loading"] or "") and not shot.exists():
+            page.screenshot(path=str(shot))
         seen.append((time.monotonic() - t0, now))
         if now["main"] and now["wau"] not in (None, "0", "–") and now["points"] == 8:
             break
@@ -112,7 +115,9 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
     proc, url = _up(run_env, tmp_path / "up.stderr")
     t0 = time.monotonic()
     try:
-        seen = _first_look(page, url, t0)
+        shot = artifacts / "dashboard-demo-loading.png"
+        shot.unlink(missing_ok=True)
+        seen = _first_look(page, url, t0, shot)
         at, last = seen[-1]
         print(f"dashboard alive {at:.1f}s after `up` printed its URL")
         assert last["main"] and last["points"] == 8, (at, last)
