@@ -127,7 +127,7 @@ def test_stale_banner_when_data_older_than_ten_minutes(browser, api, store, arti
     page.close()
 
 
-def test_loading_state_instead_of_zeros_while_no_data_is_queryable(browser, api):
+def test_loading_state_instead_of_zeros_while_no_data_is_queryable(browser, api, artifacts):
     tenant, _ = api.ctx.tenants.create(f"dash-{uuid.uuid4().hex[:6]}")
     token = issue_token(
         api.ctx.secrets.token_secret,
@@ -141,4 +141,5 @@ def test_loading_state_instead_of_zeros_while_no_data_is_queryable(browser, api)
     page.goto(f"{api.url}/#token={token}")
     page.wait_for_selector("#loading-text:has-text('loading history')", timeout=20000)
     assert page.locator("#main").is_hidden() and page.locator("#stale-banner").is_hidden()
+    page.screenshot(path=str(artifacts / "dashboard-loading.png"))
     page.close()

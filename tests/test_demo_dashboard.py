@@ -47,8 +47,9 @@ def page(tmp_path: Path) -> Iterator:
 
 @pytest.fixture
 def run_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
-    env.update(SKILLSTREAM_RUN_DIR=str(tmp_path / "run"), KAFKA_HEAP="256m")
+    # its own local Kafka, with the heap `make up` gives it
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP", "KAFKA_HEAP")}
+    env["SKILLSTREAM_RUN_DIR"] = str(tmp_path / "run")
     yield env
     subprocess.run(
         [sys.executable, "-m", "ops.cli", "kafka", "stop"],
@@ -94,12 +95,15 @@ def _look(page) -> dict:
     )
 
 
-def _first_look(page, url: str, t0: float) -> list[tuple[float, dict]]:
-    """The page from the URL on, sampled until it shows the product."""
+def _first_look(page, url: str, t0: float, shot: Path) -> list[tuple[float, dict]]:
+    """The page from the URL on, sampled until it shows the product; ``shot``:
+    the first "N of M days" seen."""
     page.goto(url)
     seen: list[tuple[float, dict]] = []
     while time.monotonic() - t0 < FIRST_LOOK_S + 5:
         now = _look(page)
+        if " of " in (now["loading"] or "") and not shot.exists():
+            page.screenshot(path=str(shot))
         seen.append((time.monotonic() - t0, now))
         if now["main"] and now["wau"] not in (None, "0", "–") and now["points"] == 8:
             break
@@ -111,7 +115,9 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
     proc, url = _up(run_env, tmp_path / "up.stderr")
     t0 = time.monotonic()
     try:
-        seen = _first_look(page, url, t0)
+        shot = artifacts / "dashboard-demo-loading.png"
+        shot.unlink(missing_ok=True)
+        seen = _first_look(page, url, t0, shot)
         at, last = seen[-1]
         print(f"dashboard alive {at:.1f}s after `up` printed its URL")
         assert last["main"] and last["points"] == 8, (at, last)
