@@ -23,8 +23,10 @@ import logging
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import faust
 import orjson
@@ -67,138 +69,199 @@ def _headers(msg) -> list[tuple[str, bytes]]:
 INPUT_TOPICS = ("events.raw", "events.attributed", "identity.links", "control.recompute")
 
 
-def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faust.App:
-    # The app id names the consumer group and the changelog topics: derive it
-    # from the topic prefix so two stacks on one cluster never share state.
-    app_id = app_id or f"{settings.topic_prefix}-worker"
-    app = create_app(settings, bootstrap, app_id)
-    # table recovery keeps what committed input wrote (streams/state.py)
-    committed = CommittedInput(lambda: committed_offsets(bootstrap, app_id, settings))
-    changelogs = ChangelogView(
-        bootstrap, lambda: [t.changelog_topic.get_topic_name() for t in app.tables.values()]
-    )
-    parts = settings.topic_partitions
-    raw_name = settings.topic("events.raw")
+@dataclass
+class Topics:
+    raw: faust.TopicT
+    dead: faust.TopicT
+    attributed: faust.TopicT
+    links: faust.TopicT
+    clean: faust.TopicT
+    learner_daily: faust.TopicT
+    program_weekly: faust.TopicT
+    scores: faust.TopicT
+    optout: faust.TopicT
+    ticks: faust.TopicT
 
-    def topic(name: str, raw: bool = False) -> faust.TopicT:
-        ser = "raw" if raw else "json"
-        return app.topic(
-            settings.topic(name), key_serializer="raw", value_serializer=ser, partitions=parts
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings) -> Topics:
+        def topic(name: str, raw: bool = False) -> faust.TopicT:
+            return app.topic(settings.topic(name), key_serializer="raw",
+                             value_serializer="raw" if raw else "json",
+                             partitions=settings.topic_partitions)  # fmt: skip
+
+        return cls(
+            topic("events.raw", raw=True), topic("events.dead_letter", raw=True),
+            topic("events.attributed"), topic("identity.links"), topic("events.clean"),
+            topic("aggregates.learner_daily"), topic("aggregates.program_weekly"),
+            topic("scores.learner"), topic("optout.state"), topic("control.recompute"),
+        )  # fmt: skip
+
+
+@dataclass
+class Tables:
+    seen: StateTable
+    seen_attributed: StateTable
+    links: StateTable
+    links_sent: StateTable
+    pending: StateTable
+    optout: StateTable
+    watermarks: StateTable
+    learner_day: StateTable
+    program_week: StateTable
+    program_week_members: StateTable
+    learner_index: StateTable
+
+    @classmethod
+    def declare(cls, app: faust.App, settings: Settings, bootstrap: str, app_id: str) -> Tables:
+        # table recovery keeps what committed input wrote (streams/state.py)
+        committed = CommittedInput(lambda: committed_offsets(bootstrap, app_id, settings))
+        changelogs = ChangelogView(
+            bootstrap, lambda: [t.changelog_topic.get_topic_name() for t in app.tables.values()]
         )
 
-    raw = topic("events.raw", raw=True)
-    dead = topic("events.dead_letter", raw=True)
-    attributed = topic("events.attributed")
-    links_topic = topic("identity.links")
-    clean = topic("events.clean")
-    learner_daily = topic("aggregates.learner_daily")
-    program_weekly = topic("aggregates.program_weekly")
-    scores = topic("scores.learner")
-    optout_topic = topic("optout.state")
-    ticks = topic("control.recompute")
+        def table(name: str) -> StateTable:
+            t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
+                           partitions=settings.topic_partitions, key_type=str,
+                           options=dict(ROCKSDB_OPTIONS), committed=committed,
+                           changelogs=changelogs)  # fmt: skip
+            app.tables.add(t)
+            return t
 
-    def table(name: str) -> StateTable:
-        t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
-                       partitions=parts, key_type=str, options=dict(ROCKSDB_OPTIONS),
-                       committed=committed, changelogs=changelogs)  # fmt: skip
-        app.tables.add(t)
-        return t
+        return cls(
+            table("dedupe"), table("dedupe_attributed"), table("identity_links"),
+            table("identity_links_sent"), table("identity_pending"), table("optout"),
+            table("watermarks"), table("learner_day"), table("program_week"),
+            table("program_week_members"), table("learner_index"),
+        )  # fmt: skip
 
-    seen = table("dedupe")
-    seen_attributed = table("dedupe_attributed")
-    links = table("identity_links")
-    links_sent = table("identity_links_sent")
-    pending = table("identity_pending")
-    optout = table("optout")
-    watermarks = table("watermarks")
-    learner_day = table("learner_day")
-    program_week = table("program_week")
-    program_week_members = table("program_week_members")
-    learner_index = table("learner_index")
 
-    async def send(t: faust.TopicT, key: str, value: dict) -> None:
+class Outputs:
+    """Everything the worker writes besides its tables' changelogs."""
+
+    def __init__(self, app: faust.App, topics: Topics, tables: Tables) -> None:
+        self.app, self.topics, self.tables = app, topics, tables
+
+    async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/rdkafka_producer.py).
         name = t.get_topic_name()
-        app.producer.produce(name, key.encode(), orjson.dumps(value), headers=origin_headers())
+        self.app.producer.produce(name, key.encode(), orjson.dumps(value), headers=origin_headers())
         RECORDS_OUT.labels(name).inc()
 
     # Sends that a state change later suppresses (a link marked sent, a
     # pending list forwarded) are not awaited: the state remembers the
     # source offset that sent them, and that record delivered again after a
     # crash sends them again (their receivers are idempotent).
-    async def send_link(key: str, value: dict) -> None:
-        await send(links_topic, key, value)
+    async def send_link(self, key: str, value: dict) -> None:
+        await self.send(self.topics.links, key, value)
 
-    async def forward(key: str, rec: dict) -> None:
-        await send(attributed, key, rec)
+    async def forward(self, key: str, rec: dict) -> None:
+        await self.send(self.topics.attributed, key, rec)
 
-    async def emit_optout(change: dict) -> None:
-        await send(optout_topic, f"{change['tenant_id']}:{change['user_id']}", change)
+    async def emit_optout(self, change: dict) -> None:
+        await self.send(self.topics.optout, f"{change['tenant_id']}:{change['user_id']}", change)
 
-    async def emit(item: Item) -> Item:
-        rec = item.record
+    async def dead_letter(self, outcome: Outcome, msg: Any) -> None:
+        headers = dead_letter_headers(outcome)
+        await self.topics.dead.send(key=msg.key, value=msg.value, headers=headers)
+
+    async def emit(self, item: Item) -> Item:
+        """The clean event, then (if it counts) the learner's day, the
+        program's week and the learner's live score."""
+        rec, t, tb = item.record, self.topics, self.tables
         learner_key = rec.get("learner_id") or rec["anonymous_id"]
-        await send(clean, f"{rec['tenant_id']}:{learner_key}", _clean_row(rec))
+        await self.send(t.clean, f"{rec['tenant_id']}:{learner_key}", _clean_row(rec))
         if not rec["countable"]:
             return item
         tenant, user = rec["tenant_id"], rec["learner_id"]
-        row = aggregates.update_learner_day(learner_day, rec, item.topic, item.offset)
-        await send(learner_daily, f"{tenant}:{user}:{row['day']}", row)
+        row = aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.offset)
+        await self.send(t.learner_daily, f"{tenant}:{user}:{row['day']}", row)
         week_row = aggregates.update_program_week(
-            program_week, program_week_members, rec, item.partition, item.topic, item.offset
+            tb.program_week, tb.program_week_members, rec, item.partition, item.topic, item.offset
         )
         if week_row:
-            await send(program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
-        active_days = aggregates.remember_active_day(learner_index, rec, item.partition)
+            await self.send(t.program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
+        active_days = aggregates.remember_active_day(tb.learner_index, rec, item.partition)
         now_ms = int(time.time() * 1000)
         score = aggregates.learner_score_row(
-            learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms, active_days
+            tb.learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms, active_days
         )
-        await send(scores, f"{tenant}:{user}:{score['day']}", score)
+        await self.send(t.scores, f"{tenant}:{user}:{score['day']}", score)
         return item
 
-    emit_step = Step("emit", emit)
-    enrich = enrich_step(watermarks, settings.allowed_lateness_days)
-    optout_s = optout_step(optout, emit_optout)
-    main_pipeline = Pipeline(
+    async def forward_pending(self, link: dict, offset: int) -> None:
+        """A link arrived: the visitor's pending anonymous events go to the user."""
+        links, pending = self.tables.links, self.tables.pending
+        key = f"{link['tenant_id']}|{link['anonymous_id']}"
+        links[key] = link["user_id"]
+        entry = identity_pending_entry(pending.get(key))
+        if entry["events"] and entry["forwarded_by"] in (None, offset):
+            for rec in entry["events"]:
+                rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
+                await self.forward(f"{link['tenant_id']}:{link['user_id']}", rec)
+            # kept, marked: this link record delivered again re-forwards them
+            pending[key] = {"events": entry["events"], "forwarded_by": offset}
+
+
+def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipeline, Pipeline]:
+    """The raw events' pipeline and the attributed (forwarded) events' one."""
+    emit = Step("emit", out.emit)
+    enrich = enrich_step(tables.watermarks, settings.allowed_lateness_days)
+    optout = optout_step(tables.optout, out.emit_optout)
+    raw = Pipeline(
         transient=TRANSIENT,
         steps=[
-            decode_step(codec_for(settings.schema_registry_url, raw_name)),
+            decode_step(codec_for(settings.schema_registry_url, settings.topic("events.raw"))),
             Step("normalise", _normalise),
-            dedupe_step(seen),
-            identity_step(links, links_sent, pending, send_link, forward),
-            optout_s,
+            dedupe_step(tables.seen),
+            identity_step(
+                tables.links, tables.links_sent, tables.pending, out.send_link, out.forward
+            ),  # fmt: skip
+            optout,
             enrich,
-            emit_step,
+            emit,
         ],
     )
     # Forwarded events are deduped again on the user's partition: a link can
     # be delivered twice (a link re-sent after a restart), its pending events
     # must still count once.
-    attributed_pipeline = Pipeline(
-        [Step("dedupe_attributed", dedupe_step(seen_attributed).run), optout_s, enrich, emit_step],
+    attributed = Pipeline(
+        [Step("dedupe_attributed", dedupe_step(tables.seen_attributed).run), optout, enrich, emit],
         transient=TRANSIENT,
     )
+    return raw, attributed
 
-    async def dead_letter(outcome, msg) -> None:
-        await dead.send(key=msg.key, value=msg.value, headers=dead_letter_headers(outcome))
 
+def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faust.App:
+    # The app id names the consumer group and the changelog topics: derive it
+    # from the topic prefix so two stacks on one cluster never share state.
+    app_id = app_id or f"{settings.topic_prefix}-worker"
+    app = create_app(settings, bootstrap, app_id)
+    topics = Topics.declare(app, settings)
+    tables = Tables.declare(app, settings, bootstrap, app_id)
+    out = Outputs(app, topics, tables)
+    _agents(app, settings, bootstrap, topics, tables, out)
+    return app
+
+
+def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
+            tables: Tables, out: Outputs) -> None:  # fmt: skip
+    raw_pipeline, attributed_pipeline = pipelines(settings, tables, out)
     # Every agent applies its partitions strictly in order, acking by hand
     # (see streams/ordering.py): the idempotent state depends on it.
     in_order = InOrder(app, bootstrap)
+    watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links)}
 
     @app.timer(interval=STALL_CHECK_S)
     async def watch_progress() -> None:
-        await in_order.watch({raw.get_topic_name(), attributed.get_topic_name(),
-                              links_topic.get_topic_name()})  # fmt: skip
+        await in_order.watch(watched)
 
     async def apply_raw(event) -> None:
         msg = event.message
         item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
-        outcome = await until_done(main_pipeline, item)
+        outcome = await until_done(raw_pipeline, item)
         if outcome.failed_step:
-            await dead_letter(outcome, msg)
+            await out.dead_letter(outcome, msg)
 
     async def apply_attributed(event) -> None:
         msg = event.message
@@ -206,38 +269,28 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
         item.record = dict(event.value)
         outcome = await until_done(attributed_pipeline, item)
         if outcome.failed_step:
-            await dead_letter(outcome, msg)
+            await out.dead_letter(outcome, msg)
 
-    @app.agent(raw)
+    @app.agent(topics.raw)
     async def process_raw(stream):
         await in_order.consume(stream, apply_raw)
 
-    @app.agent(attributed)
+    @app.agent(topics.attributed)
     async def process_attributed(stream):
         await in_order.consume(stream, apply_attributed)
 
-    @app.agent(links_topic)
+    @app.agent(topics.links)
     async def process_links(stream):
-        await in_order.consume(stream, lambda e: forward_pending(e.value, e.message.offset))
+        await in_order.consume(stream, lambda e: out.forward_pending(e.value, e.message.offset))
 
-    async def forward_pending(link: dict, offset: int) -> None:
-        key = f"{link['tenant_id']}|{link['anonymous_id']}"
-        links[key] = link["user_id"]
-        entry = identity_pending_entry(pending.get(key))
-        if entry["events"] and entry["forwarded_by"] in (None, offset):
-            for rec in entry["events"]:
-                rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
-                await forward(f"{link['tenant_id']}:{link['user_id']}", rec)
-            # kept, marked: this link record delivered again re-forwards them
-            pending[key] = {"events": entry["events"], "forwarded_by": offset}
-
-    @app.agent(ticks)
+    @app.agent(topics.ticks)
     async def process_ticks(stream):
         async for event in stream.events():
             tick, partition = event.value, event.message.partition
             day = date.fromisoformat(tick["date"]).toordinal()
-            n = await _recompute_partition(partition, day, send, scores, learner_day, learner_index)
-            swept = _sweep_dedupe(seen, partition, day - settings.dedupe_window_days)
+            n = await _recompute_partition(partition, day, out.send, topics.scores,
+                                           tables.learner_day, tables.learner_index)  # fmt: skip
+            swept = _sweep_dedupe(tables.seen, partition, day - settings.dedupe_window_days)
             log.warning(
                 "recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept
             )
@@ -246,8 +299,6 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     async def nightly_recompute() -> None:
         yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
         request_recompute(bootstrap, settings, yesterday)
-
-    return app
 
 
 async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
