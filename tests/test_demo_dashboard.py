@@ -7,13 +7,10 @@ has a point for each of the 8 weeks. The screenshot is the README's."""
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ops.settings import PROJECT_ROOT
+from tests.support.stack import Stack
 from tests.test_dashboard import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.timeout(240)
@@ -60,27 +58,6 @@ def run_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     )
 
 
-def _up(env: dict[str, str], log: Path) -> tuple[subprocess.Popen, str]:
-    """`skillstream up` in its own process group, as a terminal runs it; its URL."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "up"],
-            env=env,
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=err,
-            text=True,
-            start_new_session=True,
-        )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout], daemon=True).start()
-    try:
-        return proc, lines.get(timeout=180).strip()
-    except queue.Empty:
-        os.killpg(proc.pid, signal.SIGKILL)
-        raise AssertionError(f"no URL from `up`; see {log}") from None
-
-
 def _look(page) -> dict:
     """What the page shows now."""
     return page.evaluate(
@@ -112,7 +89,8 @@ def _first_look(page, url: str, t0: float, shot: Path) -> list[tuple[float, dict
 
 
 def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
-    proc, url = _up(run_env, tmp_path / "up.stderr")
+    stack = Stack(run_env, tmp_path / "up.stderr", demo=True)
+    url = stack.url
     t0 = time.monotonic()
     try:
         shot = artifacts / "dashboard-demo-loading.png"
@@ -128,8 +106,7 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
         assert all(s["wau"] not in ("0", "–") for _, s in seen if s["main"]), seen
         page.screenshot(path=str(artifacts / "dashboard-demo.png"))
     finally:
-        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, to the whole group
-        code = proc.wait(90)
+        code = stack.stop()  # Ctrl-C, to the whole group
     assert code == 0
     # history at full speed is no stall: the worker's watchdog left it alone
     worker_log = Path(run_env["SKILLSTREAM_RUN_DIR"], "logs", "worker.log").read_text()

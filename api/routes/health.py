@@ -10,7 +10,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from pydantic import BaseModel, Field
 
 from api.deps import Ctx
-from sinks.sink import INGEST_LAG
 
 router = APIRouter(tags=["health"])
 COMPONENT_UP = Gauge(
@@ -63,8 +62,6 @@ async def health(ctx: Ctx, response: Response) -> Health:
     snap = ctx.lag.latest if ctx.lag else None
     components = ctx.components()
     lag_ms = snap.end_to_end_ms if snap else (ctx.sink.ingest_lag_ms() if ctx.sink else None)
-    if lag_ms is not None:
-        INGEST_LAG.set(lag_ms)
     return Health(
         status="ok" if kafka_ok and store_ok and all(components.values()) else "degraded",
         kafka=kafka_ok,
