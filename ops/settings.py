@@ -194,6 +194,14 @@ class Settings(BaseSettings):
         alias="ALLOWED_LATENESS_DAYS",
         description="Event-time lateness still counted in aggregates.",
     )
+    commit_interval_s: float = Field(
+        1.0,
+        alias="COMMIT_INTERVAL_S",
+        gt=0,
+        description="How often the worker checkpoints: table writes and aggregate rows are "
+        "merged per key in between, so a longer interval writes fewer records and makes "
+        "aggregates later.",
+    )
     worker_id: str = Field(
         "0",
         alias="WORKER_ID",

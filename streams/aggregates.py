@@ -17,7 +17,7 @@ a crash changes nothing, whatever the restored state already holds.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 from streams import score as scoring
@@ -157,7 +157,7 @@ def remember_active_day(index: MutableMapping[str, Any], rec: dict, partition: i
 
 
 def learner_score_row(
-    table: MutableMapping[str, Any],
+    lookup: Callable[[str], Any],
     tenant: str,
     user: str,
     day: int,
@@ -170,7 +170,7 @@ def learner_score_row(
     program = cohort = None
     lookback = range(day - SCORE_LOOKBACK_DAYS, day + 1)
     for d in lookback if active_days is None else [d for d in active_days if d in lookback]:
-        cur = table.get(learner_day_key(tenant, user, d))
+        cur = lookup(learner_day_key(tenant, user, d))
         if cur:
             days[d] = cur["c"]
             program = cur.get("program_id") or program

@@ -42,6 +42,8 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # tests/test_stream.py (its transactional commit does not flush the
         # send buffer), so it is not used.
         processing_guarantee="at_least_once",
+        # Each commit is a checkpoint (streams/checkpoint.py).
+        broker_commit_interval=settings.commit_interval_s,
         # Static membership: a worker restarted after a crash takes its old
         # place in the group at once, instead of waiting out the session
         # timeout of its dead self, and no rebalance reshuffles partitions

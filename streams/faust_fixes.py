@@ -12,6 +12,13 @@ then loses state updates whose source offsets are committed. The drain
 below waits until every record buffered before it began has been handed
 to the Kafka client (whose flush follows).
 
+Its commit takes the offsets to commit and then flushes; with state and
+outputs coalesced until the commit, both must come from one moment with
+no record half applied, so the commit runs the worker's checkpoint
+(streams/checkpoint.py) to take the offsets and flush together. It commits
+every acknowledged partition, not only those asked: one flushed key may
+merge records of several input topics.
+
 Its fetch loop also treats a jump in offsets as a "gap" (meant for
 transaction markers) and marks the missing offsets acknowledged, so a
 commit can pass records that were dropped, never applied. Our input
@@ -25,6 +32,7 @@ import asyncio
 import time
 from importlib.metadata import version
 
+from faust.exceptions import ProducerSendError
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
 from prometheus_client import Histogram
@@ -39,6 +47,7 @@ COMMIT_SECONDS = Histogram(
 _original_put = ProducerBuffer.put
 _original_send_pending = ProducerBuffer._send_pending
 _original_commit = Consumer.commit
+_original_commit_tps = Consumer._commit_tps
 
 
 async def _commit_timed(self: Consumer, *args, **kwargs) -> bool:  # noqa: ANN002, ANN003
@@ -47,6 +56,26 @@ async def _commit_timed(self: Consumer, *args, **kwargs) -> bool:  # noqa: ANN00
         return await _original_commit(self, *args, **kwargs)
     finally:
         COMMIT_SECONDS.observe(time.perf_counter() - started)
+
+
+async def _commit_tps_checkpointed(self: Consumer, tps, start_new_transaction: bool) -> bool:  # noqa: ANN001
+    checkpoint = getattr(self.app, "checkpoint", None)
+    if checkpoint is None:
+        return await _original_commit_tps(self, tps, start_new_transaction)
+    offsets = await checkpoint.run(
+        lambda: self._filter_committable_offsets(list(self._filter_tps_with_pending_acks()))
+    )
+    if not offsets:
+        return False
+    try:
+        await self._handle_attached(offsets)
+        if checkpoint.kill_armed:
+            await self.app.producer.flush()
+            checkpoint.before_commit()
+    except ProducerSendError as exc:
+        await self.crash(exc)
+        return False
+    return await self._commit_offsets(offsets, start_new_transaction=start_new_transaction)
 
 
 def _put_counted(self: ProducerBuffer, fut) -> None:  # noqa: ANN001 (faust type)
@@ -93,6 +122,7 @@ def apply() -> None:
         )
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
     Consumer.commit = _commit_timed  # type: ignore[method-assign]
+    Consumer._commit_tps = _commit_tps_checkpointed  # type: ignore[method-assign]
     Consumer._add_gap = _no_gap  # type: ignore[method-assign]
     ProducerBuffer.put = _put_counted  # type: ignore[method-assign]
     ProducerBuffer._send_pending = _send_pending_counted  # type: ignore[method-assign]

@@ -28,6 +28,8 @@ from confluent_kafka import Consumer, TopicPartition
 from faust.types import TP, AppT, EventT, StreamT
 from prometheus_client import Counter
 
+from streams.checkpoint import Checkpoint
+
 log = logging.getLogger("skillstream.worker")
 
 REWINDS = Counter(
@@ -38,8 +40,9 @@ STALL_S = 30.0
 
 
 class InOrder:
-    def __init__(self, app: AppT, bootstrap: str) -> None:
+    def __init__(self, app: AppT, bootstrap: str, checkpoint: Checkpoint | None = None) -> None:
         self.app = app
+        self.checkpoint = checkpoint
         self._lookup = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": app.conf.id, "log_level": 0}
         )
@@ -53,10 +56,19 @@ class InOrder:
         """An agent's loop: each record of each partition applied once, in
         order, and acknowledged only after ``apply`` returned."""
         stream = stream.noack()
+        checkpoint = self.checkpoint
         async for event in stream.events():
-            if await self.admit(stream, event):
-                await apply(event)
-                await self.applied(stream, event)
+            # No checkpoint between a record's first write and its ack
+            # (streams/checkpoint.py).
+            if checkpoint is not None:
+                await checkpoint.enter()
+            try:
+                if await self.admit(stream, event):
+                    await apply(event)
+                    await self.applied(stream, event)
+            finally:
+                if checkpoint is not None:
+                    checkpoint.leave()
 
     async def admit(self, stream: StreamT, event: EventT) -> bool:
         """True when the event is the next one of its partition."""

@@ -11,17 +11,17 @@ Faust asks of a producer besides sends (topic creation, key partitioning,
 header support); both partition keys with murmur2, as Java clients do.
 
 Delivery reports are served on the event loop (``poll(0)`` in a task), so
-the futures Faust attaches callbacks to (a changelog's persisted offset,
-an ack) are resolved in the loop's thread. ``flush`` returns only when
-librdkafka holds nothing undelivered, which is what Faust's commit relies
-on: offsets are committed after every record sent before them is
-acknowledged by Kafka.
+the futures Faust attaches callbacks to are resolved in the loop's thread.
 
-The worker's own output records (clean events, aggregate rows, scores) need
-no future each: ``produce`` hands them to librdkafka with the producer-wide
-delivery callback, which only notes a failure. A failure makes the next
-``flush`` raise, so Faust never commits past a record Kafka did not take;
-the worker stops and its restart replays from the last commit. One
+Records are counted in generations, one per flush: ``flush`` seals the
+current generation and returns when every sealed one is acknowledged by
+Kafka, so a commit waits for what was produced before it began, never for
+what a busy worker keeps producing meanwhile. Output records and changelog
+writes need no future each: a generation counts them down in one delivery
+callback, notes the first failure (which makes ``flush`` raise, so Faust
+never commits past a record Kafka did not take: the worker stops and its
+restart replays from the last commit) and the highest changelog offset
+per partition (persisted for the next start-up once delivered). One
 producer for everything: each produce request to the broker carries all of
 it (the broker's CPU is shared with the worker on small machines).
 """
@@ -45,9 +45,11 @@ POLL_IDLE_S = 0.005
 
 class RdKafkaProducer(AIOKafkaProducer):
     _rd: RdProducer | None = None
-    _out_error: KafkaError | None = None
+    _failed: KafkaError | None = None  # sticky: no commit after a lost record
     _poller: asyncio.Task | None = None
-    _changelogs: dict[tuple[int, int], _ChangelogPartition]  # (id(table), partition)
+    _gen: _Generation
+    _sealed: list[_Generation]
+    _changelog_tables: dict[tuple[str, int], Any]  # (changelog topic, partition) -> table
 
     def _rd_config(self) -> dict[str, Any]:
         transport = self.transport
@@ -65,13 +67,13 @@ class RdKafkaProducer(AIOKafkaProducer):
             "partitioner": "murmur2_random",  # Java's (and aiokafka's) partitioning
             "queue.buffering.max.messages": 500_000,
             "log_level": 3,
-            # for records produced without a callback of their own (outputs)
-            "on_delivery": self._on_output_failed,
         }
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._changelogs = {}
+        self._gen = _Generation()
+        self._sealed = []
+        self._changelog_tables = {}
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -94,15 +96,13 @@ class RdKafkaProducer(AIOKafkaProducer):
             served = rd.poll(0) if rd is not None else 0
             await asyncio.sleep(0 if served else POLL_IDLE_S)
 
-    def _on_output_failed(self, err: KafkaError | None, msg: Any) -> None:
-        if err is not None and self._out_error is None:
-            self._out_error = err
-
     def produce(
         self, topic: str, key: bytes | None, value: bytes, headers: list | None = None
     ) -> None:
         """Send an output record without a future (see the module docstring)."""
-        self._produce(topic, value, key, headers=headers)
+        gen = self._gen
+        self._produce(topic, value, key, headers=headers, on_delivery=gen.delivered)
+        gen.outstanding += 1
 
     def _produce(self, topic: str, value: bytes | None, key: bytes | None, **kwargs: Any) -> None:
         rd = self._rd
@@ -133,8 +133,10 @@ class RdKafkaProducer(AIOKafkaProducer):
         if isinstance(headers, Mapping):
             headers = list(headers.items())
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        gen = self._gen
 
         def delivered(err: KafkaError | None, msg: Any) -> None:
+            gen.delivered(err, msg)
             if fut.done():
                 return
             if err is not None:
@@ -151,60 +153,63 @@ class RdKafkaProducer(AIOKafkaProducer):
         if headers:
             kwargs["headers"] = headers
         self._produce(topic, value, key, **kwargs)
+        gen.outstanding += 1
         return fut
 
     def produce_changelog(
-        self, table: Any, partition: int, key: bytes, value: bytes, headers: list
+        self, table: Any, partition: int, key: bytes, value: bytes | None, headers: list
     ) -> None:
-        """A table write (streams/state.py): its offset is persisted at the next flush."""
-        target = self._changelogs.get((id(table), partition))
-        if target is None:
-            target = _ChangelogPartition(table, partition)
-            self._changelogs[(id(table), partition)] = target
+        """A table's write (streams/state.py); its offset is persisted once delivered."""
+        topic = table.changelog_topic.get_topic_name()
+        self._changelog_tables[(topic, partition)] = table
+        gen = self._gen
+        gen.changelogs = True
         self._produce(
-            target.topic, value, key, partition=partition, headers=headers,
-            on_delivery=target.delivered,
-        )  # fmt: skip
+            topic, value, key, partition=partition, headers=headers, on_delivery=gen.delivered
+        )
+        gen.outstanding += 1
 
     async def flush(self) -> None:
-        await self.buffer.flush()  # Faust's own queue first (changelog writes)
+        await self.buffer.flush()  # Faust's own queue first
         await self._drain()
 
     async def _drain(self) -> None:
-        # Until every record handed to librdkafka is acknowledged; polling
-        # here resolves their futures in the loop's thread as we go.
+        """Wait until every record produced before now is acknowledged by
+        Kafka: not for an empty queue, which a busy worker never has."""
+        sealed, self._gen = self._gen, _Generation()
+        self._sealed.append(sealed)
         rd = self._rd
-        while rd is not None and len(rd) > 0:
+        while rd is not None and any(g.outstanding > 0 for g in self._sealed):
             rd.poll(0)
-            if len(rd) > 0:
-                await asyncio.sleep(0.001)
-        failed = self._out_error or next(
-            (c.error for c in self._changelogs.values() if c.error), None
-        )
-        if failed is not None:
-            raise ProducerSendError(f"a record was not delivered: {failed}")
-        for changelog in self._changelogs.values():
-            changelog.persist()
+            await asyncio.sleep(0.001)
+        done, self._sealed = self._sealed, []
+        for gen in done:
+            self._failed = self._failed or gen.error
+        if self._failed is not None:
+            raise ProducerSendError(f"a record was not delivered: {self._failed}")
+        for gen in done:
+            for tp, offset in gen.changelog_offsets.items():
+                table = self._changelog_tables.get(tp)
+                if table is not None:
+                    table.persist_offset(tp[1], offset)
 
 
-class _ChangelogPartition:
-    """Delivery of one table's changelog partition, tracked without a future per record."""
+class _Generation:
+    """The records produced between two flushes, tracked without a future each."""
 
-    def __init__(self, table: Any, partition: int) -> None:
-        self.table = table
-        self.partition = partition
-        self.topic = table.changelog_topic.get_topic_name()
-        self.delivered_up_to = -1
-        self.persisted = -1
+    __slots__ = ("outstanding", "error", "changelogs", "changelog_offsets")
+
+    def __init__(self) -> None:
+        self.outstanding = 0
         self.error: KafkaError | None = None
+        self.changelogs = False
+        self.changelog_offsets: dict[tuple[str, int], int] = {}
 
     def delivered(self, err: KafkaError | None, msg: Any) -> None:
+        self.outstanding -= 1
         if err is not None:
             self.error = self.error or err
-        elif msg.offset() > self.delivered_up_to:
-            self.delivered_up_to = msg.offset()
-
-    def persist(self) -> None:
-        if self.delivered_up_to > self.persisted:
-            self.table.persist_offset(self.partition, self.delivered_up_to)
-            self.persisted = self.delivered_up_to
+        elif self.changelogs:
+            tp = (msg.topic(), msg.partition())
+            if msg.offset() > self.changelog_offsets.get(tp, -1):
+                self.changelog_offsets[tp] = msg.offset()

@@ -1,45 +1,42 @@
-"""Faust tables with a decoded-value cache and a direct changelog path.
+"""Faust tables with a write-back cache and a direct changelog path.
 
-A plain ``faust.Table`` read costs two RocksDB lookups and a JSON decode
-(``get`` asks ``in`` first), and a write goes through a Faust future, its
-producer buffer, and a RocksDB write of the changelog offset for every
-record. With ten reads and three writes per event that was most of the
-worker's time (docs/benchmarks.md). ``StateTable`` keeps the same data in
-the same places, only cheaper:
+A plain ``faust.Table`` read costs two RocksDB lookups and a JSON decode,
+and every write is a RocksDB write, a Faust future and a changelog record.
+An event updates several keys, and the same learner's keys many times a
+second, so ``StateTable`` keeps the same data in the same places, only
+cheaper:
 
-* reads: a per-process cache of decoded values (misses included), keyed by
-  (partition, key) as the store is. This process is the only writer of the
-  partitions it holds, so the cache is cleared whenever the assignment
-  changes or a recovery has written the store behind it;
-* writes: the value goes to the partition's RocksDB and, once encoded, to
-  the changelog through librdkafka (``RdKafkaProducer.produce_changelog``).
-  Offsets persisted for the next start-up are written once per flush, not
-  once per record. Faust's commit flushes first, as before, so no offset is
-  committed before the state it produced is in Kafka.
+* reads: pending writes first, then an LRU of decoded values (misses
+  included) keyed by (partition, key) as the store is, then RocksDB. This
+  process is the only writer of the partitions it holds; the LRU is cleared
+  whenever the assignment changes or a recovery has written the store;
+* writes: held per key until the next checkpoint (streams/checkpoint.py),
+  which writes each changed key once to RocksDB and once to the changelog
+  through librdkafka (``RdKafkaProducer.produce_changelog``), as Kafka
+  Streams' record cache does. Deletes at the checkpoint are tombstones.
 
-Deletes (the nightly dedupe sweep) and iteration are Faust's own. Before a
+The nightly dedupe sweep deletes through Faust's own path. Before a
 partition's store is opened, its persisted changelog offset and the
 changelog's identity are checked against Kafka (streams/state_check.py).
 
-**Restore to the last commit.** Each changelog record carries the input
-record that wrote it (header ``skillstream-src``: topic, partition,
-offset). After a crash the worker drops its RocksDB and restores from the
-changelogs, skipping records written by input not yet committed (the
-group's committed offsets, read when each rebalance starts a recovery):
-those are processed again right after, and keeping them would restore a
-state no single moment had. (A learner first counted in a program-week writes two
-keys, its membership and the week's counter; a SIGKILL between their
-deliveries left the counter without the membership, and the learner's next
-event counted again. tests/test_stream.py caught it.) Faust's commit comes
-after the flush that delivers every changelog record before it, so what
-is restored is exactly the state at the commit.
-"""
+**Restore to the last commit.** Each changelog record names, per input
+topic, the last input record merged into it (header ``skillstream-src``:
+``topic|partition|offset`` joined by ``;``). After a crash the worker drops
+its RocksDB and restores from the changelogs, skipping records any of whose
+input was not committed (the group's committed offsets, read when each
+rebalance starts a recovery): that input is processed again right after,
+and keeping them would restore a state no single moment had (a program-week
+counter without the membership behind it counts the learner again: the
+kill tests in tests/test_stream.py catch it). A checkpoint flushes only
+what acknowledged records wrote and commits all of them, so what is
+restored is exactly the state at a commit."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -49,7 +46,8 @@ from faust.types.events import EventT
 from streams.state_check import ChangelogView, check_partition
 
 _MISSING = object()
-CACHE_MAX_KEYS = 50_000  # per table; cleared when reached (cheap, and bounds memory)
+_DELETED = object()
+CACHE_MAX_KEYS = 50_000  # decoded values per table, least recently used dropped first
 
 # Per RocksDB database (one per table and partition: 33 with 3 partitions).
 # Faust's defaults are sized for one big table (64 MB memtables, 2 GB block
@@ -78,10 +76,14 @@ def _partition() -> int:
 
 
 def _written_before_commit(headers: Any, committed: Committed) -> bool:
+    """Whether every input record behind a changelog record was committed."""
     for name, value in (headers.items() if isinstance(headers, Mapping) else headers) or ():
         if name == SOURCE_HEADER:
-            topic, partition, offset = value.decode().rsplit("|", 2)
-            return int(offset) < committed.get((topic, int(partition)), 0)
+            for source in value.decode().split(";"):
+                topic, partition, offset = source.rsplit("|", 2)
+                if int(offset) >= committed.get((topic, int(partition)), 0):
+                    return False
+            return True
     return True  # written outside any input record (a sweep's delete)
 
 
@@ -101,6 +103,11 @@ class CommittedInput:
 
 
 class StateTable(faust.Table):
+    """A Faust table whose writes are coalesced per key until the next
+    checkpoint (streams/checkpoint.py), with an LRU of decoded values."""
+
+    name: str
+
     def __init__(
         self,
         *args: Any,
@@ -109,19 +116,34 @@ class StateTable(faust.Table):
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
-        self._cache: dict[tuple[int, Any], Any] = {}
+        self._cache: OrderedDict[tuple[int, Any], Any] = OrderedDict()
+        # (partition, key) -> [value or _DELETED, {source topic: last input offset}]
+        self._dirty: dict[tuple[int, Any], list] = {}
         self.committed = committed
         self.changelogs = changelogs
 
     # -- reads ----------------------------------------------------------------
     def get(self, key: Any, default: Any = None) -> Any:
-        ck = (_partition(), key)
-        value = self._cache.get(ck, _MISSING)
-        if value is _MISSING:
-            raw = self.data._get(self.data._encode_key(key))
-            value = None if raw is None else self.data._decode_value(raw)
-            self._remember(ck, value)
+        value = self.get_in(_partition(), key)
         return default if value is None else value
+
+    def get_in(self, partition: int, key: Any) -> Any:
+        """The value in one partition (None when absent), for reads outside a record."""
+        ck = (partition, key)
+        pending = self._dirty.get(ck)
+        if pending is not None:
+            return None if pending[0] is _DELETED else pending[0]
+        cache = self._cache
+        value = cache.get(ck, _MISSING)
+        if value is _MISSING:
+            raw = self._db(partition).get(self.data._encode_key(key))
+            value = None if raw is None else self.data._decode_value(raw)
+            cache[ck] = value
+            if len(cache) > CACHE_MAX_KEYS:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(ck)
+        return value
 
     def __getitem__(self, key: Any) -> Any:
         value = self.get(key)
@@ -132,19 +154,72 @@ class StateTable(faust.Table):
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None
 
-    # -- writes ---------------------------------------------------------------
+    def items_in(self, partition: int) -> Iterator[tuple[Any, Any]]:
+        """Every live key of one partition, pending writes included."""
+        pending = {k: v[0] for (p, k), v in self._dirty.items() if p == partition}
+        for raw_key, raw_value in self._db(partition).items():
+            if raw_key == self.data.offset_key:  # Faust keeps its changelog offset here
+                continue
+            key = self.data._decode_key(raw_key)
+            if key in pending:
+                continue
+            yield key, self.data._decode_value(raw_value)
+        for key, value in pending.items():
+            if value is not _DELETED:
+                yield key, value
+
+    # -- writes: held until the checkpoint --------------------------------------
     def __setitem__(self, key: Any, value: Any) -> None:
+        self._pend(key, value)
+
+    def discard(self, key: Any) -> None:
+        """Delete at the next checkpoint (a tombstone in the changelog)."""
+        self._pend(key, _DELETED)
+
+    def _pend(self, key: Any, value: Any) -> None:
         msg = _event().message
-        kb = self.data._encode_key(key)
-        vb = self.data._encode_value(value)
-        self.data._set(kb, vb)
-        self._remember((msg.partition, key), value)
-        src = f"{msg.topic}|{msg.partition}|{msg.offset}".encode()
-        self.app.producer.produce_changelog(self, msg.partition, kb, vb, [(SOURCE_HEADER, src)])
+        ck = (msg.partition, key)
+        entry = self._dirty.get(ck)
+        if entry is None:
+            self._dirty[ck] = [value, {msg.topic: msg.offset}]
+            self._cache.pop(ck, None)
+        else:
+            entry[0] = value
+            entry[1][msg.topic] = msg.offset  # in order: the latest is the highest
 
     def __delitem__(self, key: Any) -> None:
-        self._cache.pop((_partition(), key), None)
+        partition = _partition()
+        self._dirty.pop((partition, key), None)
+        self._cache.pop((partition, key), None)
         super().__delitem__(key)
+
+    def flush(self) -> int:
+        """RocksDB and one changelog record per changed key (the checkpoint's step 3)."""
+        dirty, self._dirty = self._dirty, {}
+        producer = self.app.producer
+        encode_key, encode_value = self.data._encode_key, self.data._encode_value
+        for (partition, key), (value, sources) in dirty.items():
+            kb = encode_key(key)
+            db = self._db(partition)
+            if value is _DELETED:
+                vb = None
+                db.delete(kb)
+            else:
+                vb = encode_value(value)
+                db.put(kb, vb)
+                self._cache[(partition, key)] = value
+            src = ";".join(f"{t}|{partition}|{o}" for t, o in sources.items()).encode()
+            producer.produce_changelog(self, partition, kb, vb, [(SOURCE_HEADER, src)])
+        while len(self._cache) > CACHE_MAX_KEYS:
+            self._cache.popitem(last=False)
+        return len(dirty)
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        for ck in [ck for ck in self._dirty if ck[0] in partitions]:
+            del self._dirty[ck]
+
+    def _db(self, partition: int) -> Any:
+        return self.data._db_for_partition(partition)
 
     def persist_offset(self, partition: int, offset: int) -> None:
         """Where this process's RocksDB is up to in the changelog (read at start-up)."""
@@ -159,15 +234,13 @@ class StateTable(faust.Table):
         super().apply_changelog_batch(batch)
 
     # -- invalidation ---------------------------------------------------------
-    def _remember(self, ck: tuple[int, Any], value: Any) -> None:
-        if len(self._cache) >= CACHE_MAX_KEYS:
-            self._cache.clear()
-        self._cache[ck] = value
-
     async def on_rebalance(
         self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP], generation_id: int = 0
     ) -> None:
         self._cache.clear()
+        # What a revoked partition held back was never committed (each commit
+        # flushes first): its next owner processes that input again.
+        self.drop_partitions({tp.partition for tp in revoked} - {tp.partition for tp in assigned})
         if self.committed is not None:  # before the recovery this rebalance starts
             await self.committed.refresh()
         if self.changelogs is not None:  # before the store opens what it was given

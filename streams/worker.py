@@ -17,6 +17,7 @@ never opens ClickHouse; the sink in the API process writes there.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import json
 import logging
@@ -34,13 +35,13 @@ from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
 from faust.exceptions import PartitionsMismatch
 from mode import Worker
-from prometheus_client import Counter
 
 from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
+from streams.checkpoint import RECORDS_OUT, Checkpoint
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise, origin_headers
@@ -56,9 +57,6 @@ log = logging.getLogger("skillstream.worker")
 # Errors of the infrastructure, not of a record: retry the record.
 TRANSIENT: tuple[type[BaseException], ...] = (PartitionsMismatch, KafkaError, asyncio.TimeoutError)
 STALL_CHECK_S = 2.5
-RECORDS_OUT = Counter(
-    "skillstream_worker_records_out_total", "Records the worker wrote, per output topic", ["topic"]
-)
 
 
 def _headers(msg) -> list[tuple[str, bytes]]:
@@ -136,17 +134,37 @@ class Tables:
 
 
 class Outputs:
-    """Everything the worker writes besides its tables' changelogs."""
+    """Everything the worker writes besides its tables' changelogs.
+
+    Clean events go out as they come; aggregate rows are held per key and
+    scores per learner-day until the checkpoint, which writes each once
+    (the score computed once from the flushed state, not per event)."""
+
+    name = "outputs"
 
     def __init__(self, app: faust.App, topics: Topics, tables: Tables) -> None:
         self.app, self.topics, self.tables = app, topics, tables
+        # (topic, row id) -> [partition, key, row, origin headers of its first update]
+        self._rows: dict[tuple[str, str], list] = {}
+        # (partition, tenant, user, day) -> origin headers of its first update
+        self._scores: dict[tuple[int, str, str, int], list] = {}
 
     async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
+        self._produce(t.get_topic_name(), key, value, origin_headers())
+
+    def _produce(self, topic: str, key: str, value: dict, headers: list) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/rdkafka_producer.py).
-        name = t.get_topic_name()
-        self.app.producer.produce(name, key.encode(), orjson.dumps(value), headers=origin_headers())
-        RECORDS_OUT.labels(name).inc()
+        self.app.producer.produce(topic, key.encode(), orjson.dumps(value), headers=headers)
+        RECORDS_OUT.labels(topic).inc()
+
+    def hold(self, t: faust.TopicT, key: str, row: dict, partition: int, row_id: str) -> None:
+        """Send ``row`` at the checkpoint unless a newer one of ``row_id`` replaces it."""
+        held = self._rows.get((t.get_topic_name(), row_id))
+        if held is None:
+            self._rows[(t.get_topic_name(), row_id)] = [partition, key, row, origin_headers()]
+        else:
+            held[2] = row
 
     # Sends that a state change later suppresses (a link marked sent, a
     # pending list forwarded) are not awaited: the state remembers the
@@ -166,28 +184,68 @@ class Outputs:
         await self.topics.dead.send(key=msg.key, value=msg.value, headers=headers)
 
     async def emit(self, item: Item) -> Item:
-        """The clean event, then (if it counts) the learner's day, the
-        program's week and the learner's live score."""
-        rec, t, tb = item.record, self.topics, self.tables
+        """The clean event; if it counts, the learner's day, the program's
+        week and the learner's live score are due at the checkpoint."""
+        rec, t, tb, p = item.record, self.topics, self.tables, item.partition
         learner_key = rec.get("learner_id") or rec["anonymous_id"]
         await self.send(t.clean, f"{rec['tenant_id']}:{learner_key}", _clean_row(rec))
         if not rec["countable"]:
             return item
-        tenant, user = rec["tenant_id"], rec["learner_id"]
+        tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
         row = aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.offset)
-        await self.send(t.learner_daily, f"{tenant}:{user}:{row['day']}", row)
+        key = f"{tenant}:{user}:{row['day']}"
+        self.hold(t.learner_daily, key, row, p, key)
         week_row = aggregates.update_program_week(
-            tb.program_week, tb.program_week_members, rec, item.partition, item.topic, item.offset
+            tb.program_week, tb.program_week_members, rec, p, item.topic, item.offset
         )
         if week_row:
-            await self.send(t.program_weekly, f"{tenant}:{week_row['program_id']}", week_row)
-        active_days = aggregates.remember_active_day(tb.learner_index, rec, item.partition)
-        now_ms = int(time.time() * 1000)
-        score = aggregates.learner_score_row(
-            tb.learner_day, tenant, user, rec["event_day"], "live", now_ms * 2, now_ms, active_days
-        )
-        await self.send(t.scores, f"{tenant}:{user}:{score['day']}", score)
+            key = f"{tenant}:{week_row['program_id']}"  # one partition per program's rows
+            self.hold(t.program_weekly, key, week_row, p, f"{key}:{week_row['week']}:{p}")
+        aggregates.remember_active_day(tb.learner_index, rec, p)
+        if (p, tenant, user, day) not in self._scores:
+            self._scores[(p, tenant, user, day)] = origin_headers()
         return item
+
+    def flush(self) -> int:
+        """The checkpoint's step 3: every held row, then every due score."""
+        rows, self._rows = self._rows, {}
+        for (topic, _), (_, key, row, headers) in rows.items():
+            self._produce(topic, key, row, headers)
+        scores, self._scores = self._scores, {}
+        now_ms = int(time.time() * 1000)
+        topic = self.topics.scores.get_topic_name()
+        for (p, tenant, user, day), headers in scores.items():
+            row = self._score_row(p, tenant, user, day, "live", now_ms * 2, now_ms)
+            self._produce(topic, f"{tenant}:{user}:{row['day']}", row, headers)
+        return len(rows) + len(scores)
+
+    def _score_row(self, p: int, tenant: str, user: str, day: int, kind: str,
+                   version: int, now_ms: int) -> dict:  # fmt: skip
+        tb = self.tables
+        index = tb.learner_index.get_in(p, f"{tenant}|{user}") or {}
+        return aggregates.learner_score_row(
+            lambda key: tb.learner_day.get_in(p, key),
+            tenant, user, day, kind, version, now_ms, index.get("days"),
+        )  # fmt: skip
+
+    def drop_partitions(self, partitions: set[int]) -> None:
+        self._rows = {k: v for k, v in self._rows.items() if v[0] not in partitions}
+        self._scores = {k: v for k, v in self._scores.items() if k[0] not in partitions}
+
+    async def recompute(self, partition: int, day: int) -> int:
+        """Daily snapshot: a score for every learner of this partition active in the window."""
+        from streams.score import INACTIVE_DAYS, WINDOW_DAYS
+
+        now_ms = int(time.time() * 1000)
+        topic, n = self.topics.scores.get_topic_name(), 0
+        for key, info in list(self.tables.learner_index.items_in(partition)):
+            if not info or info["last_day"] < day - WINDOW_DAYS - INACTIVE_DAYS:
+                continue  # gone quiet for three weeks: no longer an active learner
+            tenant, user = key.split("|", 1)
+            row = self._score_row(partition, tenant, user, day, "daily", now_ms * 2 + 1, now_ms)
+            self._produce(topic, f"{tenant}:{user}:{iso_day(day)}", row, origin_headers())
+            n += 1
+        return n
 
     async def forward_pending(self, link: dict, offset: int) -> None:
         """A link arrived: the visitor's pending anonymous events go to the user."""
@@ -240,6 +298,11 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     topics = Topics.declare(app, settings)
     tables = Tables.declare(app, settings, bootstrap, app_id)
     out = Outputs(app, topics, tables)
+    # Faust's commit runs it (streams/faust_fixes.py): tables first, so a
+    # score computed at the flush reads the state it reflects.
+    app.checkpoint = Checkpoint()
+    for t in (*(getattr(tables, f.name) for f in dataclasses.fields(tables)), out):
+        app.checkpoint.add(t)
     _agents(app, settings, bootstrap, topics, tables, out)
     return app
 
@@ -249,7 +312,7 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     raw_pipeline, attributed_pipeline = pipelines(settings, tables, out)
     # Every agent applies its partitions strictly in order, acking by hand
     # (see streams/ordering.py): the idempotent state depends on it.
-    in_order = InOrder(app, bootstrap)
+    in_order = InOrder(app, bootstrap, app.checkpoint)
     watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links)}
 
     @app.timer(interval=STALL_CHECK_S)
@@ -288,8 +351,7 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
         async for event in stream.events():
             tick, partition = event.value, event.message.partition
             day = date.fromisoformat(tick["date"]).toordinal()
-            n = await _recompute_partition(partition, day, out.send, topics.scores,
-                                           tables.learner_day, tables.learner_index)  # fmt: skip
+            n = await out.recompute(partition, day)
             swept = _sweep_dedupe(tables.seen, partition, day - settings.dedupe_window_days)
             log.warning(
                 "recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept
@@ -369,26 +431,6 @@ _INTERNAL_FIELDS = ("component", "countable", "attributed_later")
 
 def _clean_row(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k not in _INTERNAL_FIELDS}
-
-
-async def _recompute_partition(partition, day, send, scores, learner_day, learner_index) -> int:
-    """Daily snapshot: a score for every learner of this partition active in the window."""
-    from streams.score import INACTIVE_DAYS, WINDOW_DAYS
-
-    now_ms = int(time.time() * 1000)
-    n = 0
-    for key, info in list(learner_index.items()):
-        if not info or info.get("p") != partition:
-            continue
-        if info["last_day"] < day - WINDOW_DAYS - INACTIVE_DAYS:
-            continue  # gone quiet for three weeks: no longer an active learner
-        tenant, user = key.split("|", 1)
-        row = aggregates.learner_score_row(
-            learner_day, tenant, user, day, "daily", now_ms * 2 + 1, now_ms, info.get("days")
-        )
-        await send(scores, f"{tenant}:{user}:{iso_day(day)}", row)
-        n += 1
-    return n
 
 
 def _sweep_dedupe(seen, partition: int, oldest_day: int) -> int:

@@ -20,9 +20,10 @@ from tests.support.kafka import progress
 from tests.support.stream_check import diff, observed
 
 
-def start_worker(settings, kafka_bootstrap) -> subprocess.Popen:
+def start_worker(settings, kafka_bootstrap, **extra_env: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        **extra_env,
         "KAFKA_BOOTSTRAP": kafka_bootstrap,
         "TOPIC_PREFIX": settings.topic_prefix,
         "TOPIC_PARTITIONS": str(settings.topic_partitions),
@@ -197,6 +198,33 @@ def test_counts_match_after_worker_sigkill_and_sink_crash(
         assert not sink._thread.is_alive(), "sink crash was not injected"
         api.ctx.start_sink()  # a fresh sink replays its open round, then resumes
         kill_mid_stream(worker, settings, kafka_bootstrap, outputs_before=outputs + 500)
+        worker = start_worker(settings, kafka_bootstrap)
+        api.ctx.recent = RecentIds()
+        post_all(api, keys, scen.replay)
+        problems = wait_for_truth(api.ctx.store.query, tenant_ids.values(), want, timeout=180)
+        assert not problems, "\n".join(problems[:20])
+    finally:
+        stop(worker)
+
+
+def test_counts_match_after_kill_between_checkpoint_flush_and_commit(
+    live_api_with_sink, settings, kafka_bootstrap, unique
+):
+    """The coalesced state and outputs of a checkpoint are in Kafka, its
+    offsets are not: the restarted worker must restore the state of the
+    commit before, not the flushed one, and count every event once."""
+    api = live_api_with_sink
+    names, tenant_ids, keys, scen, want = _setup(api, unique, learners=120)
+    post_all(api, keys, scen.batches)
+    changelog = f"{settings.topic_prefix}-worker-learner_day-changelog"
+    worker = start_worker(settings, kafka_bootstrap, SKILLSTREAM_KILL_BEFORE_COMMIT="1")
+    try:
+        assert worker.wait(120) == -signal.SIGKILL, "the fault was not injected"
+        committed, total = progress(
+            kafka_bootstrap, settings.topic("events.raw"), f"{settings.topic_prefix}-worker"
+        )
+        assert committed < total, "the worker had committed everything before the fault"
+        assert progress(kafka_bootstrap, changelog)[1] > 0, "no checkpoint reached the changelog"
         worker = start_worker(settings, kafka_bootstrap)
         api.ctx.recent = RecentIds()
         post_all(api, keys, scen.replay)
