@@ -43,7 +43,7 @@ SCALES: dict[str, Scale] = {
     # CI smoke: checks the harness end to end, not a speed limit.
     "small": Scale("small", 2_000, 500, 120, (50,), 4, (20_000,), 5, 10_000),
     "medium": Scale(
-        "medium", 20_000, 10_000, 900, (250, 500, 1_000, 1_500), 15, (1_000_000,), 20, 100_000
+        "medium", 20_000, 100_000, 900, (250, 500, 1_000, 1_500), 15, (1_000_000,), 20, 100_000
     ),
     # The sizes.
     "full": Scale(

@@ -335,10 +335,11 @@ class Sink:
                 )
             by_table: dict[str, list[Batch]] = {}
             for b in batches:
-                by_table.setdefault(b.writer.table, []).append(b)
+                for table, _ in b.writer.targets:
+                    by_table.setdefault(table, []).append(b)
             written: dict[str, list[dict]] = {}
             for table, group in by_table.items():
-                rows = written[table] = [r for b in group for r in self._rows(b)]
+                rows = written[table] = [r for b in group for r in self._rows(b, table)]
                 token = round_token(table, group)
                 self._with_retries(lambda t=table, r=rows, k=token: self.store.insert(t, r, k))
             if self.crash_after_insert:
@@ -363,11 +364,16 @@ class Sink:
             [b for b in batches if b.topic == self.clean_topic], written.get("events", [])
         )
 
-    def _rows(self, batch: Batch) -> list[dict]:
+    def _rows(self, batch: Batch, table: str) -> list[dict]:
+        to_row = dict(batch.writer.targets)[table]
         rows = []
         for m in batch.messages:
+            if m.value() is None:
+                continue  # a tombstone: the key's state was deleted
             try:
-                rows.append(batch.writer.to_row(orjson.loads(m.value())))
+                row = to_row(orjson.loads(m.value()))
+                if row is not None:
+                    rows.append(row)
             except (ValueError, KeyError, TypeError) as exc:
                 BAD_RECORDS.inc()
                 log.error(

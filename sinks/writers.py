@@ -42,8 +42,26 @@ def clean_event_row(r: Row) -> Row:
     }
 
 
+LEARNER_DAILY_COLUMNS = (
+    "tenant_id", "user_id", "day", "program_id", "cohort_id", "sign_ins", "live_sessions",
+    "phase_advances", "submissions", "lessons_completed", "active_minutes", "completions",
+    "events", "version",
+)  # fmt: skip
+
+
 def learner_daily_row(r: Row) -> Row:
-    return {**r, "updated_at": datetime.now(UTC)}
+    # the worker's learner-day record also carries its applied offsets and live score
+    return {**{c: r[c] for c in LEARNER_DAILY_COLUMNS}, "updated_at": datetime.now(UTC)}
+
+
+def live_score_row(r: Row) -> Row | None:
+    """The live score a learner-day record carries (none before its first checkpoint)."""
+    s = r.get("score")
+    if not s:
+        return None
+    return {"tenant_id": r["tenant_id"], "user_id": r["user_id"], "day": r["day"],
+            "program_id": r["program_id"], "cohort_id": r["cohort_id"], **s, "kind": "live",
+            "computed_at": ts(s["computed_at"])}  # fmt: skip
 
 
 def program_weekly_row(r: Row) -> Row:
@@ -72,12 +90,22 @@ def optout_row(r: Row) -> Row:
 class Writer:
     topic: str  # name without the prefix
     table: str
-    to_row: Callable[[Row], Row]
+    to_row: Callable[[Row], Row | None]  # None: nothing for this table
+    also: tuple[tuple[str, Callable[[Row], Row | None]], ...] = ()  # more tables, same record
+
+    @property
+    def targets(self) -> tuple[tuple[str, Callable[[Row], Row | None]], ...]:
+        return ((self.table, self.to_row), *self.also)
 
 
 WRITERS: tuple[Writer, ...] = (
     Writer("events.clean", "events", clean_event_row),
-    Writer("aggregates.learner_daily", "learner_daily", learner_daily_row),
+    Writer(
+        "aggregates.learner_daily",
+        "learner_daily",
+        learner_daily_row,
+        also=(("learner_scores", live_score_row),),
+    ),  # fmt: skip
     Writer("aggregates.program_weekly", "program_weekly", program_weekly_row),
     Writer("scores.learner", "learner_scores", score_row),
     Writer("identity.links", "identity_links", link_row),

@@ -36,49 +36,42 @@ COUNTERS = (
 
 
 def learner_day_key(tenant: str, user: str, day: int) -> str:
-    return f"{tenant}|{user}|{day}"
-
-
-def _row(tenant: str, user: str, day: int, state: dict) -> dict:
-    return {
-        "tenant_id": tenant,
-        "user_id": user,
-        "day": iso_day(day),
-        "program_id": state.get("program_id"),
-        "cohort_id": state.get("cohort_id"),
-        **state["c"],
-        "version": state["v"],
-    }
+    # also the row's key in aggregates.learner_daily, the table's changelog
+    return f"{tenant}:{user}:{iso_day(day)}"
 
 
 def update_learner_day(
     table: MutableMapping[str, Any], rec: dict, source: str = "", offset: int = -1
 ) -> dict:
+    """The learner's day with this event counted: the full row (plus the
+    offsets applied per source, and the live score once the checkpoint adds
+    it), which is both the table's value and the learner_daily record."""
     tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
     key = learner_day_key(tenant, user, day)
-    cur = table.get(key) or {"c": dict.fromkeys(COUNTERS, 0), "v": 0, "applied": {}}
-    applied = dict(cur.get("applied") or {})
-    if offset >= 0 and offset <= applied.get(source, -1):
-        return _row(tenant, user, day, cur)  # already applied before a crash
+    cur = table.get(key)
+    applied = dict(cur.get("applied") or {}) if cur else {}
+    if cur and offset >= 0 and offset <= applied.get(source, -1):
+        return cur  # already applied before a crash
     applied[source] = offset
-    counts = dict(cur["c"])
-    counts["events"] += 1
+    new = dict(cur) if cur else {
+        "tenant_id": tenant, "user_id": user, "day": iso_day(day), "program_id": None,
+        "cohort_id": None, **dict.fromkeys(COUNTERS, 0), "version": 0,
+    }  # fmt: skip
+    new["events"] += 1
     if rec.get("component"):
-        counts[rec["component"]] += 1
+        new[rec["component"]] += 1
     minutes = rec["properties"].get("duration_minutes")
     if isinstance(minutes, int) and minutes > 0:
-        counts["active_minutes"] += minutes
+        new["active_minutes"] += minutes
     if rec["event_name"] == "program_completed":
-        counts["completions"] += 1
-    new = {
-        "c": counts,
-        "v": cur["v"] + 1,
-        "applied": applied,
-        "program_id": rec.get("program_id") or cur.get("program_id"),
-        "cohort_id": rec.get("cohort_id") or cur.get("cohort_id"),
-    }
+        new["completions"] += 1
+    new["version"] += 1
+    new["applied"] = applied
+    new["program_id"] = rec.get("program_id") or new["program_id"]
+    new["cohort_id"] = rec.get("cohort_id") or new["cohort_id"]
+    new.pop("score", None)  # the checkpoint computes it again
     table[key] = new
-    return _row(tenant, user, day, new)
+    return new
 
 
 def _week_row(tenant: str, program: str, week: int, partition: int, state: dict) -> dict:
@@ -143,19 +136,6 @@ def update_program_week(
 SCORE_LOOKBACK_DAYS = scoring.WINDOW_DAYS + scoring.INACTIVE_DAYS
 
 
-def remember_active_day(index: MutableMapping[str, Any], rec: dict, partition: int) -> list[int]:
-    """Keep the learner's recent active days, so a score reads only those."""
-    key = f"{rec['tenant_id']}|{rec['learner_id']}"
-    cur = index.get(key) or {"days": []}
-    day = rec["event_day"]
-    days = cur.get("days", [])
-    if day not in days:
-        newest = max([day, *days])
-        days = sorted(d for d in [*days, day] if d > newest - SCORE_LOOKBACK_DAYS - 1)
-        index[key] = {"p": partition, "last_day": max(days), "days": days}
-    return days
-
-
 def learner_score_row(
     lookup: Callable[[str], Any],
     tenant: str,
@@ -164,15 +144,15 @@ def learner_score_row(
     kind: str,
     version: int,
     computed_at_ms: int,
-    active_days: list[int] | None = None,
 ) -> dict:
+    """The learner's score on ``day`` from the days before it (``lookup``
+    reads the learner-day table)."""
     days: dict[int, dict] = {}
     program = cohort = None
-    lookback = range(day - SCORE_LOOKBACK_DAYS, day + 1)
-    for d in lookback if active_days is None else [d for d in active_days if d in lookback]:
+    for d in range(day - SCORE_LOOKBACK_DAYS, day + 1):
         cur = lookup(learner_day_key(tenant, user, d))
         if cur:
-            days[d] = cur["c"]
+            days[d] = cur
             program = cur.get("program_id") or program
             cohort = cur.get("cohort_id") or cohort
     s = scoring.compute(days, day)

@@ -43,6 +43,7 @@ import faust
 from faust.types import TP
 from faust.types.events import EventT
 
+from streams.records import origin_headers
 from streams.state_check import ChangelogView, check_partition
 
 _MISSING = object()
@@ -113,11 +114,15 @@ class StateTable(faust.Table):
         *args: Any,
         committed: CommittedInput | None = None,
         changelogs: ChangelogView | None = None,
+        raw_keys: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        # Keys as plain UTF-8 rather than Faust's JSON: for a changelog that
+        # is also an output topic, whose keys its readers know.
+        self.raw_keys = raw_keys
         self._cache: OrderedDict[tuple[int, Any], Any] = OrderedDict()
-        # (partition, key) -> [value or _DELETED, {source topic: last input offset}]
+        # (partition, key) -> [value or _DELETED, {source topic: last input offset}, origin]
         self._dirty: dict[tuple[int, Any], list] = {}
         self.committed = committed
         self.changelogs = changelogs
@@ -136,7 +141,7 @@ class StateTable(faust.Table):
         cache = self._cache
         value = cache.get(ck, _MISSING)
         if value is _MISSING:
-            raw = self._db(partition).get(self.data._encode_key(key))
+            raw = self._db(partition).get(self._key_bytes(key))
             value = None if raw is None else self.data._decode_value(raw)
             cache[ck] = value
             if len(cache) > CACHE_MAX_KEYS:
@@ -154,13 +159,19 @@ class StateTable(faust.Table):
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None
 
+    def pending_in(self, partition: int, key: Any) -> Any:
+        """A value written since the last checkpoint (None if none): the
+        checkpoint may complete it before it is flushed."""
+        entry = self._dirty.get((partition, key))
+        return None if entry is None or entry[0] is _DELETED else entry[0]
+
     def items_in(self, partition: int) -> Iterator[tuple[Any, Any]]:
         """Every live key of one partition, pending writes included."""
         pending = {k: v[0] for (p, k), v in self._dirty.items() if p == partition}
         for raw_key, raw_value in self._db(partition).items():
             if raw_key == self.data.offset_key:  # Faust keeps its changelog offset here
                 continue
-            key = self.data._decode_key(raw_key)
+            key = raw_key.decode() if self.raw_keys else self.data._decode_key(raw_key)
             if key in pending:
                 continue
             yield key, self.data._decode_value(raw_value)
@@ -181,7 +192,8 @@ class StateTable(faust.Table):
         ck = (msg.partition, key)
         entry = self._dirty.get(ck)
         if entry is None:
-            self._dirty[ck] = [value, {msg.topic: msg.offset}]
+            # the oldest receipt behind the record: what its stage's lag is measured from
+            self._dirty[ck] = [value, {msg.topic: msg.offset}, origin_headers()]
             self._cache.pop(ck, None)
         else:
             entry[0] = value
@@ -197,8 +209,8 @@ class StateTable(faust.Table):
         """RocksDB and one changelog record per changed key (the checkpoint's step 3)."""
         dirty, self._dirty = self._dirty, {}
         producer = self.app.producer
-        encode_key, encode_value = self.data._encode_key, self.data._encode_value
-        for (partition, key), (value, sources) in dirty.items():
+        encode_key, encode_value = self._key_bytes, self.data._encode_value
+        for (partition, key), (value, sources, origin) in dirty.items():
             kb = encode_key(key)
             db = self._db(partition)
             if value is _DELETED:
@@ -209,7 +221,7 @@ class StateTable(faust.Table):
                 db.put(kb, vb)
                 self._cache[(partition, key)] = value
             src = ";".join(f"{t}|{partition}|{o}" for t, o in sources.items()).encode()
-            producer.produce_changelog(self, partition, kb, vb, [(SOURCE_HEADER, src)])
+            producer.produce_changelog(self, partition, kb, vb, [(SOURCE_HEADER, src), *origin])
         while len(self._cache) > CACHE_MAX_KEYS:
             self._cache.popitem(last=False)
         return len(dirty)
@@ -217,6 +229,9 @@ class StateTable(faust.Table):
     def drop_partitions(self, partitions: set[int]) -> None:
         for ck in [ck for ck in self._dirty if ck[0] in partitions]:
             del self._dirty[ck]
+
+    def _key_bytes(self, key: Any) -> bytes:
+        return key.encode() if self.raw_keys else self.data._encode_key(key)
 
     def _db(self, partition: int) -> Any:
         return self.data._db_for_partition(partition)

@@ -107,38 +107,44 @@ class Tables:
     learner_day: StateTable
     program_week: StateTable
     program_week_members: StateTable
-    learner_index: StateTable
 
     @classmethod
-    def declare(cls, app: faust.App, settings: Settings, bootstrap: str, app_id: str) -> Tables:
+    def declare(
+        cls, app: faust.App, settings: Settings, bootstrap: str, app_id: str, topics: Topics
+    ) -> Tables:
         # table recovery keeps what committed input wrote (streams/state.py)
         committed = CommittedInput(lambda: committed_offsets(bootstrap, app_id, settings))
         changelogs = ChangelogView(
             bootstrap, lambda: [t.changelog_topic.get_topic_name() for t in app.tables.values()]
         )
 
-        def table(name: str) -> StateTable:
+        def table(name: str, **kwargs: Any) -> StateTable:
             t = StateTable(app, name=name, default=None, beacon=app.tables.beacon,
                            partitions=settings.topic_partitions, key_type=str,
                            options=dict(ROCKSDB_OPTIONS), committed=committed,
-                           changelogs=changelogs)  # fmt: skip
+                           changelogs=changelogs, **kwargs)  # fmt: skip
             app.tables.add(t)
             return t
 
+        # A learner's day is its own output: the row the sink writes (with the
+        # live score) is the table's changelog record, one record for both.
+        learner_day = table("learner_day", changelog_topic=topics.learner_daily, raw_keys=True)
         return cls(
             table("dedupe"), table("dedupe_attributed"), table("identity_links"),
             table("identity_links_sent"), table("identity_pending"), table("optout"),
-            table("watermarks"), table("learner_day"), table("program_week"),
-            table("program_week_members"), table("learner_index"),
+            table("watermarks"), learner_day, table("program_week"),
+            table("program_week_members"),
         )  # fmt: skip
 
 
 class Outputs:
     """Everything the worker writes besides its tables' changelogs.
 
-    Clean events go out as they come; aggregate rows are held per key and
-    scores per learner-day until the checkpoint, which writes each once
-    (the score computed once from the flushed state, not per event)."""
+    Clean events go out as they come; program-week rows are held per key
+    until the checkpoint, which writes each once. A learner's day is the
+    learner_day table's changelog record; its live score is computed at the
+    checkpoint, once per learner-day changed since the last one, and goes
+    into that record."""
 
     name = "outputs"
 
@@ -146,8 +152,7 @@ class Outputs:
         self.app, self.topics, self.tables = app, topics, tables
         # (topic, row id) -> [partition, key, row, origin headers of its first update]
         self._rows: dict[tuple[str, str], list] = {}
-        # (partition, tenant, user, day) -> origin headers of its first update
-        self._scores: dict[tuple[int, str, str, int], list] = {}
+        self._scores: set[tuple[int, str, str, int]] = set()  # (partition, tenant, user, day)
 
     async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
         self._produce(t.get_topic_name(), key, value, origin_headers())
@@ -192,60 +197,59 @@ class Outputs:
         if not rec["countable"]:
             return item
         tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
-        row = aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.offset)
-        key = f"{tenant}:{user}:{row['day']}"
-        self.hold(t.learner_daily, key, row, p, key)
+        aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.offset)
+        self._scores.add((p, tenant, user, day))
         week_row = aggregates.update_program_week(
             tb.program_week, tb.program_week_members, rec, p, item.topic, item.offset
         )
         if week_row:
             key = f"{tenant}:{week_row['program_id']}"  # one partition per program's rows
             self.hold(t.program_weekly, key, week_row, p, f"{key}:{week_row['week']}:{p}")
-        aggregates.remember_active_day(tb.learner_index, rec, p)
-        if (p, tenant, user, day) not in self._scores:
-            self._scores[(p, tenant, user, day)] = origin_headers()
         return item
 
     def flush(self) -> int:
-        """The checkpoint's step 3: every held row, then every due score."""
+        """The checkpoint's step 3: every held row; every due live score
+        into its learner-day row (which the learner_day table flushes next)."""
         rows, self._rows = self._rows, {}
         for (topic, _), (_, key, row, headers) in rows.items():
             self._produce(topic, key, row, headers)
-        scores, self._scores = self._scores, {}
+        scores, self._scores = self._scores, set()
         now_ms = int(time.time() * 1000)
-        topic = self.topics.scores.get_topic_name()
-        for (p, tenant, user, day), headers in scores.items():
-            row = self._score_row(p, tenant, user, day, "live", now_ms * 2, now_ms)
-            self._produce(topic, f"{tenant}:{user}:{row['day']}", row, headers)
+        learner_day = self.tables.learner_day
+        for p, tenant, user, day in scores:
+            row = learner_day.pending_in(p, aggregates.learner_day_key(tenant, user, day))
+            if row is not None:
+                score = self._score_row(p, tenant, user, day, "live", now_ms * 2, now_ms)
+                row["score"] = {k: v for k, v in score.items() if k not in _SCORE_ROW_KEYS}
         return len(rows) + len(scores)
 
     def _score_row(self, p: int, tenant: str, user: str, day: int, kind: str,
                    version: int, now_ms: int) -> dict:  # fmt: skip
-        tb = self.tables
-        index = tb.learner_index.get_in(p, f"{tenant}|{user}") or {}
+        learner_day = self.tables.learner_day
         return aggregates.learner_score_row(
-            lambda key: tb.learner_day.get_in(p, key),
-            tenant, user, day, kind, version, now_ms, index.get("days"),
-        )  # fmt: skip
+            lambda key: learner_day.get_in(p, key), tenant, user, day, kind, version, now_ms
+        )
 
     def drop_partitions(self, partitions: set[int]) -> None:
         self._rows = {k: v for k, v in self._rows.items() if v[0] not in partitions}
-        self._scores = {k: v for k, v in self._scores.items() if k[0] not in partitions}
+        self._scores = {k for k in self._scores if k[0] not in partitions}
 
     async def recompute(self, partition: int, day: int) -> int:
         """Daily snapshot: a score for every learner of this partition active in the window."""
         from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
+        oldest = iso_day(day - WINDOW_DAYS - INACTIVE_DAYS)
+        learners = {
+            tuple(key.rsplit(":", 1)[0].split(":", 1))
+            for key, row in self.tables.learner_day.items_in(partition)
+            if row and row["day"] >= oldest  # gone quiet for three weeks: no longer active
+        }
         now_ms = int(time.time() * 1000)
-        topic, n = self.topics.scores.get_topic_name(), 0
-        for key, info in list(self.tables.learner_index.items_in(partition)):
-            if not info or info["last_day"] < day - WINDOW_DAYS - INACTIVE_DAYS:
-                continue  # gone quiet for three weeks: no longer an active learner
-            tenant, user = key.split("|", 1)
+        topic = self.topics.scores.get_topic_name()
+        for tenant, user in sorted(learners):
             row = self._score_row(partition, tenant, user, day, "daily", now_ms * 2 + 1, now_ms)
             self._produce(topic, f"{tenant}:{user}:{iso_day(day)}", row, origin_headers())
-            n += 1
-        return n
+        return len(learners)
 
     async def forward_pending(self, link: dict, offset: int) -> None:
         """A link arrived: the visitor's pending anonymous events go to the user."""
@@ -296,12 +300,12 @@ def build(settings: Settings, bootstrap: str, app_id: str | None = None) -> faus
     app_id = app_id or f"{settings.topic_prefix}-worker"
     app = create_app(settings, bootstrap, app_id)
     topics = Topics.declare(app, settings)
-    tables = Tables.declare(app, settings, bootstrap, app_id)
+    tables = Tables.declare(app, settings, bootstrap, app_id, topics)
     out = Outputs(app, topics, tables)
-    # Faust's commit runs it (streams/faust_fixes.py): tables first, so a
-    # score computed at the flush reads the state it reflects.
+    # Faust's commit runs it (streams/faust_fixes.py): outputs first, whose
+    # scores go into the learner-day rows the tables then flush.
     app.checkpoint = Checkpoint()
-    for t in (*(getattr(tables, f.name) for f in dataclasses.fields(tables)), out):
+    for t in (out, *(getattr(tables, f.name) for f in dataclasses.fields(tables))):
         app.checkpoint.add(t)
     _agents(app, settings, bootstrap, topics, tables, out)
     return app
@@ -427,6 +431,8 @@ async def _normalise(item: Item) -> Item:
 
 
 _INTERNAL_FIELDS = ("component", "countable", "attributed_later")
+# what a learner-day row already holds; the rest of a score row goes in its "score"
+_SCORE_ROW_KEYS = ("tenant_id", "user_id", "day", "program_id", "cohort_id", "kind")
 
 
 def _clean_row(rec: dict) -> dict:

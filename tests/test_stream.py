@@ -216,7 +216,7 @@ def test_counts_match_after_kill_between_checkpoint_flush_and_commit(
     api = live_api_with_sink
     names, tenant_ids, keys, scen, want = _setup(api, unique, learners=120)
     post_all(api, keys, scen.batches)
-    changelog = f"{settings.topic_prefix}-worker-learner_day-changelog"
+    changelog = settings.topic("aggregates.learner_daily")  # learner_day's changelog
     worker = start_worker(settings, kafka_bootstrap, SKILLSTREAM_KILL_BEFORE_COMMIT="1")
     try:
         assert worker.wait(120) == -signal.SIGKILL, "the fault was not injected"
