@@ -60,16 +60,17 @@ class Participant(Protocol):
         ...
 
 
-# The kill tests' fault: SIGKILL this process before its N-th commit, after
-# that checkpoint's records are in Kafka (tests/test_stream.py).
+# The kill tests' fault: SIGKILL this process before the first commit once
+# checkpoints have flushed N keys, after that checkpoint's records are in
+# Kafka (tests/test_stream.py).
 KILL_BEFORE_COMMIT_ENV = "SKILLSTREAM_KILL_BEFORE_COMMIT"
 
 
 class Checkpoint:
     def __init__(self) -> None:
         self.participants: list[Participant] = []
-        self._kill_before = int(os.environ.get(KILL_BEFORE_COMMIT_ENV) or 0)
-        self._commits = 0
+        self._kill_after_keys = int(os.environ.get(KILL_BEFORE_COMMIT_ENV) or 0)
+        self._keys = 0
         self._open = asyncio.Event()
         self._open.set()
         self._idle = asyncio.Event()
@@ -100,7 +101,9 @@ class Checkpoint:
             started = time.perf_counter()
             offsets = take_offsets()
             for p in self.participants:
-                KEYS_FLUSHED.labels(p.name).inc(p.flush())
+                n = p.flush()
+                self._keys += n
+                KEYS_FLUSHED.labels(p.name).inc(n)
             CHECKPOINT_SECONDS.observe(time.perf_counter() - started)
             return offsets
         finally:
@@ -112,9 +115,8 @@ class Checkpoint:
 
     @property
     def kill_armed(self) -> bool:
-        return self._kill_before > self._commits
+        return 0 < self._kill_after_keys <= self._keys
 
     def before_commit(self) -> None:
-        self._commits += 1
-        if self._commits == self._kill_before:
+        if self.kill_armed:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -165,6 +165,25 @@ class StateTable(faust.Table):
         entry = self._dirty.get((partition, key))
         return None if entry is None or entry[0] is _DELETED else entry[0]
 
+    def values_in(self, partition: int, keys: list[str]) -> dict[str, Any]:
+        """The values of sorted keys of a raw-keyed table: pending writes,
+        then one RocksDB range scan from the first key to the last (a
+        learner's days are neighbours), instead of a lookup each."""
+        wanted, out = set(keys), {}
+        for key in keys:
+            entry = self._dirty.get((partition, key))
+            if entry is not None:
+                out[key] = None if entry[0] is _DELETED else entry[0]
+        it = self._db(partition).iter()
+        it.seek(keys[0].encode())
+        last = keys[-1].encode()
+        while it.valid() and it.key() <= last:
+            key = it.key().decode()
+            if key in wanted and key not in out:
+                out[key] = self.data._decode_value(it.value())
+            it.next()
+        return out
+
     def items_in(self, partition: int) -> Iterator[tuple[Any, Any]]:
         """Every live key of one partition, pending writes included."""
         pending = {k: v[0] for (p, k), v in self._dirty.items() if p == partition}

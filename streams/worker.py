@@ -225,10 +225,10 @@ class Outputs:
 
     def _score_row(self, p: int, tenant: str, user: str, day: int, kind: str,
                    version: int, now_ms: int) -> dict:  # fmt: skip
-        learner_day = self.tables.learner_day
-        return aggregates.learner_score_row(
-            lambda key: learner_day.get_in(p, key), tenant, user, day, kind, version, now_ms
-        )
+        keys = [aggregates.learner_day_key(tenant, user, d)
+                for d in range(day - aggregates.SCORE_LOOKBACK_DAYS, day + 1)]  # fmt: skip
+        days = self.tables.learner_day.values_in(p, keys)
+        return aggregates.learner_score_row(days.get, tenant, user, day, kind, version, now_ms)
 
     def drop_partitions(self, partitions: set[int]) -> None:
         self._rows = {k: v for k, v in self._rows.items() if v[0] not in partitions}

@@ -217,7 +217,7 @@ def test_counts_match_after_kill_between_checkpoint_flush_and_commit(
     names, tenant_ids, keys, scen, want = _setup(api, unique, learners=120)
     post_all(api, keys, scen.batches)
     changelog = settings.topic("aggregates.learner_daily")  # learner_day's changelog
-    worker = start_worker(settings, kafka_bootstrap, SKILLSTREAM_KILL_BEFORE_COMMIT="1")
+    worker = start_worker(settings, kafka_bootstrap, SKILLSTREAM_KILL_BEFORE_COMMIT="300")
     try:
         assert worker.wait(120) == -signal.SIGKILL, "the fault was not injected"
         committed, total = progress(
