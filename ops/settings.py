@@ -7,6 +7,7 @@ configuration table (docs/configuration.md) follows the field descriptions here.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -180,6 +181,20 @@ class Settings(BaseSettings):
         description="Comma-separated browser origins allowed to call /v1/reports/* (CORS); "
         "empty: none. Ingest origins are per tenant (`skillstream tenant origins`).",
     )
+
+    def dedupe_window_problem(self) -> str | None:
+        """Why the stream's dedupe window cannot catch every retry, or None.
+        A retry comes at most INGEST_MAX_AGE_S after its event, so after its
+        first receipt too; ids are remembered by receive time."""
+        if self.dedupe_window_days * 86400 >= self.ingest_max_age_s:
+            return None
+        return (
+            f"DEDUPE_WINDOW_DAYS={self.dedupe_window_days} is shorter than the late-arrival "
+            f"bound INGEST_MAX_AGE_S={self.ingest_max_age_s:.0f} s "
+            f"({self.ingest_max_age_s / 86400:.1f} days): a retry of an event received that "
+            f"late would count twice; set DEDUPE_WINDOW_DAYS to at least "
+            f"{math.ceil(self.ingest_max_age_s / 86400)}"
+        )
 
     @property
     def report_origins(self) -> frozenset[str]:

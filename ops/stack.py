@@ -125,6 +125,7 @@ def demo_history_env(environ: Mapping[str, str]) -> dict[str, str]:
     wanted = {
         "INGEST_MAX_AGE_S": str(DEMO_HISTORY_DAYS * 24 * 3600),
         "ALLOWED_LATENESS_DAYS": str(DEMO_HISTORY_DAYS),
+        "DEDUPE_WINDOW_DAYS": str(DEMO_HISTORY_DAYS),
     }
     return {k: v for k, v in wanted.items() if k not in given}
 

@@ -356,7 +356,10 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
             tick, partition = event.value, event.message.partition
             day = date.fromisoformat(tick["date"]).toordinal()
             n = await out.recompute(partition, day)
-            swept = _sweep_dedupe(tables.seen, partition, day - settings.dedupe_window_days)
+            # by receive day, relative to now (not to the tick's date, which
+            # `recompute --date` may set anywhere)
+            today = datetime.now(UTC).date().toordinal()
+            swept = _sweep_dedupe(tables.seen, partition, today - settings.dedupe_window_days)
             log.warning(
                 "recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept
             )
@@ -500,6 +503,8 @@ def main() -> None:
     setup_logging("worker", settings, logging.WARNING)
     if not settings.kafka_bootstrap:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
+    if problem := settings.dedupe_window_problem():
+        sys.exit(f"worker not started: {problem}")
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 

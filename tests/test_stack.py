@@ -158,8 +158,12 @@ def test_demo_mode_widens_late_arrival_bounds_unless_set():
     # the demo back-fills eight chart weeks: the front door and the worker accept them
     assert s.ingest_max_age_s >= 63 * 24 * 3600 and s.allowed_lateness_days >= 63
     assert s.allowed_lateness_days == DEMO_HISTORY_DAYS
+    assert s.dedupe_window_problem() is None  # its retries are caught as long as it accepts them
     # a value the user set wins, in any case
-    assert demo_history_env({"ingest_max_age_s": "60"}) == {"ALLOWED_LATENESS_DAYS": "70"}
+    assert demo_history_env({"ingest_max_age_s": "60"}) == {
+        "ALLOWED_LATENESS_DAYS": "70",
+        "DEDUPE_WINDOW_DAYS": "70",
+    }
     # production defaults stay a week
     assert Settings().ingest_max_age_s == 7 * 24 * 3600 and Settings().allowed_lateness_days == 7
 

@@ -1,8 +1,11 @@
 """dedupe: drop an event whose (tenant, client_event_id) was seen in the window.
 
-State: a RocksDB table ``key -> [event day, source offset]``; the nightly
-sweep deletes keys older than the window (DEDUPE_WINDOW_DAYS), so state
-stays bounded. The offset tells a duplicate (same id, another offset) from
+State: a RocksDB table ``key -> [receive day, source offset]``; the nightly
+sweep deletes keys received longer ago than the window (DEDUPE_WINDOW_DAYS),
+so state stays bounded. By receive day, not event day: a retry comes at
+most the late-arrival bound after its event, hence after its first receipt,
+and the worker refuses a window shorter than that bound
+(``Settings.dedupe_window_problem``). The offset tells a duplicate (same id, another offset) from
 the same record delivered again after a crash (same offset), which must go
 on: its earlier processing may not have been committed.
 """
@@ -33,7 +36,7 @@ def dedupe_step(seen: MutableMapping[str, int]) -> Step:
                 return item  # redelivery of the first occurrence, not a duplicate
             DUPLICATES.inc()
             return None
-        seen[key] = [day_of(rec["event_timestamp"]), item.offset]
+        seen[key] = [day_of(rec["received_at"]), item.offset]
         return item
 
     return Step("dedupe", run)
