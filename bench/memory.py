@@ -1,7 +1,7 @@
 """Memory: peak RSS of the worker's dedupe state holding N distinct event ids.
 
-N ids (``tenant|client_event_id`` with an event time, as the front door
-stamps them) are produced to a topic; a Faust worker running the real
+N ids (``tenant|client_event_id`` with event and receive times, as the
+front door stamps them) are produced to a topic; a Faust worker running the real
 dedupe step over the real RocksDB table (``bench/dedupe_worker.py``) reads
 them all; its peak RSS (VmHWM) is the figure. Baselines in the same run,
 each in its own fresh process holding the same N entries: a plain Python
@@ -49,7 +49,12 @@ def produce_ids(bootstrap: str, topic: str, n: int) -> None:
     )  # fmt: skip
     for i in range(n):
         value = json.dumps(
-            {"tenant_id": "t_bench", "client_event_id": _id(i), "event_timestamp": DAY0 + i}
+            {
+                "tenant_id": "t_bench",
+                "client_event_id": _id(i),
+                "event_timestamp": DAY0 + i,
+                "received_at": DAY0 + i,
+            }
         ).encode()
         while True:
             try:
