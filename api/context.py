@@ -17,6 +17,7 @@ from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
+from api.reports.cache import ReportCache
 from api.tenants import TenantRegistry
 from ops.lag import LagMonitor
 from ops.processes import stack_children_alive
@@ -67,6 +68,7 @@ class AppContext:
     objects: ObjectStore = field(init=False)
     notifier: Notifier = field(init=False)
     exports: ExportRunner = field(init=False)
+    report_cache: ReportCache = field(init=False)
     scheduler: Scheduler | None = None
     lag: LagMonitor | None = None
 
@@ -87,6 +89,11 @@ class AppContext:
         publisher = ReadyPublisher(self.kafka_bootstrap, s.topic("reports.ready"))
         self.notifier = Notifier(self.store, s, publisher)
         self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
+        self.report_cache = ReportCache(
+            self.sink_rounds,
+            max_entries=s.report_cache_entries,
+            max_age_s=s.report_cache_max_age_s,
+        )
 
     def start_jobs(self) -> Scheduler:
         """Resume unfinished exports and start the export sweep and the purge."""
@@ -112,6 +119,9 @@ class AppContext:
         self.lag = LagMonitor(self.kafka_bootstrap, self.settings, self.settings.lag_poll_s)
         self.lag.start()
         return self.lag
+
+    def sink_rounds(self) -> int:
+        return self.sink.rounds_written if self.sink else 0
 
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
         """The freshness watermark (ops/lag.py) for a tenant that has data;

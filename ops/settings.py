@@ -269,6 +269,18 @@ class Settings(BaseSettings):
         alias="STALE_AFTER_S",
         description="Data older than this is flagged stale (the dashboard's yellow banner).",
     )
+    report_cache_max_age_s: float = Field(
+        30.0,
+        alias="REPORT_CACHE_MAX_AGE_S",
+        description="Report results are reused until the sink writes its next round, and "
+        "for at most this long (s; 0 = no cache): writes the sink does not make, such as a "
+        "purge or another API process's sink, show within it.",
+    )
+    report_cache_entries: int = Field(
+        512,
+        alias="REPORT_CACHE_ENTRIES",
+        description="Report results kept in memory (least recently used go first).",
+    )
     demo_mode: bool = Field(
         False,
         alias="SKILLSTREAM_DEMO",

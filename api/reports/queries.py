@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from api.reports.scope import Scope
+from api.reports.scope import Filter, Scope
 from schemas.dictionary import BY_NAME
 from sinks.store import Store
 from streams.score import INACTIVE_DAYS
@@ -83,39 +83,35 @@ def engagement(
     n = max(2, weeks)  # the previous week is always needed for the deltas
     first = _monday(today) - timedelta(weeks=n - 1)
     week_list = [first + timedelta(weeks=i) for i in range(n)]
-    f_scores = scope.filter("learner_scores")
-    f_daily = scope.filter("learner_daily")
+    f = scope.filter("learner_week")
     p = {"start": first.isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS}
 
     scores = store.query(
         f"""
         SELECT toString(w) AS wk, count() AS learners,
-               quantileExactInclusive(0.5)(s) AS median_score,
-               countIf(r = 1 OR di + dateDiff('day', d, least(w + 6, {{today:Date}}))
+               quantileExactInclusive(0.5)(x.1) AS median_score,
+               countIf(x.2 = 1 OR x.3 + dateDiff('day', d, least(w + 6, {{today:Date}}))
                        >= {{inactive:UInt16}}) AS at_risk
         FROM (
-            SELECT toMonday(day) AS w, tenant_id, user_id, max(day) AS d,
-                   argMax(score, day) AS s, argMax(at_risk, day) AS r,
-                   argMax(days_inactive, day) AS di
-            FROM learner_scores FINAL
-            WHERE day >= {{start:Date}} AND day <= {{today:Date}} AND {f_scores.sql}
+            SELECT week AS w, tenant_id, user_id, max(last_day) AS d, argMaxMerge(last) AS x
+            FROM learner_week
+            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND scored = 1 AND {f.sql}
             GROUP BY w, tenant_id, user_id
         )
         GROUP BY wk ORDER BY wk
         """,
-        {**p, **f_scores.params},
+        {**p, **f.params},
     )
     activity = store.query(
         f"""
-        SELECT toString(toMonday(day)) AS wk,
-               uniqExactIf((tenant_id, user_id), events > 0) AS active,
-               uniqExactIf((tenant_id, assumeNotNull(program_id)),
-                           events > 0 AND program_id IS NOT NULL) AS programs
-        FROM learner_daily FINAL
-        WHERE day >= {{start:Date}} AND day <= {{today:Date}} AND {f_daily.sql}
+        SELECT toString(week) AS wk,
+               uniqExactIf((tenant_id, user_id), active = 1) AS n_active,
+               uniqExactIf((tenant_id, program_id), active = 1 AND program_id != '') AS n_programs
+        FROM learner_week
+        WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
         GROUP BY wk ORDER BY wk
         """,
-        {**p, **f_daily.params},
+        {**p, **f.params},
     )
     # Completion: per learner the week of first activity and of first
     # completion (earlier weeks collapse into the first one), summed up to
@@ -126,16 +122,16 @@ def engagement(
                if(fc = toDate(0), '', toString(greatest(toMonday(fc), {{start:Date}}))) AS w_done,
                count() AS n
         FROM (
-            SELECT tenant_id, user_id, minIf(day, events > 0) AS fa,
-                   minIf(day, completions > 0) AS fc
-            FROM learner_daily FINAL
-            WHERE day <= {{today:Date}} AND {f_daily.sql}
+            SELECT tenant_id, user_id, minIfMerge(first_active) AS fa,
+                   minIfMerge(first_done) AS fc
+            FROM learner_firsts
+            WHERE {f.sql}
             GROUP BY tenant_id, user_id
-            HAVING countIf(events > 0) > 0
+            HAVING fa != toDate(0) AND fa <= {{today:Date}}
         )
         GROUP BY w_active, w_done
         """,
-        {**p, **f_daily.params},
+        {**p, **f.params},
     )
     by_score = {r["wk"]: r for r in scores}
     by_act = {r["wk"]: r for r in activity}
@@ -152,8 +148,8 @@ def engagement(
                 "target": target,
                 "learners_scored": int(s["learners"]) if s else 0,
                 "at_risk": int(s["at_risk"]) if s else 0,
-                "active_learners": int(a["active"]) if a else 0,
-                "programs_tracked": int(a["programs"]) if a else 0,
+                "active_learners": int(a["n_active"]) if a else 0,
+                "programs_tracked": int(a["n_programs"]) if a else 0,
                 "completion_rate": round(done / seen, 4) if seen else None,
             }
         )
@@ -204,56 +200,18 @@ def learners(
     """Learners with a score in the last ``days`` days: latest score, its
     components, days inactive and the at-risk flag as of today."""
     today = today or datetime.now(UTC).date()
-    order = SORTS[sort]
-    f = scope.filter("learner_scores")
-    having = "" if at_risk is None else "HAVING risk = {want_risk:UInt8}"
-    comps = ", ".join(f"argMax({c}, day) AS c_{c}" for c in COMPONENTS)
+    f = scope.filter("learner_week")
+    p = _learner_params(f, today, days, at_risk)
     rows = store.query(
-        f"""
-        SELECT tenant_id AS t, user_id AS u, toString(max(day)) AS scored_on,
-               argMax(program_id, day) AS prog, argMax(cohort_id, day) AS coh,
-               argMax(score, day) AS sc,
-               argMax(days_inactive, day) + dateDiff('day', max(day), {{today:Date}}) AS di,
-               toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk,
-               {comps},
-               count() OVER () AS total
-        FROM learner_scores FINAL
-        WHERE day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql}
-        GROUP BY tenant_id, user_id
-        {having}
-        ORDER BY {order}
-        LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
-        """,
-        {
-            "today": today.isoformat(),
-            "since": (today - timedelta(days=days)).isoformat(),
-            "inactive": INACTIVE_DAYS,
-            "want_risk": int(bool(at_risk)),
-            "limit": page_size,
-            "offset": (page - 1) * page_size,
-            **f.params,
-        },
+        f"""SELECT * EXCEPT (x, d), count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
+        ORDER BY {SORTS[sort]} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
+        {**p, "limit": page_size, "offset": (page - 1) * page_size},
     )
-    total = int(rows[0]["total"]) if rows else None
-    if total is None:  # past the last page: still say how many there are
-        total = int(
-            store.query(
-                f"""SELECT count() AS n FROM (
-                    SELECT tenant_id, user_id, argMax(days_inactive, day)
-                        + dateDiff('day', max(day), {{today:Date}}) AS di,
-                        toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk
-                    FROM learner_scores FINAL
-                    WHERE day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql}
-                    GROUP BY tenant_id, user_id {having})""",
-                {
-                    "today": today.isoformat(),
-                    "since": (today - timedelta(days=days)).isoformat(),
-                    "inactive": INACTIVE_DAYS,
-                    "want_risk": int(bool(at_risk)),
-                    **f.params,
-                },
-            )[0]["n"]
-        )
+    if rows:
+        total = int(rows[0]["total"])
+    else:  # past the last page: still say how many there are
+        counted = store.query(f"SELECT count() AS n FROM ({_learners_sql(f, at_risk)})", p)
+        total = int(counted[0]["n"])
     items = [_learner_item(r) for r in rows]
     return {
         "scope": describe(scope),
@@ -264,6 +222,36 @@ def learners(
         "sort": sort,
         "computed_at": _iso(datetime.now(UTC)),
         "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
+    }
+
+
+def _learners_sql(f: Filter, at_risk: bool | None) -> str:
+    """The learner list's one query (screen and export): per learner in scope
+    scored within the window, the latest score row from the weekly read
+    model, days inactive and the at-risk flag as of ``today``. Weeks cover
+    the window; ``d > since`` drops learners whose latest row is older."""
+    want = "" if at_risk is None else "AND risk = {want_risk:UInt8}"
+    comps = ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=4))
+    return f"""
+        SELECT tenant_id AS t, user_id AS u, max(last_day) AS d, toString(d) AS scored_on,
+               argMaxMerge(last) AS x, nullIf(x.9, '') AS prog, nullIf(x.10, '') AS coh,
+               x.1 AS sc, x.3 + dateDiff('day', d, {{today:Date}}) AS di,
+               toUInt8(x.2 = 1 OR di >= {{inactive:UInt16}}) AS risk, {comps}
+        FROM learner_week
+        WHERE week >= toMonday({{since:Date}} + 1) AND week <= {{today:Date}} AND scored = 1
+          AND {f.sql}
+        GROUP BY tenant_id, user_id
+        HAVING d > {{since:Date}} {want}
+    """
+
+
+def _learner_params(f: Filter, today: date, days: int, at_risk: bool | None) -> dict[str, Any]:
+    return {
+        "today": today.isoformat(),
+        "since": (today - timedelta(days=days)).isoformat(),
+        "inactive": INACTIVE_DAYS,
+        "want_risk": int(bool(at_risk)),
+        **f.params,
     }
 
 

@@ -87,6 +87,8 @@ def erase_user(
             "identity_links": "tenant_id = {t:String} AND user_id = {u:String}",
             "learner_daily": "tenant_id = {t:String} AND user_id = {u:String}",
             "learner_scores": "tenant_id = {t:String} AND user_id = {u:String}",
+            "learner_week": "tenant_id = {t:String} AND user_id = {u:String}",
+            "learner_firsts": "tenant_id = {t:String} AND user_id = {u:String}",
             "optout_state": "tenant_id = {t:String} AND user_id = {u:String}",
             "notifications": "tenant_id = {t:String} AND user_id = {u:String}",
             "notification_prefs": "tenant_id = {t:String} AND user_id = {u:String}",

@@ -25,6 +25,7 @@ from sinks.store import Store
 AGGREGATES = {
     "learner_daily": ("day", "user_id"),
     "learner_scores": ("day", "user_id"),
+    "learner_week": ("week", "user_id"),
     "program_weekly": ("week", None),
 }
 
