@@ -22,15 +22,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_migrating_a_store_keeps_every_report(tmp_path, seed):
     """A store made by the schema before the read model, with several row
     versions per learner-day: after the migration every report (roles,
-    program and cohort narrowing, sorts, at-risk filter, past the last page)
-    equals what the FINAL queries gave before it, and still does after more
-    versions arrive through the materialized views."""
+    program and cohort narrowing, sorts, at-risk filter, past the last page,
+    KPIs over 7/30/90 days with replayed events) equals what the FINAL
+    queries gave before it, and still does after more versions and events
+    arrive through the materialized views."""
     out = subprocess.run(
         [sys.executable, "-m", "tests.support.migration_check", str(tmp_path / "ch"), str(seed)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     got = json.loads(out.stdout.splitlines()[-1])
-    assert got["applied"] == [8]
+    assert got["applied"] == [8, 9]
     assert got["after"] == got["before"]
     assert got["later"] == got["later_legacy"]
     assert got["later"] != got["after"]  # the new rows changed something
@@ -41,10 +42,11 @@ def test_migrating_a_store_keeps_every_report(tmp_path, seed):
 def test_reports_never_read_final_or_the_sink_tables():
     from api.reports import queries
 
-    for fn in (queries.engagement, queries.learners, queries._learners_sql):
+    for fn in (queries.engagement, queries.learners, queries._learners_sql, queries.kpis):
         text = inspect.getsource(fn)
-        assert "FINAL" not in text
+        assert "FINAL" not in text.replace("org_links FINAL", "")  # org data: small
         assert "FROM learner_scores" not in text and "FROM learner_daily" not in text
+        assert "FROM events" not in text.replace("FROM events_by_time", "")
 
 
 def test_cache_answers_from_memory_until_the_next_round():

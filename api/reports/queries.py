@@ -60,8 +60,8 @@ def freshness(store: Store, scope: Scope, sink_fresh: FreshFn | None = None) -> 
         if got is not None:
             return got
     rows = store.query(
-        "SELECT toUnixTimestamp64Milli(max(received_at)) AS ms, count() AS n FROM events"
-        " WHERE ({t:String} = '' OR tenant_id = {t:String})",
+        "SELECT toUnixTimestamp64Milli(max(received_at)) AS ms, count() AS n"
+        " FROM tenant_freshness WHERE ({t:String} = '' OR tenant_id = {t:String})",
         {"t": scope.tenant_id or ""},
     )
     if not rows or not int(rows[0]["n"]):
@@ -361,6 +361,11 @@ def learner_events(store: Store, scope: Scope, user_id: str, *, limit: int = 100
 
 
 # --- KPIs (seed 003) -----------------------------------------------------------
+IN_WINDOW = "event_timestamp >= {since:DateTime64(3)}"
+ASSESSED = f"event_name = 'assessment_completed' AND readiness_score IS NOT NULL AND {IN_WINDOW}"
+TASK = f"event_name = 'task_completion_logged' AND {IN_WINDOW}"
+
+
 def kpis(
     store: Store,
     scope: Scope,
@@ -380,100 +385,72 @@ def kpis(
         "act_since": now - timedelta(days=30),
         **f.params,
     }
-    ev = f"FROM events FINAL WHERE learner_id IS NOT NULL AND {f.sql}"
     onboarding = store.query(
         f"""
         SELECT count() AS den,
-               countIf(ob > toDateTime64(0, 3) AND ob <= first_seen + INTERVAL 24 HOUR) AS num
+               countIf(ob > toDateTime64(0, 3) AND ob <= fs + INTERVAL 24 HOUR) AS num
         FROM (
-            SELECT tenant_id, learner_id, min(event_timestamp) AS first_seen,
-                   argMin(persona, event_timestamp) AS persona,
-                   minIf(event_timestamp, event_name = 'student_onboarding_completed') AS ob
-            {ev} AND event_timestamp <= {{now:DateTime64(3)}}
+            SELECT tenant_id, learner_id, min(first_seen) AS fs, argMinMerge(persona) AS who,
+                   minIfMerge(onboarded) AS ob
+            FROM learner_event_firsts WHERE {f.sql}
             GROUP BY tenant_id, learner_id
-        ) WHERE first_seen >= {{since:DateTime64(3)}} AND persona = 'student'
+        ) WHERE fs >= {{since:DateTime64(3)}} AND fs <= {{now:DateTime64(3)}} AND who = 'student'
         """,
         p,
     )[0]
-    adherence = store.query(
+    # One pass over the window's events, per learner, for the windowed KPIs.
+    # Counts are of distinct event ids (the table may briefly hold a replay).
+    w = store.query(
         f"""
-        SELECT count() AS den,
-               countIf(event_timestamp <= parseDateTime64BestEffortOrNull(
-                   JSONExtractString(properties, 'due_at'), 3, 'UTC')) AS num
-        {ev} AND event_name = 'task_completion_logged'
-          AND event_timestamp >= {{since:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
-        """,
-        p,
-    )[0]
-    resume = store.query(
-        f"""
-        SELECT count() AS den,
-               countIf(arrayExists(x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans))
-                   AS num
+        SELECT countIf(resumes > 0) AS resume_den,
+               countIf(resumes > 0 AND arrayExists(
+                   x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
+               countIf(assessed >= 2) AS ready_n,
+               avgIf(last_r - first_r, assessed >= 2) AS ready_delta,
+               sum(tasks) AS task_den, sum(on_time) AS task_num,
+               countIf(cur = 1) AS wau, countIf(prev = 1) AS wau_prev
         FROM (
             SELECT tenant_id, learner_id,
-                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
-                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans
-            {ev} AND event_name IN ('resume_parsed', 'action_plan_accepted')
-              AND event_timestamp >= {{since:DateTime64(3)}}
+                   countIf(event_name = 'resume_parsed' AND {IN_WINDOW}) AS resumes,
+                   minIf(event_timestamp, event_name = 'resume_parsed' AND {IN_WINDOW}) AS resume,
+                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted'
+                                AND {IN_WINDOW}) AS plans,
+                   uniqExactIf(event_id, {ASSESSED}) AS assessed,
+                   argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
+                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r,
+                   uniqExactIf(event_id, {TASK}) AS tasks,
+                   uniqExactIf(event_id, {TASK} AND event_timestamp <= due_at) AS on_time,
+                   max(event_timestamp > {{wau_since:DateTime64(3)}}) AS cur,
+                   max(event_timestamp <= {{wau_since:DateTime64(3)}}
+                       AND event_timestamp > {{wau_prev:DateTime64(3)}}) AS prev
+            FROM events_by_time
+            WHERE {f.sql} AND event_timestamp >= {{lo:DateTime64(3)}}
               AND event_timestamp <= {{now:DateTime64(3)}}
             GROUP BY tenant_id, learner_id
-            HAVING countIf(event_name = 'resume_parsed') > 0
         )
         """,
-        p,
-    )[0]
-    readiness = store.query(
-        f"""
-        SELECT count() AS learners, avg(last - first) AS delta
-        FROM (
-            SELECT tenant_id, learner_id,
-                   argMin(readiness_score, event_timestamp) AS first,
-                   argMax(readiness_score, event_timestamp) AS last
-            {ev} AND event_name = 'assessment_completed' AND readiness_score IS NOT NULL
-              AND event_timestamp >= {{since:DateTime64(3)}}
-              AND event_timestamp <= {{now:DateTime64(3)}}
-            GROUP BY tenant_id, learner_id
-            HAVING count() >= 2
-        )
-        """,
-        p,
-    )[0]
-    wau = store.query(
-        f"""
-        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
-                   AS cur,
-               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
-                   AS prev
-        {ev} AND event_timestamp > {{wau_prev:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
-        """,
-        p,
+        {**p, "lo": min(p["since"], p["wau_prev"], p["act_since"])},
     )[0]
     # Advisee activation: learners assigned to a mentor (inside the scope) who
     # signed in during the last 30 days.
     fo = scope.filter("events", learner_col="object_id")
-    assigned = store.query(
+    act = store.query(
         f"""
-        SELECT DISTINCT tenant_id, object_id AS learner_id FROM org_links FINAL
-        WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql}
+        SELECT count() AS den, countIf((tenant_id, object_id) IN (
+                   SELECT tenant_id, learner_id FROM events_by_time
+                   WHERE {f.sql} AND event_name = 'session_started'
+                     AND event_timestamp > {{act_since:DateTime64(3)}}
+                     AND event_timestamp <= {{now:DateTime64(3)}})) AS num
+        FROM (SELECT DISTINCT tenant_id, object_id FROM org_links FINAL
+              WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql})
         """,
-        fo.params,
-    )
-    active_ids: set[tuple[str, str]] = set()
-    if assigned:
-        rows = store.query(
-            f"""
-            SELECT DISTINCT tenant_id, learner_id {ev} AND event_name = 'session_started'
-              AND event_timestamp > {{act_since:DateTime64(3)}}
-              AND event_timestamp <= {{now:DateTime64(3)}}
-            """,
-            p,
-        )
-        active_ids = {(r["tenant_id"], r["learner_id"]) for r in rows}
-    act_den = len(assigned)
-    act_num = sum(1 for r in assigned if (r["tenant_id"], r["learner_id"]) in active_ids)
+        {**p, **fo.params},
+    )[0]
+    adherence = {"num": w["task_num"], "den": w["task_den"]}
+    resume = {"num": w["resume_num"], "den": w["resume_den"]}
+    readiness = {"learners": w["ready_n"], "delta": w["ready_delta"]}
+    wau = {"cur": w["wau"], "prev": w["wau_prev"]}
+    act_num, act_den = int(act["num"]), int(act["den"])
 
     def ratio(num: int, den: int) -> float | None:
         return round(num / den, 4) if den else None

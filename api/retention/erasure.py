@@ -89,6 +89,8 @@ def erase_user(
             "learner_scores": "tenant_id = {t:String} AND user_id = {u:String}",
             "learner_week": "tenant_id = {t:String} AND user_id = {u:String}",
             "learner_firsts": "tenant_id = {t:String} AND user_id = {u:String}",
+            "events_by_time": "tenant_id = {t:String} AND learner_id = {u:String}",
+            "learner_event_firsts": "tenant_id = {t:String} AND learner_id = {u:String}",
             "optout_state": "tenant_id = {t:String} AND user_id = {u:String}",
             "notifications": "tenant_id = {t:String} AND user_id = {u:String}",
             "notification_prefs": "tenant_id = {t:String} AND user_id = {u:String}",

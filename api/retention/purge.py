@@ -90,6 +90,8 @@ def purge_tenant(
     rep.removed["events"] = _delete(
         store, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
     )
+    # the KPIs' read model of the same events (api/reports/queries.py)
+    rep.removed["events_by_time"] = _delete(store, "events_by_time", f"{base} AND NOT ({held})", p)
 
     # aggregates
     cutoff = (now - timedelta(days=policy["aggregates"])).date().isoformat()

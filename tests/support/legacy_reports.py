@@ -278,6 +278,185 @@ def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# --- KPIs (seed 003) -----------------------------------------------------------
+def kpis(
+    store: Store,
+    scope: Scope,
+    *,
+    days: int = 30,
+    now: datetime | None = None,
+    sink_fresh: FreshFn | None = None,
+) -> dict[str, Any]:
+    """Seed 003's KPIs that our events support, over the last ``days`` days."""
+    now = now or datetime.now(UTC)
+    f = scope.filter("events", learner_col="learner_id")
+    p = {
+        "since": now - timedelta(days=days),
+        "now": now,
+        "wau_since": now - timedelta(days=7),
+        "wau_prev": now - timedelta(days=14),
+        "act_since": now - timedelta(days=30),
+        **f.params,
+    }
+    ev = f"FROM events FINAL WHERE learner_id IS NOT NULL AND {f.sql}"
+    onboarding = store.query(
+        f"""
+        SELECT count() AS den,
+               countIf(ob > toDateTime64(0, 3) AND ob <= first_seen + INTERVAL 24 HOUR) AS num
+        FROM (
+            SELECT tenant_id, learner_id, min(event_timestamp) AS first_seen,
+                   argMin(persona, event_timestamp) AS persona,
+                   minIf(event_timestamp, event_name = 'student_onboarding_completed') AS ob
+            {ev} AND event_timestamp <= {{now:DateTime64(3)}}
+            GROUP BY tenant_id, learner_id
+        ) WHERE first_seen >= {{since:DateTime64(3)}} AND persona = 'student'
+        """,
+        p,
+    )[0]
+    adherence = store.query(
+        f"""
+        SELECT count() AS den,
+               countIf(event_timestamp <= parseDateTime64BestEffortOrNull(
+                   JSONExtractString(properties, 'due_at'), 3, 'UTC')) AS num
+        {ev} AND event_name = 'task_completion_logged'
+          AND event_timestamp >= {{since:DateTime64(3)}}
+          AND event_timestamp <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+    resume = store.query(
+        f"""
+        SELECT count() AS den,
+               countIf(arrayExists(x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans))
+                   AS num
+        FROM (
+            SELECT tenant_id, learner_id,
+                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
+                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans
+            {ev} AND event_name IN ('resume_parsed', 'action_plan_accepted')
+              AND event_timestamp >= {{since:DateTime64(3)}}
+              AND event_timestamp <= {{now:DateTime64(3)}}
+            GROUP BY tenant_id, learner_id
+            HAVING countIf(event_name = 'resume_parsed') > 0
+        )
+        """,
+        p,
+    )[0]
+    readiness = store.query(
+        f"""
+        SELECT count() AS learners, avg(last - first) AS delta
+        FROM (
+            SELECT tenant_id, learner_id,
+                   argMin(readiness_score, event_timestamp) AS first,
+                   argMax(readiness_score, event_timestamp) AS last
+            {ev} AND event_name = 'assessment_completed' AND readiness_score IS NOT NULL
+              AND event_timestamp >= {{since:DateTime64(3)}}
+              AND event_timestamp <= {{now:DateTime64(3)}}
+            GROUP BY tenant_id, learner_id
+            HAVING count() >= 2
+        )
+        """,
+        p,
+    )[0]
+    wau = store.query(
+        f"""
+        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
+                   AS cur,
+               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
+                   AS prev
+        {ev} AND event_timestamp > {{wau_prev:DateTime64(3)}}
+          AND event_timestamp <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+    # Advisee activation: learners assigned to a mentor (inside the scope) who
+    # signed in during the last 30 days.
+    fo = scope.filter("events", learner_col="object_id")
+    assigned = store.query(
+        f"""
+        SELECT DISTINCT tenant_id, object_id AS learner_id FROM org_links FINAL
+        WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql}
+        """,
+        fo.params,
+    )
+    active_ids: set[tuple[str, str]] = set()
+    if assigned:
+        rows = store.query(
+            f"""
+            SELECT DISTINCT tenant_id, learner_id {ev} AND event_name = 'session_started'
+              AND event_timestamp > {{act_since:DateTime64(3)}}
+              AND event_timestamp <= {{now:DateTime64(3)}}
+            """,
+            p,
+        )
+        active_ids = {(r["tenant_id"], r["learner_id"]) for r in rows}
+    act_den = len(assigned)
+    act_num = sum(1 for r in assigned if (r["tenant_id"], r["learner_id"]) in active_ids)
+
+    def ratio(num: int, den: int) -> float | None:
+        return round(num / den, 4) if den else None
+
+    items = [
+        _kpi("onboarding_completion_24h", "Guided onboarding completion (24 h)", "student",
+             ratio(int(onboarding["num"]), int(onboarding["den"])), "ratio",
+             int(onboarding["num"]), int(onboarding["den"]),
+             "students first seen in the window who completed onboarding within 24 h"),
+        _kpi("action_plan_adherence", "Action plan adherence", "student",
+             ratio(int(adherence["num"]), int(adherence["den"])), "ratio",
+             int(adherence["num"]), int(adherence["den"]),
+             "roadmap tasks completed by their due date / tasks completed in the window"),
+        _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
+             "career_changer", ratio(int(resume["num"]), int(resume["den"])), "ratio",
+             int(resume["num"]), int(resume["den"]),
+             "learners whose first resume upload in the window led to an accepted action "
+             "plan within 14 days"),
+        _kpi("advisee_activation_30d", "Advisee activation (30 days)", "advisor",
+             ratio(act_num, act_den), "ratio", act_num, act_den,
+             "learners assigned to a mentor who signed in during the last 30 days"),
+        _kpi("readiness_delta", "Skill readiness delta", "student",
+             round(float(readiness["delta"]), 2) if int(readiness["learners"]) else None,
+             "points", None, int(readiness["learners"]),
+             "average change in readiness score, last minus first assessment in the window, "
+             "over learners with two or more"),
+        _kpi("wau", "Weekly active users", "platform", int(wau["cur"]), "learners",
+             None, None, "distinct identified learners with a counted event in the last 7 days",
+             previous=int(wau["prev"])),
+    ]  # fmt: skip
+    return {
+        "scope": describe(scope),
+        "window_days": days,
+        "kpis": items,
+        "computed_at": _iso(datetime.now(UTC)),
+        "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
+    }
+
+
+def _kpi(
+    key: str,
+    label: str,
+    persona: str,
+    value: float | int | None,
+    unit: str,
+    numerator: int | None,
+    denominator: int | None,
+    definition: str,
+    previous: int | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "key": key,
+        "label": label,
+        "persona": persona,
+        "value": value,
+        "unit": unit,
+        "numerator": numerator,
+        "denominator": denominator,
+        "definition": definition,
+    }
+    if previous is not None:
+        out["previous"] = previous
+    return out
+
+
 def describe(scope: Scope) -> dict[str, Any]:
     """What the response covers, so a screen or file can say it."""
     return {

@@ -18,7 +18,7 @@ from api.reports import queries
 from api.reports.scope import Scope
 from sinks.migrations import migrate
 from sinks.store import EmbeddedStore
-from tests.support import legacy_reports
+from tests.support import legacy_reports, reports_data
 
 TENANT = "tm"
 PROGRAMS = ("p1", "p2", "p3")
@@ -57,6 +57,42 @@ def rows(rng: random.Random, today: date, users: int, first_version: int) -> tup
     return scores, daily
 
 
+KPI_EVENTS = ("session_started", "student_onboarding_completed", "resume_parsed",
+              "action_plan_accepted", "assessment_completed", "task_completion_logged",
+              "lesson_completed")  # fmt: skip
+
+
+def events(rng: random.Random, users: int, tag: str) -> list[dict]:
+    """Events for the KPIs over the last 60 days; one in ten sent twice (a
+    replay: same id, newer version), as the sink may write before merges."""
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    out = []
+    for i in range(users):
+        user = f"u{i:03d}"
+        for k in range(rng.randint(1, 14)):
+            name = rng.choice(KPI_EVENTS)
+            at = now - timedelta(minutes=rng.randint(0, 60 * 24 * 60))
+            props = {}
+            if name == "task_completion_logged":
+                props["due_at"] = (at + timedelta(hours=rng.randint(-48, 48))).isoformat()
+            row = reports_data._event(TENANT, f"{tag}-{user}-{k}", user, name, at,
+                                      PROGRAMS[i % 3], props)  # fmt: skip
+            row["persona"] = "student" if i % 4 else "career_changer"
+            if name == "assessment_completed":
+                row["readiness_score"] = float(rng.randint(20, 95))
+            out.append(row)
+            if rng.random() < 0.1:
+                out.append({**row, "version": 2})
+    return out
+
+
+def mentor_links(users: int) -> list[dict]:
+    now = datetime.now(UTC)
+    return [{"tenant_id": TENANT, "relation": "mentor", "subject_id": "m1",
+             "object_id": f"u{i:03d}", "deleted": 0, "changed_by": "t", "changed_at": now,
+             "version": 1} for i in range(0, users, 3)]  # fmt: skip
+
+
 def scopes() -> dict[str, Scope]:
     base = {"actor_id": "x", "tenant_id": TENANT}
     learners = tuple(f"u{i:03d}" for i in range(0, 40, 2))
@@ -73,6 +109,16 @@ def scopes() -> dict[str, Scope]:
             **base,
         ),  # fmt: skip
     }
+
+
+def kpis(store, module, names: tuple[str, ...]) -> dict:
+    now = datetime.now(UTC)
+    out = {}
+    for name in names:
+        for days in (7, 30, 90):
+            got = module.kpis(store, scopes()[name], days=days, now=now)
+            out[f"{name}/kpis/{days}"] = got["kpis"]
+    return out
 
 
 def reports(store, module) -> dict:
@@ -101,12 +147,19 @@ def main(path: str, seed: int) -> dict:
     store = EmbeddedStore(Path(path))
     migrate(store, upto=7)
     insert(store, rows(rng, today, 60, 1))
-    before = reports(store, legacy_reports)
+    store.insert("events", events(rng, 60, "a"))
+    store.insert("org_links", mentor_links(60))
+    # before the read model, a program scope on events reads learner_daily
+    plain = ("company_admin", "manager")
+    before = {**reports(store, legacy_reports), **kpis(store, legacy_reports, plain)}
     applied = migrate(store)
-    after = reports(store, queries)
+    after = {**reports(store, queries), **kpis(store, queries, plain)}
     # more versions of the same days and new days, through the views
     insert(store, rows(rng, today, 70, 5))
-    later_legacy, later = reports(store, legacy_reports), reports(store, queries)
+    store.insert("events", events(rng, 70, "b"))
+    every = tuple(scopes())
+    later_legacy = {**reports(store, legacy_reports), **kpis(store, legacy_reports, every)}
+    later = {**reports(store, queries), **kpis(store, queries, every)}
     store.close()
     return {"applied": applied, "before": before, "after": after,
             "later_legacy": later_legacy, "later": later}  # fmt: skip
