@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,10 @@ class Store(Protocol):
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None: ...
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]: ...
 
     def ping(self) -> bool: ...
 
@@ -133,6 +137,23 @@ class EmbeddedStore:
             return
         self._run(insert_sql(table, dedup_token) + "\n" + encode_rows(rows).decode(), "CSV")
 
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]:
+        """The result in ClickHouse's ``fmt``, block by block. The session stays
+        locked until the iterator is exhausted or closed (chdb sessions are
+        not safe for concurrent use), so consume it promptly. chdb writes a
+        format's header (CSVWithNames) again in every block: stream a
+        headerless format."""
+        with self._lock:
+            try:
+                text = {k: _literal(v) for k, v in params.items()} if params else None
+                with self._session.send_query(sql, fmt, params=text) as result:
+                    for chunk in result:
+                        yield chunk.bytes()
+            except Exception as exc:
+                raise StoreError(str(exc)) from exc
+
     def ping(self) -> bool:
         try:
             return self.query("SELECT 1 AS ok") == [{"ok": 1}]
@@ -182,6 +203,15 @@ class ServerStore:
             return
         try:
             self._client.command(insert_sql(table, dedup_token), data=encode_rows(rows))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]:
+        try:
+            with self._client.raw_stream(sql, parameters=dict(params or {}), fmt=fmt) as result:
+                yield from result
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

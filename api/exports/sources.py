@@ -77,13 +77,16 @@ def rows(
     *,
     target: float,
     chunk: int,
+    limit: int,
     tenant_for_audit: str = "",
 ) -> Iterator[dict[str, Any]]:
+    """The report's rows; learners: the first ``limit`` (a PDF's table; a
+    CSV of learners is written by ClickHouse, runner._clickhouse_csv)."""
     if report == "learners":
         assert scope is not None
-        for item in queries.learners_stream(
-            store, scope, at_risk=p.at_risk, days=p.days or 28, chunk=chunk
-        ):
+        got = queries.learners(store, scope, page=1, page_size=limit, sort="user_id",
+                               at_risk=p.at_risk, days=p.days or 28)  # fmt: skip
+        for item in got["items"]:
             comps = item.pop("components")
             yield {**item, **comps}
     elif report == "engagement":

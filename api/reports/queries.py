@@ -19,7 +19,7 @@ Definitions (docs/reports.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -269,69 +269,38 @@ def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def learners_stream(
-    store: Store,
+def learners_csv(
     scope: Scope,
     *,
     at_risk: bool | None = None,
     days: int = 28,
     today: date | None = None,
-    chunk: int = 20_000,
-) -> Iterator[dict[str, Any]]:
-    """Every row of ``learners`` (same columns, same definitions), ordered by
-    tenant then user, a chunk at a time by keyset on the table's sort key: no
-    OFFSET over results, no session held between chunks, and each chunk's
-    aggregation bounded to a key range, so time is linear and memory flat in
-    the number of learners (exports)."""
+) -> tuple[str, dict[str, Any]]:
+    """Every row of ``learners`` (same query, same columns as an export's
+    ``sources.LEARNER_COLUMNS``) as SQL for ClickHouse to write as CSV
+    itself, ordered by tenant then user. A text cell never starts a
+    spreadsheet formula (a quote is put in front, as csv_writer does) and
+    carries no line break, so every line is one row."""
     today = today or datetime.now(UTC).date()
-    f = scope.filter("learner_scores")
-    having = "" if at_risk is None else "HAVING risk = {want_risk:UInt8}"
-    comps = ", ".join(f"argMax({c}, day) AS c_{c}" for c in COMPONENTS)
-    after = "(tenant_id > {a_t:String} OR (tenant_id = {a_t:String} AND user_id > {a_u:String}))"
-    upto = "(tenant_id < {b_t:String} OR (tenant_id = {b_t:String} AND user_id <= {b_u:String}))"
-    p = {
-        "today": today.isoformat(),
-        "since": (today - timedelta(days=days)).isoformat(),
-        "inactive": INACTIVE_DAYS,
-        "want_risk": int(bool(at_risk)),
-        "a_t": "",
-        "a_u": "",
-        "chunk": chunk,
-        **f.params,
-    }
-    where = f"day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql} AND {after}"
-    while True:
-        # The chunk's upper key: ``chunk`` rows (learner-days) past the last
-        # key, read in the table's order from the primary index.
-        bound = store.query(
-            f"SELECT tenant_id AS t, user_id AS u FROM learner_scores WHERE {where}"
-            " ORDER BY tenant_id, user_id LIMIT 1 OFFSET {chunk:UInt32}",
-            p,
-        )
-        last = not bound
-        if not last:
-            p.update(b_t=bound[0]["t"], b_u=bound[0]["u"])
-        rows = store.query(
-            f"""
-            SELECT tenant_id AS t, user_id AS u, toString(max(day)) AS scored_on,
-                   argMax(program_id, day) AS prog, argMax(cohort_id, day) AS coh,
-                   argMax(score, day) AS sc,
-                   argMax(days_inactive, day) + dateDiff('day', max(day), {{today:Date}}) AS di,
-                   toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk,
-                   {comps}
-            FROM learner_scores FINAL
-            WHERE {where} {"" if last else "AND " + upto}
-            GROUP BY tenant_id, user_id
-            {having}
-            ORDER BY t, u
-            """,
-            p,
-        )
-        for r in rows:
-            yield _learner_item(r)
-        if last:
-            return
-        p.update(a_t=p["b_t"], a_u=p["b_u"])
+    f = scope.filter("learner_week")
+    names = {"t": "tenant_id", "u": "user_id", "prog": "program_id", "coh": "cohort_id"}
+    texts = ", ".join(f"{_cell(col)} AS {name}" for col, name in names.items())
+    comps = ", ".join(f"c_{c} AS {c}" for c in COMPONENTS)
+    sql = f"""
+        SELECT {texts}, scored_on, sc AS score, risk AS at_risk, di AS days_inactive, {comps}
+        FROM ({_learners_sql(f, at_risk)})
+        ORDER BY t, u
+        SETTINGS format_csv_null_representation = ''
+    """
+    return sql, _learner_params(f, today, days, at_risk)
+
+
+def _cell(col: str) -> str:
+    clean = f"replaceRegexpAll({col}, '[\\r\\n]', ' ')"
+    return (
+        f"if(substring({col}, 1, 1) IN ('=', '+', '-', '@', '\\t'),"
+        f" concat('\\'', {clean}), {clean})"
+    )
 
 
 # --- one learner's raw events ---------------------------------------------------
