@@ -19,6 +19,7 @@ from api.routes import (
     ops,
     org,
     reports,
+    sql,
 )
 
 DESCRIPTION = """
@@ -49,6 +50,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
     app.include_router(ops.router)
+    app.include_router(sql.router)
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")

@@ -281,6 +281,16 @@ class Settings(BaseSettings):
         alias="REPORT_CACHE_ENTRIES",
         description="Report results kept in memory (least recently used go first).",
     )
+    sql_max_seconds: float = Field(
+        10.0,
+        alias="SQL_MAX_SECONDS",
+        description="Longest an analyst's query (POST /v1/sql, `skillstream sql`) may run (s).",
+    )
+    sql_max_rows: int = Field(
+        100_000,
+        alias="SQL_MAX_ROWS",
+        description="Most rows an analyst's query returns (the rest are cut off).",
+    )
     demo_mode: bool = Field(
         False,
         alias="SKILLSTREAM_DEMO",

@@ -42,6 +42,8 @@ class Store(Protocol):
         self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
     ) -> Iterator[bytes]: ...
 
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes: ...
+
     def ping(self) -> bool: ...
 
     def close(self) -> None: ...
@@ -132,6 +134,11 @@ class EmbeddedStore:
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._run(sql, "CSV", params)
 
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        """The whole result in ClickHouse's output format ``fmt``."""
+        res = self._run(sql, fmt, params)
+        return res.bytes() if res is not None else b""
+
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
         if not rows:
             return
@@ -191,6 +198,12 @@ class ServerStore:
         except Exception as exc:
             raise StoreError(str(exc)) from exc
         return [json.loads(line) for line in raw.splitlines() if line]
+
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        try:
+            return self._client.raw_query(sql, parameters=dict(params or {}), fmt=fmt)
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:

@@ -269,6 +269,11 @@ def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# An export's aggregation and sort spill to disk past this, so a million
+# learners cost the API process tens of MB, not the ~800 MB held in memory.
+EXPORT_SPILL_BYTES = 64 * 2**20
+
+
 def learners_csv(
     scope: Scope,
     *,
@@ -290,7 +295,9 @@ def learners_csv(
         SELECT {texts}, scored_on, sc AS score, risk AS at_risk, di AS days_inactive, {comps}
         FROM ({_learners_sql(f, at_risk)})
         ORDER BY t, u
-        SETTINGS format_csv_null_representation = ''
+        SETTINGS format_csv_null_representation = '',
+                 max_bytes_before_external_group_by = {EXPORT_SPILL_BYTES},
+                 max_bytes_before_external_sort = {EXPORT_SPILL_BYTES}
     """
     return sql, _learner_params(f, today, days, at_risk)
 
