@@ -310,6 +310,56 @@ def _cell(col: str) -> str:
     )
 
 
+# --- activity: reports generated, audit events -----------------------------------
+def activity(
+    store: Store, scope: Scope, *, days: int = 30, now: datetime | None = None
+) -> dict[str, Any]:
+    """The seed's "Reports generated" (exports requested in the last ``days``
+    days, failed ones aside) and "Audit events" tiles, each with the ``days``
+    before as previous. Admins count their tenant's (platform: every or the
+    picked tenant); anyone else their own exports and their own audit rows."""
+    now = now or datetime.now(UTC)
+    own = scope.role not in ("platform_admin", "company_admin")
+    p = {
+        "t": scope.tenant_id or "",
+        "me": scope.actor_id if own else "",
+        "since": now - timedelta(days=days),
+        "prev": now - timedelta(days=2 * days),
+        "now": now,
+    }
+    tenant = "({t:String} = '' OR tenant_id = {t:String})"
+    reports = store.query(
+        f"""
+        SELECT uniqExactIf(export_id, created_at > {{since:DateTime64(3)}}) AS cur,
+               uniqExactIf(export_id, created_at <= {{since:DateTime64(3)}}) AS prev
+        FROM exports FINAL
+        WHERE {tenant} AND ({{me:String}} = '' OR requested_by = {{me:String}})
+          AND created_at > {{prev:DateTime64(3)}} AND created_at <= {{now:DateTime64(3)}}
+          AND status != 'failed'
+        """,
+        p,
+    )[0]
+    audits = store.query(
+        f"""
+        SELECT countIf(at > {{since:DateTime64(3)}}) AS cur,
+               countIf(at <= {{since:DateTime64(3)}}) AS prev
+        FROM audit_events
+        WHERE {tenant} AND ({{me:String}} = '' OR actor_id = {{me:String}})
+          AND at > {{prev:DateTime64(3)}} AND at <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+    return {
+        "scope": describe(scope),
+        "window_days": days,
+        "tiles": {
+            "reports_generated": _tile(int(reports["cur"]), int(reports["prev"])),
+            "audit_events": _tile(int(audits["cur"]), int(audits["prev"])),
+        },
+        "computed_at": _iso(datetime.now(UTC)),
+    }
+
+
 # --- one learner's raw events ---------------------------------------------------
 def learner_events(store: Store, scope: Scope, user_id: str, *, limit: int = 100) -> dict:
     """A learner's newest clean events; survey free text redacted unless the

@@ -203,6 +203,31 @@ async def kpis(
     )  # fmt: skip
 
 
+@router.get("/activity", responses=ERRORS, summary="Reports generated, audit events")
+async def activity(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+    tenant_id: TenantQ = None,
+) -> dict:
+    """The dashboard's "Reports generated" (exports requested in the last
+    `days` days, failed aside) and "Audit events" tiles with the `days`
+    before: the tenant's for admins, the caller's own for other roles."""
+    scope = await _scope(ctx, principal, "activity", tenant_id=tenant_id)
+    return await _report(
+        ctx, "activity", scope, lambda: queries.activity(ctx.store, scope, days=days), days=days
+    )
+
+
+@router.get("/tenants", responses=ERRORS, summary="Tenants (platform_admin)")
+async def tenants(ctx: Ctx, principal: CurrentPrincipal) -> dict:
+    """Every tenant's id and name, for the dashboard's tenant picker."""
+    if principal.role != "platform_admin":
+        raise deny(ctx, principal, "tenants", "platform admins only", {})
+    rows = await run_in_threadpool(ctx.tenants.all)
+    return {"tenants": [{"tenant_id": t.tenant_id, "name": t.name} for t in rows]}
+
+
 @router.get("/me", responses=ERRORS, summary="Who the token speaks for, and its scope")
 async def me(ctx: Ctx, principal: CurrentPrincipal) -> dict:
     scope = await _scope(ctx, principal, "me")
