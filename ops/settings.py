@@ -94,7 +94,8 @@ class Settings(BaseSettings):
     export_chunk_rows: int = Field(
         20_000,
         alias="EXPORT_CHUNK_ROWS",
-        description="Rows fetched per query while an export streams (memory stays flat).",
+        description="Learners (or audit rows) per query while an export streams: each "
+        "query's aggregation holds this many, so memory stays flat.",
     )
     export_pdf_max_rows: int = Field(
         20_000, alias="EXPORT_PDF_MAX_ROWS", description="Most table rows in one PDF export."

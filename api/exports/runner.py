@@ -180,19 +180,22 @@ class ExportRunner:
         return e
 
     def _clickhouse_csv(self, key: str, scope: Scope, p: sources.ExportParams) -> tuple[int, int]:
-        """ClickHouse writes the CSV (the screen's query, FORMAT CSV); its
-        blocks go to the object store as they come: neither the rows nor the
-        file pass through Python objects. The header line is ours: chdb's
-        stream repeats a CSVWithNames header in every block."""
+        """ClickHouse writes the CSV (the screen's query, FORMAT CSV), one key
+        range of ``EXPORT_CHUNK_ROWS`` learners at a time so its aggregation
+        stays small; the blocks go to the object store as they come: neither
+        the rows nor the file pass through Python objects. The header line is
+        ours: chdb's stream repeats a CSVWithNames header in every block."""
         sql, params = queries.learners_csv(scope, at_risk=p.at_risk, days=p.days or 28)
         header = ",".join(f'"{c}"' for c in sources.LEARNER_COLUMNS).encode() + b"\n"
         lines = [0]
+        ranges = queries.learner_ranges(self.store, scope, params, self.settings.export_chunk_rows)
 
         def blocks() -> Iterator[bytes]:
             yield header
-            for chunk in self.store.stream(sql, params, "CSV"):
-                lines[0] += chunk.count(b"\n")
-                yield chunk
+            for bounded in ranges:  # the store is free between ranges
+                for chunk in self.store.stream(sql, bounded, "CSV"):
+                    lines[0] += chunk.count(b"\n")
+                    yield chunk
 
         size = self.objects.put_stream(key, blocks(), CONTENT_TYPES["csv"])
         return lines[0], size

@@ -19,7 +19,7 @@ Definitions (docs/reports.md):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -225,6 +225,16 @@ def learners(
     }
 
 
+# Learners after (a_t, a_u) up to (b_t, b_u) in (tenant, user) order; b_t ''
+# = no upper bound. The screen reads every key; exports read one range at a
+# time so each aggregation holds a bounded number of learners.
+KEY_RANGE = (
+    "(tenant_id > {a_t:String} OR (tenant_id = {a_t:String} AND user_id > {a_u:String}))"
+    " AND ({b_t:String} = '' OR tenant_id < {b_t:String}"
+    " OR (tenant_id = {b_t:String} AND user_id <= {b_u:String}))"
+)
+
+
 def _learners_sql(f: Filter, at_risk: bool | None) -> str:
     """The learner list's one query (screen and export): per learner in scope
     scored within the window, the latest score row from the weekly read
@@ -239,7 +249,7 @@ def _learners_sql(f: Filter, at_risk: bool | None) -> str:
                toUInt8(x.2 = 1 OR di >= {{inactive:UInt16}}) AS risk, {comps}
         FROM learner_week
         WHERE week >= toMonday({{since:Date}} + 1) AND week <= {{today:Date}} AND scored = 1
-          AND {f.sql}
+          AND {f.sql} AND {KEY_RANGE}
         GROUP BY tenant_id, user_id
         HAVING d > {{since:Date}} {want}
     """
@@ -251,8 +261,45 @@ def _learner_params(f: Filter, today: date, days: int, at_risk: bool | None) -> 
         "since": (today - timedelta(days=days)).isoformat(),
         "inactive": INACTIVE_DAYS,
         "want_risk": int(bool(at_risk)),
+        "a_t": "",
+        "a_u": "",
+        "b_t": "",
+        "b_u": "",
         **f.params,
     }
+
+
+def learner_ranges(
+    store: Store, scope: Scope, p: dict[str, Any], chunk: int
+) -> Iterator[dict[str, Any]]:
+    """``p`` once per key range of about ``chunk`` learners, in order. The
+    bounds are every ``chunk``-th key of ``learner_firsts``, read in its
+    sort order (no sort, no hash table)."""
+    f = scope.filter("learner_firsts")
+    bounds = store.query(
+        f"""SELECT t, u FROM (
+                SELECT tenant_id AS t, user_id AS u,
+                       row_number() OVER (ORDER BY tenant_id, user_id) AS rn
+                FROM learner_firsts WHERE {f.sql})
+            WHERE rn % {{chunk:UInt32}} = 0 ORDER BY t, u""",
+        {**f.params, "chunk": chunk},
+    )
+    lo = ("", "")
+    for hi in [(r["t"], r["u"]) for r in bounds] + [("", "")]:
+        yield {**p, "a_t": lo[0], "a_u": lo[1], "b_t": hi[0], "b_u": hi[1]}
+        lo = hi
+
+
+def learners_in_order(
+    store: Store, scope: Scope, *, at_risk: bool | None = None, days: int = 28, chunk: int
+) -> Iterator[dict[str, Any]]:
+    """The learner list's items in (tenant, user) order, one key range at a
+    time (a PDF's table)."""
+    f = scope.filter("learner_week")
+    p = _learner_params(f, datetime.now(UTC).date(), days, at_risk)
+    for params in learner_ranges(store, scope, p, chunk):
+        sql = f"SELECT * EXCEPT (x, d) FROM ({_learners_sql(f, at_risk)}) ORDER BY t, u"
+        yield from (_learner_item(r) for r in store.query(sql, params))
 
 
 def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
@@ -269,8 +316,8 @@ def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# An export's aggregation and sort spill to disk past this, so a million
-# learners cost the API process tens of MB, not the ~800 MB held in memory.
+# A safety net: an export range's aggregation and sort spill to disk past
+# this (a range of EXPORT_CHUNK_ROWS learners stays well below it).
 EXPORT_SPILL_BYTES = 64 * 2**20
 
 
