@@ -151,10 +151,14 @@ class LocalObjectStore:
         dest = self.path(key)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(dest.suffix + ".part")
-        with tmp.open("wb") as f:
-            for chunk in chunks:
-                f.write(chunk)
-        tmp.replace(dest)
+        try:
+            with tmp.open("wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        tmp.replace(dest)  # never a half-written object under the key
         return dest.stat().st_size
 
     def exists(self, key: str) -> bool:
