@@ -93,7 +93,7 @@ def engagement(
                countIf(x.2 = 1 OR x.3 + dateDiff('day', d, least(w + 6, {{today:Date}}))
                        >= {{inactive:UInt16}}) AS at_risk
         FROM (
-            SELECT week AS w, tenant_id, user_id, max(last_day) AS d, argMaxMerge(last) AS x
+            SELECT week AS w, tenant_id, user_id, max(last_day) AS d, argMaxMerge(last_risk) AS x
             FROM learner_week
             WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND scored = 1 AND {f.sql}
             GROUP BY w, tenant_id, user_id

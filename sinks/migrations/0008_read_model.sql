@@ -24,7 +24,10 @@ CREATE TABLE IF NOT EXISTS learner_week (
     last        AggregateFunction(argMax,
                     Tuple(UInt8, UInt8, UInt16, UInt32, UInt32, UInt32, UInt32, UInt32,
                           String, String),
-                    Tuple(Date, UInt64))
+                    Tuple(Date, UInt64)),
+    -- score, at_risk, days_inactive only: the engagement chart merges a
+    -- week's states of every learner, half the time of the wide tuple
+    last_risk   AggregateFunction(argMax, Tuple(UInt8, UInt8, UInt16), Tuple(Date, UInt64))
 ) ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(week)
 ORDER BY (tenant_id, week, user_id, program_id, cohort_id);
@@ -37,7 +40,8 @@ SELECT tenant_id, toMonday(day) AS week, user_id,
                          phase_advances, submissions, lessons_completed,
                          ifNull(learner_scores.program_id, ''),
                          ifNull(learner_scores.cohort_id, '')),
-                   tuple(day, version)) AS last
+                   tuple(day, version)) AS last,
+       argMaxState(tuple(score, at_risk, days_inactive), tuple(day, version)) AS last_risk
 FROM learner_scores
 GROUP BY tenant_id, week, user_id, program_id, cohort_id;
 
@@ -70,7 +74,8 @@ GROUP BY tenant_id, user_id, program_id, cohort_id;
 
 -- Back-fill from what the store holds. Rows the views also caught between
 -- their creation and these inserts merge into the same states (idempotent).
-INSERT INTO learner_week (tenant_id, week, user_id, program_id, cohort_id, scored, last_day, last)
+INSERT INTO learner_week (tenant_id, week, user_id, program_id, cohort_id, scored, last_day, last,
+                          last_risk)
 SELECT tenant_id, toMonday(day) AS week, user_id,
        ifNull(program_id, '') AS program_id, ifNull(cohort_id, '') AS cohort_id,
        toUInt8(1), max(day),
@@ -78,7 +83,8 @@ SELECT tenant_id, toMonday(day) AS week, user_id,
                          phase_advances, submissions, lessons_completed,
                          ifNull(learner_scores.program_id, ''),
                          ifNull(learner_scores.cohort_id, '')),
-                   tuple(day, version))
+                   tuple(day, version)),
+       argMaxState(tuple(score, at_risk, days_inactive), tuple(day, version))
 FROM learner_scores
 GROUP BY tenant_id, week, user_id, program_id, cohort_id;
 
