@@ -50,7 +50,7 @@ def _shape(draw, table: str) -> str:
     return draw(st.sampled_from([
         f"SELECT tenant_id AS t FROM {ref}",
         f"SELECT t FROM (SELECT tenant_id AS t FROM {ref})",
-        f"SELECT tenant_id AS t FROM {ref} FINAL",
+        f"SELECT tenant_id AS t FROM {ref} {'' if table == 'events_by_time' else 'FINAL'}",
         f"SELECT tenant_id AS t FROM {ref} UNION ALL SELECT tenant_id FROM {other}",
         f"WITH x AS (SELECT * FROM {ref}) SELECT tenant_id AS t FROM x",
         f"SELECT b.tenant_id AS t FROM {ref} AS a CROSS JOIN {other} AS b",
