@@ -86,14 +86,16 @@ SELECT tenant_id, toMonday(day) AS week, user_id,
                    tuple(day, version)),
        argMaxState(tuple(score, at_risk, days_inactive), tuple(day, version))
 FROM learner_scores
-GROUP BY tenant_id, week, user_id, program_id, cohort_id;
+GROUP BY tenant_id, week, user_id, program_id, cohort_id
+SETTINGS max_partitions_per_insert_block = 0;
 
 INSERT INTO learner_week (tenant_id, week, user_id, program_id, cohort_id, active)
 SELECT tenant_id, toMonday(day) AS week, user_id,
        ifNull(program_id, '') AS program_id, ifNull(cohort_id, '') AS cohort_id,
        max(toUInt8(events > 0))
 FROM learner_daily
-GROUP BY tenant_id, week, user_id, program_id, cohort_id;
+GROUP BY tenant_id, week, user_id, program_id, cohort_id
+SETTINGS max_partitions_per_insert_block = 0;
 
 INSERT INTO learner_firsts
 SELECT tenant_id, user_id, ifNull(program_id, '') AS program_id,
