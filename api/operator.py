@@ -224,3 +224,16 @@ def sql(
     return analyst.run(tenants.store, query, tenant_id=tenant_id, fmt=fmt,
                        max_rows=settings.sql_max_rows,
                        max_seconds=settings.sql_max_seconds).body  # fmt: skip
+
+
+def readiness_term(
+    tenants: TenantRegistry, settings: Settings, tenant_name: str, term: str | None
+) -> dict:
+    """The tenant's readiness-delta term; ``term`` sets it first (audited)."""
+    from api.reports import terms
+
+    tid = _tenant_id(tenants, tenant_name)
+    if term is not None:
+        terms.set_term(tenants.store, tid, term, actor_id="operator", actor_role="operator")
+    return {"tenant": tenant_name,
+            "term": terms.tenant_term(tenants.store, tid, settings.readiness_term)}  # fmt: skip

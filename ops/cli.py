@@ -69,6 +69,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenant_term(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    print(control_for(get_settings()).readiness_term(args.name, args.set)["term"])
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from ops.control import control_for
 
@@ -293,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--disable", action="append", default=[], metavar="FLAG")
     create.set_defaults(func=cmd_caps)
     add_tenant_origins_parser(tsub)
+    term = tsub.add_parser(
+        "term", help="the tenant's term for the readiness-delta KPI (audited); prints it"
+    )
+    term.add_argument("name", help="tenant name")
+    term.add_argument("--set", choices=["month", "quarter", "half", "year"], default=None)
+    term.set_defaults(func=cmd_tenant_term)
 
     aud = sub.add_parser("audit", help="the hash-chained audit log")
     asub = aud.add_subparsers(dest="action", required=True, metavar="ACTION")

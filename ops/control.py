@@ -60,6 +60,8 @@ class Control(Protocol):
 
     def sql(self, query: str, fmt: str, tenant: str | None) -> bytes: ...
 
+    def readiness_term(self, tenant: str, term: str | None) -> dict: ...
+
 
 def running_api_url(settings: Settings) -> str | None:
     try:
@@ -164,6 +166,9 @@ class HttpControl:
         if r.status_code >= 400:
             raise ControlError(f"{r.json().get('detail')} (HTTP {r.status_code})")
         return r.content
+
+    def readiness_term(self, tenant: str, term: str | None) -> dict:
+        return self._post("/v1/admin/tenants/term", {"tenant": tenant, "term": term})
 
 
 class LocalControl:
@@ -291,6 +296,14 @@ class LocalControl:
         try:
             return operator.sql(self.tenants, self.settings, query, fmt, tenant)
         except (operator.NotFound, SqlRefused, StoreError) as exc:
+            raise ControlError(str(exc)) from exc
+
+    def readiness_term(self, tenant: str, term: str | None) -> dict:
+        from api import operator
+
+        try:
+            return operator.readiness_term(self.tenants, self.settings, tenant, term)
+        except (operator.NotFound, ValueError) as exc:
             raise ControlError(str(exc)) from exc
 
 

@@ -282,6 +282,12 @@ class Settings(BaseSettings):
         alias="REPORT_CACHE_ENTRIES",
         description="Report results kept in memory (least recently used go first).",
     )
+    readiness_term: Literal["month", "quarter", "half", "year"] = Field(
+        "quarter",
+        alias="READINESS_TERM",
+        description="Calendar term of the readiness-delta KPI unless the tenant sets its own "
+        "(`skillstream tenant term`).",
+    )
     sql_max_seconds: float = Field(
         10.0,
         alias="SQL_MAX_SECONDS",

@@ -31,7 +31,7 @@ def test_migrating_a_store_keeps_every_report(tmp_path, seed):
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     got = json.loads(out.stdout.splitlines()[-1])
-    assert got["applied"] == [8, 9]
+    assert got["applied"] == [8, 9, 10]
     assert got["after"] == got["before"]
     assert got["later"] == got["later_legacy"]
     assert got["later"] != got["after"]  # the new rows changed something

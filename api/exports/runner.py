@@ -212,6 +212,7 @@ class ExportRunner:
             target=s.engagement_target,
             chunk=s.export_chunk_rows,
             limit=s.export_pdf_max_rows + 1,  # one more: the PDF says there are more
+            term=s.readiness_term,
             tenant_for_audit=p.tenant_id or e.tenant_id,
         )
         cols = sources.columns(e.report)

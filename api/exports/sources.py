@@ -79,6 +79,7 @@ def rows(
     target: float,
     chunk: int,
     limit: int,
+    term: str = "quarter",
     tenant_for_audit: str = "",
 ) -> Iterator[dict[str, Any]]:
     """The report's rows; learners: the first ``limit`` in (tenant, user)
@@ -96,7 +97,7 @@ def rows(
         yield from queries.engagement(store, scope, weeks=p.weeks, target=target)["series"]
     elif report == "kpis":
         assert scope is not None
-        yield from queries.kpis(store, scope, days=p.days or 30)["kpis"]
+        yield from queries.kpis(store, scope, days=p.days or 30, default_term=term)["kpis"]
     elif report == "audit":
         from api.audit.export import audit_rows
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from api.reports import terms
 from api.reports.scope import Filter, Scope
 from schemas.dictionary import BY_NAME
 from sinks.store import Store
@@ -446,10 +447,14 @@ def kpis(
     days: int = 30,
     now: datetime | None = None,
     sink_fresh: FreshFn | None = None,
+    default_term: str = "quarter",
 ) -> dict[str, Any]:
-    """Seed 003's KPIs that our events support, over the last ``days`` days."""
+    """Seed 003's KPIs that our events support, over the last ``days`` days;
+    the readiness delta also per term (the tenant's, else ``default_term``)."""
     now = now or datetime.now(UTC)
     f = scope.filter("events", learner_col="learner_id")
+    term = terms.tenant_term(store, scope.tenant_id, default_term)
+    by_term = _readiness_by_term(store, f, now, term)
     p = {
         "since": now - timedelta(days=days),
         "now": now,
@@ -550,6 +555,11 @@ def kpis(
              "points", None, int(readiness["learners"]),
              "average change in readiness score, last minus first assessment in the window, "
              "over learners with two or more"),
+        _kpi("readiness_delta_term", f"Skill readiness delta this {term}", "student",
+             by_term["cur"], "points", None, by_term["cur_n"],
+             f"average change in readiness score, last minus first assessment in the current "
+             f"calendar {term} (UTC), over learners with two or more; previous: the {term} "
+             "before", previous=by_term["prev"]),
         _kpi("wau", "Weekly active users", "platform", int(wau["cur"]), "learners",
              None, None, "distinct identified learners with a counted event in the last 7 days",
              previous=int(wau["prev"])),
@@ -563,6 +573,42 @@ def kpis(
     }
 
 
+def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dict[str, Any]:
+    """Readiness delta (last − first assessment per learner with two or
+    more) in the current calendar term and the one before."""
+    start = terms.term_start(now.date(), term)
+    p = {**f.params, "start": start.isoformat(), "prev": terms.previous_start(start, term),
+         "now": now}  # fmt: skip
+    row = store.query(
+        f"""
+        SELECT countIf(n_cur >= 2) AS cur_n, avgIf(last_cur - first_cur, n_cur >= 2) AS cur,
+               countIf(n_prev >= 2) AS prev_n, avgIf(last_prev - first_prev, n_prev >= 2) AS prev
+        FROM (
+            SELECT tenant_id, learner_id,
+                   uniqExactIf(event_id, cur) AS n_cur, uniqExactIf(event_id, NOT cur) AS n_prev,
+                   argMinIf(readiness_score, event_timestamp, cur) AS first_cur,
+                   argMaxIf(readiness_score, event_timestamp, cur) AS last_cur,
+                   argMinIf(readiness_score, event_timestamp, NOT cur) AS first_prev,
+                   argMaxIf(readiness_score, event_timestamp, NOT cur) AS last_prev
+            FROM (SELECT *, event_timestamp >= toDateTime64({{start:Date}}, 3) AS cur
+                  FROM events_by_time
+                  WHERE {f.sql} AND event_name = 'assessment_completed'
+                    AND readiness_score IS NOT NULL
+                    AND event_timestamp >= toDateTime64({{prev:Date}}, 3)
+                    AND event_timestamp <= {{now:DateTime64(3)}})
+            GROUP BY tenant_id, learner_id
+        )
+        """,
+        {**p, "prev": p["prev"].isoformat()},
+    )[0]
+
+    def delta(n: str, v: str) -> float | None:
+        return round(float(row[v]), 2) if int(row[n]) else None
+
+    return {"cur": delta("cur_n", "cur"), "cur_n": int(row["cur_n"]),
+            "prev": delta("prev_n", "prev"), "term": term}  # fmt: skip
+
+
 def _kpi(
     key: str,
     label: str,
@@ -572,7 +618,7 @@ def _kpi(
     numerator: int | None,
     denominator: int | None,
     definition: str,
-    previous: int | None = None,
+    previous: float | int | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "key": key,

@@ -160,3 +160,20 @@ async def run_sql(body: AdminSql, ctx: Ctx) -> Response:
     except (SqlRefused, StoreError) as exc:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)[:1000]) from exc
     return Response(out, media_type=FORMATS[body.format][1])
+
+
+class TermRequest(BaseModel):
+    tenant: str
+    term: Literal["month", "quarter", "half", "year"] | None = Field(
+        None, description="Set it (audited); none: only read it."
+    )
+
+
+@router.post("/tenants/term", summary="`skillstream tenant term`: the readiness-delta term")
+async def readiness_term(body: TermRequest, ctx: Ctx) -> dict:
+    try:
+        return await run_in_threadpool(
+            operator.readiness_term, ctx.tenants, ctx.settings, body.tenant, body.term
+        )
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

@@ -198,7 +198,8 @@ async def kpis(
     )  # fmt: skip
     return await _report(
         ctx, "kpis", scope,
-        lambda: queries.kpis(ctx.store, scope, days=days, sink_fresh=_fresh(ctx)),
+        lambda: queries.kpis(ctx.store, scope, days=days, sink_fresh=_fresh(ctx),
+                             default_term=ctx.settings.readiness_term),
         days=days,
     )  # fmt: skip
 
