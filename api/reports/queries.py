@@ -455,6 +455,7 @@ def kpis(
     f = scope.filter("events", learner_col="learner_id")
     term = terms.tenant_term(store, scope.tenant_id, default_term)
     by_term = _readiness_by_term(store, f, now, term)
+    iv = _interventions(store, scope, now - timedelta(days=days), now)
     p = {
         "since": now - timedelta(days=days),
         "now": now,
@@ -560,6 +561,11 @@ def kpis(
              f"average change in readiness score, last minus first assessment in the current "
              f"calendar {term} (UTC), over learners with two or more; previous: the {term} "
              "before", previous=by_term["prev"]),
+        _kpi("intervention_effectiveness", "Intervention effectiveness", "advisor",
+             ratio(iv["num"], iv["den"]), "ratio", iv["num"], iv["den"],
+             f"after each cohort assessment assignment in the window: (cohort learners under "
+             f"readiness {LOW_READINESS} before it − those under it now) / those under it "
+             "before; a learner's readiness is their latest assessment"),
         _kpi("wau", "Weekly active users", "platform", int(wau["cur"]), "learners",
              None, None, "distinct identified learners with a counted event in the last 7 days",
              previous=int(wau["prev"])),
@@ -607,6 +613,50 @@ def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dic
 
     return {"cur": delta("cur_n", "cur"), "cur_n": int(row["cur_n"]),
             "prev": delta("prev_n", "prev"), "term": term}  # fmt: skip
+
+
+LOW_READINESS = 60
+
+
+def _interventions(store: Store, scope: Scope, since: datetime, now: datetime) -> dict[str, int]:
+    """Cohort interventions (``cohort_assessment_assigned`` with a cohort) in
+    the window: per intervention, the cohort's learners (in scope) whose
+    latest readiness at the intervention was under ``LOW_READINESS``, and of
+    the cohort those whose latest readiness now is; summed."""
+    f = scope.filter("learner_firsts")
+    row = store.query(
+        f"""
+        WITH
+          iv AS (SELECT DISTINCT tenant_id, assumeNotNull(cohort_id) AS cohort,
+                        event_timestamp AS at
+                 FROM events
+                 WHERE event_name = 'cohort_assessment_assigned' AND cohort_id IS NOT NULL
+                   AND ({{t:String}} = '' OR tenant_id = {{t:String}})
+                   AND event_timestamp >= {{since:DateTime64(3)}}
+                   AND event_timestamp <= {{now:DateTime64(3)}}),
+          members AS (SELECT DISTINCT tenant_id, user_id, cohort_id AS cohort FROM learner_firsts
+                      WHERE {f.sql} AND cohort_id != ''),
+          scores AS (SELECT tenant_id, learner_id AS user_id,
+                            groupArray((event_timestamp, assumeNotNull(readiness_score))) AS hist
+                     FROM events_by_time
+                     WHERE event_name = 'assessment_completed' AND readiness_score IS NOT NULL
+                       AND event_timestamp <= {{now:DateTime64(3)}}
+                       AND ({{t:String}} = '' OR tenant_id = {{t:String}})
+                     GROUP BY tenant_id, user_id)
+        SELECT countIf(before < {{low:Float64}}) AS den, countIf(latest < {{low:Float64}}) AS after
+        FROM (
+            SELECT arraySort(x -> x.1, arrayFilter(x -> x.1 <= iv.at, s.hist)) AS upto,
+                   if(empty(upto), nan, upto[-1].2) AS before,
+                   arraySort(x -> x.1, s.hist)[-1].2 AS latest
+            FROM iv
+            INNER JOIN members AS m ON m.tenant_id = iv.tenant_id AND m.cohort = iv.cohort
+            INNER JOIN scores AS s ON s.tenant_id = m.tenant_id AND s.user_id = m.user_id
+        )
+        """,
+        {**f.params, "t": scope.tenant_id or "", "since": since, "now": now, "low": LOW_READINESS},
+    )[0]
+    den = int(row["den"])
+    return {"num": den - int(row["after"]), "den": den}
 
 
 def _kpi(

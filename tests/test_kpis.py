@@ -1,5 +1,6 @@
-"""The readiness delta per term (api/reports/terms.py): calendar terms per
-tenant (default quarter), against ground truth computed here."""
+"""KPIs added by issue 14, against ground truth computed here: the readiness
+delta per term (api/reports/terms.py: calendar terms per tenant, default
+quarter) and intervention effectiveness."""
 
 from __future__ import annotations
 
@@ -76,3 +77,48 @@ def test_cli_sets_and_reads_a_tenants_term(tmp_path):
     assert cli(env, "tenant", "term", "acme", "--set", "month").stdout.strip() == "month"
     assert cli(env, "tenant", "term", "acme").stdout.strip() == "month"
     assert cli(env, "tenant", "term", "acme", "--set", "week").returncode != 0
+
+
+def test_intervention_effectiveness_matches_ground_truth(store):
+    tid = f"t_{uuid.uuid4().hex[:10]}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    day = lambda n: now - timedelta(days=n)  # noqa: E731
+    cohort_of = {"u1": "c1", "u2": "c1", "u3": "c1", "u4": "c1", "u5": "c1", "u6": "c2"}
+    store.insert("learner_daily", [
+        {"tenant_id": tid, "user_id": u, "day": day(20).date(), "program_id": "p",
+         "cohort_id": c, "events": 1, "version": 1, "updated_at": now}
+        for u, c in cohort_of.items()
+    ])  # fmt: skip
+    readiness = {  # (days ago, score)
+        "u1": [(15, 50.0), (8, 70.0)], "u2": [(15, 40.0), (2, 55.0)], "u3": [(15, 80.0), (1, 50.0)],
+        "u4": [(15, 30.0)], "u5": [], "u6": [(15, 20.0)],
+    }  # fmt: skip
+    interventions = [("c1", 10), ("c1", 3), ("c2", 5), ("c1", 40)]  # (cohort, days ago)
+    events = []
+    for u, points in readiness.items():
+        for i, (ago, score) in enumerate(points):
+            ev = rd._event(tid, f"{u}-a{i}", u, "assessment_completed", day(ago), "p", {})
+            events.append({**ev, "readiness_score": score})
+    for i, (cohort, ago) in enumerate(interventions):
+        ev = rd._event(tid, f"iv{i}", "advisor-1", "cohort_assessment_assigned", day(ago), None, {})
+        events.append({**ev, "cohort_id": cohort, "persona": "advisor", "assessment_id": "a1"})
+    events += [{**events[0], "version": 2}, {**events[-2], "version": 2}]  # replays
+    store.insert("events", events)
+
+    def latest(u: str, upto: datetime) -> float | None:
+        seen = [(day(ago), s) for ago, s in readiness[u] if day(ago) <= upto]
+        return max(seen)[1] if seen else None
+
+    den = after = 0
+    for cohort, ago in interventions:
+        if ago > 30:
+            continue  # outside the 30-day window
+        members = [u for u, c in cohort_of.items() if c == cohort]
+        den += sum(1 for u in members if (latest(u, day(ago)) or 100) < 60)
+        after += sum(1 for u in members if (latest(u, now) or 100) < 60)
+    scope = Scope(role="company_admin", actor_id="x", tenant_id=tid, learners=None, programs=None)
+    got = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+    kpi = got["intervention_effectiveness"]
+    assert (kpi["numerator"], kpi["denominator"]) == (den - after, den)
+    assert kpi["value"] == round((den - after) / den, 4)
+    assert den > 0 and den != after  # the data exercises both sides
