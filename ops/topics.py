@@ -19,6 +19,7 @@ TOPICS: dict[str, dict[str, str]] = {
     "scores.learner": COMPACT,
     "optout.state": COMPACT,
     "control.recompute": {},  # recompute ticks, one per partition
+    "control.erasure": {},  # erasure requests, keyed tenant:user (or tenant:anonymous_id)
     "reports.ready": {},  # export finished (Avro, schemas/avro/reports_ready.v1.avsc)
 }
 

@@ -42,6 +42,7 @@ from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
 from streams.checkpoint import RECORDS_OUT, Checkpoint
+from streams.erasure import Eraser
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise, origin_headers
@@ -64,7 +65,9 @@ def _headers(msg) -> list[tuple[str, bytes]]:
     return list(h.items()) if isinstance(h, dict) else list(h)
 
 
-INPUT_TOPICS = ("events.raw", "events.attributed", "identity.links", "control.recompute")
+INPUT_TOPICS = (
+    "events.raw", "events.attributed", "identity.links", "control.recompute", "control.erasure",
+)  # fmt: skip
 
 
 @dataclass
@@ -79,6 +82,7 @@ class Topics:
     scores: faust.TopicT
     optout: faust.TopicT
     ticks: faust.TopicT
+    erasure: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -92,6 +96,7 @@ class Topics:
             topic("events.attributed"), topic("identity.links"), topic("events.clean"),
             topic("aggregates.learner_daily"), topic("aggregates.program_weekly"),
             topic("scores.learner"), topic("optout.state"), topic("control.recompute"),
+            topic("control.erasure"),
         )  # fmt: skip
 
 
@@ -162,6 +167,19 @@ class Outputs:
         # each commit waits for these too (streams/rdkafka_producer.py).
         self.app.producer.produce(topic, key.encode(), orjson.dumps(value), headers=headers)
         RECORDS_OUT.labels(topic).inc()
+
+    def send_now(self, t: faust.TopicT, key: str, value: dict) -> None:
+        self._produce(t.get_topic_name(), key, value, origin_headers())
+
+    def tombstone(self, t: faust.TopicT, key: str) -> None:
+        """Delete ``key`` from a compacted topic."""
+        topic = t.get_topic_name()
+        self.app.producer.produce(topic, key.encode(), None, headers=origin_headers())
+        RECORDS_OUT.labels(topic).inc()
+
+    def forget_learner(self, partition: int, tenant: str, user: str) -> None:
+        """No live score for an erased learner at the next checkpoint."""
+        self._scores = {k for k in self._scores if k[:3] != (partition, tenant, user)}
 
     def hold(self, t: faust.TopicT, key: str, row: dict, partition: int, row_id: str) -> None:
         """Send ``row`` at the checkpoint unless a newer one of ``row_id`` replaces it."""
@@ -317,7 +335,8 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     # Every agent applies its partitions strictly in order, acking by hand
     # (see streams/ordering.py): the idempotent state depends on it.
     in_order = InOrder(app, bootstrap, app.checkpoint)
-    watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links)}
+    watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links,
+                                            topics.erasure)}  # fmt: skip
 
     @app.timer(interval=STALL_CHECK_S)
     async def watch_progress() -> None:
@@ -349,6 +368,12 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     @app.agent(topics.links)
     async def process_links(stream):
         await in_order.consume(stream, lambda e: out.forward_pending(e.value, e.message.offset))
+
+    eraser = Eraser(topics, tables, out)
+
+    @app.agent(topics.erasure)
+    async def process_erasure(stream):
+        await in_order.consume(stream, lambda e: eraser.apply(e.value, e.message.partition))
 
     @app.agent(topics.ticks)
     async def process_ticks(stream):

@@ -4,8 +4,12 @@ opt-out state, notification data and the files the user exported — unless a
 legal hold covers any of it, then the whole request is refused with the
 reason. Either way the request and its outcome are recorded and audited.
 
-Not covered here: the stream worker's own state (RocksDB tables and their
-changelog topics) and Kafka topic retention; see docs/governance.md, Legal hold and retention.
+The stream worker's own state goes through Kafka: ``publish`` hands the
+request to it first (streams/erasure.py: its tables, their changelogs and
+the compacted topics keyed by the learner), so a request Kafka did not take
+deletes nothing and can be sent again. Kafka topics that are not compacted
+(raw and clean events) age out with their retention; see
+docs/governance.md, Legal hold and retention.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -70,12 +75,15 @@ def erase_user(
     user_id: str,
     actor_id: str,
     actor_role: str,
+    publish: Callable[[str, str, str], None] | None = None,
 ) -> Erasure:
     req = Erasure("dr_" + uuid.uuid4().hex[:12], tenant_id, user_id, "completed")
     reason = _why_held(store, tenant_id, user_id)
     if reason:
         req.status, req.reason = "refused", reason
     else:
+        if publish is not None:  # (tenant, user, request id) to the stream worker
+            publish(tenant_id, user_id, req.request_id)
         p = {"t": tenant_id, "u": user_id}
         anon = (
             "anonymous_id IN (SELECT anonymous_id FROM identity_links"
