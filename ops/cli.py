@@ -22,7 +22,14 @@ from ops.settings import get_settings
 def cmd_up(args: argparse.Namespace) -> int:
     from ops.stack import up
 
-    return up(get_settings(), demo=not args.no_demo)
+    return up(get_settings(), demo=not args.no_demo, workers=args.workers, brokers=args.brokers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import main
+
+    main()
+    return 0
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
@@ -232,7 +239,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole local stack in the foreground")
     up.add_argument("--no-demo", action="store_true", help="do not stream demo telemetry")
+    up.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="stream workers in one consumer group (each its own WORKER_ID and state)",
+    )  # fmt: skip
+    up.add_argument(
+        "--brokers", type=int, default=None, metavar="N",
+        help="size of the local Kafka cluster when up creates it (1); kept across restarts",
+    )  # fmt: skip
     up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser(
+        "worker", help="run one stream worker (KAFKA_BOOTSTRAP, WORKER_ID; what other hosts run)"
+    )
+    worker.set_defaults(func=cmd_worker)
 
     tenant = sub.add_parser("tenant", help="manage tenants")
     tsub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")

@@ -220,7 +220,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(
         "0",
         alias="WORKER_ID",
-        description="Stable id of this worker in its consumer group (static membership).",
+        description="Stable id of this worker in its consumer group (static membership) and "
+        "the name of its state directory (`state/worker-<id>` under the run directory); "
+        "every worker of a group needs its own.",
     )
     log_format: Literal["json", "plain"] = Field(
         "json",
@@ -304,7 +306,9 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        return self.run_dir / "state"
+        """This worker's own RocksDB: workers sharing a run directory never
+        share state, nor its clean-shutdown marker."""
+        return self.run_dir / "state" / f"worker-{self.worker_id}"
 
     @property
     def export_path(self) -> Path:

@@ -7,6 +7,10 @@ and every table key is only ever touched by one partition):
   events.attributed   opt-out → enrich → emit   (anonymous events, now a user's)
   identity.links      remember the link; forward the visitor's pending events
   control.recompute   nightly/on-demand score snapshot + dedupe sweep
+  control.erasure     a learner's (or a visitor's) erasure (streams/erasure.py)
+
+Several workers share the partitions through the consumer group, each with
+its own WORKER_ID and state directory (docs/streams.md, Scaling out).
 
 Delivery is at least once (Faust flushes every send before it commits an
 offset); every state update is idempotent per source offset and every
@@ -34,10 +38,12 @@ import orjson
 from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
 from faust.exceptions import PartitionsMismatch
+from faust.types import TP
 from mode import Worker
 
 from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
+from ops.topics import durability
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
@@ -335,6 +341,7 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     # Every agent applies its partitions strictly in order, acking by hand
     # (see streams/ordering.py): the idempotent state depends on it.
     in_order = InOrder(app, bootstrap, app.checkpoint)
+    _follow_rebalances(app, in_order)
     watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links,
                                             topics.erasure)}  # fmt: skip
 
@@ -391,8 +398,35 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
 
     @app.crontab(settings.recompute_cron, timezone=UTC)
     async def nightly_recompute() -> None:
+        # Every worker runs this crontab; one sends the ticks: whoever owns
+        # the first partition of the ticks topic. Each tick is then applied
+        # by the owner of its partition.
+        if TP(topics.ticks.get_topic_name(), 0) not in app.consumer.assignment():
+            return
         yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
         request_recompute(bootstrap, settings, yesterday)
+
+
+def _follow_rebalances(app: faust.App, in_order: InOrder) -> None:
+    """A partition this worker keeps keeps everything pending for it (state,
+    held rows, the offset expected next: they agree with each other); one
+    it lost forgets all of it, since its next owner processes again what
+    was not committed. Faust revokes everything at each rebalance, so
+    "lost" is known only once the new assignment is."""
+    revoked: set[TP] = set()
+
+    async def on_revoked(sender: Any, tps: set[TP], **kwargs: Any) -> None:
+        revoked.update(tps)
+
+    async def on_assigned(sender: Any, tps: set[TP], **kwargs: Any) -> None:
+        lost = revoked - tps
+        revoked.clear()
+        in_order.forget(lost)
+        kept = {tp.partition for tp in tps}
+        app.checkpoint.drop_partitions({tp.partition for tp in lost} - kept)
+
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
 
 
 async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
@@ -417,8 +451,11 @@ def ensure_changelogs(app: faust.App, bootstrap: str, settings: Settings) -> Non
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     names = [t.changelog_topic.get_topic_name() for t in app.tables.values()]
     existing = set(admin.list_topics(timeout=10).topics)
+    replicas, safety = durability(admin)
     new = [
-        NewTopic(n, settings.topic_partitions, 1, config={"cleanup.policy": "compact"})
+        NewTopic(
+            n, settings.topic_partitions, replicas, config={"cleanup.policy": "compact", **safety}
+        )  # fmt: skip
         for n in names
         if n not in existing
     ]
@@ -523,6 +560,19 @@ def discard_state_after_crash(state_dir: Path) -> bool:
     return False
 
 
+def adopt_unnamed_state(settings: Settings) -> None:
+    """A run directory from before workers had their own state directories
+    holds one worker's state straight under ``state/``: it is worker 0's."""
+    root = settings.state_dir.parent
+    if settings.worker_id != "0" or settings.state_dir.exists() or not root.is_dir():
+        return
+    unnamed = [p for p in root.iterdir() if not p.name.startswith("worker-")]
+    if unnamed:
+        settings.state_dir.mkdir(parents=True)
+        for p in unnamed:
+            p.rename(settings.state_dir / p.name)
+
+
 def main() -> None:
     settings = get_settings()
     setup_logging("worker", settings, logging.WARNING)
@@ -534,6 +584,7 @@ def main() -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    adopt_unnamed_state(settings)
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)
