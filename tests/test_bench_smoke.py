@@ -14,7 +14,7 @@ import pytest
 
 from ops.settings import PROJECT_ROOT
 
-SCENARIOS = ("ingest", "stream", "freshness", "query", "memory")
+SCENARIOS = ("ingest", "stream", "scale", "freshness", "query", "memory")
 
 
 @pytest.mark.timeout(450)
@@ -43,3 +43,5 @@ def test_bench_small_writes_ratios(kafka_bootstrap: str, tmp_path: Path) -> None
     assert results["export"]["skipped"]
     stream = results["stream"]["details"]
     assert stream["complete"] and stream["learner_daily_totals_match"]
+    scale = results["scale"]["details"]
+    assert scale["complete"] and scale["totals_match"]
