@@ -150,19 +150,37 @@ class ServerStore:
     kind = "server"
 
     def __init__(self, url: str) -> None:
-        import clickhouse_connect
+        self._url = urlparse(url)
+        # One client per thread (the sink's, the jobs', the API's pool): a
+        # clickhouse-connect client is not safe for concurrent use, and a
+        # shared session id makes the server refuse concurrent queries
+        # ("session is locked"). No session: nothing here needs one.
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
 
-        u = urlparse(url)
-        self._client = clickhouse_connect.get_client(
-            host=u.hostname or "localhost",
-            port=u.port or (8443 if u.scheme == "https" else 8123),
-            username=u.username or "default",
-            password=u.password or "",
-            database=(u.path or "/").strip("/") or "default",
-            secure=u.scheme == "https",
-            # JSONEachRow output keeps both engines' results identical.
-            settings={"output_format_json_quote_64bit_integers": 0},
-        )
+    @property
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import clickhouse_connect
+
+            u = self._url
+            client = clickhouse_connect.get_client(
+                host=u.hostname or "localhost",
+                port=u.port or (8443 if u.scheme == "https" else 8123),
+                username=u.username or "default",
+                password=u.password or "",
+                database=(u.path or "/").strip("/") or "default",
+                secure=u.scheme == "https",
+                autogenerate_session_id=False,
+                # JSONEachRow output keeps both engines' results identical.
+                settings={"output_format_json_quote_64bit_integers": 0},
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
@@ -189,7 +207,10 @@ class ServerStore:
         return bool(self._client.ping())
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
 
 def open_store(clickhouse_url: str | None, chdb_path: Path) -> Store:
