@@ -90,6 +90,7 @@ class AppContext:
 
     def start_jobs(self) -> Scheduler:
         """Resume unfinished exports and start the export sweep and the purge."""
+        from api.retention.erasure import settle_erasures
         from api.retention.purge import purge_due
 
         s = self.settings
@@ -103,10 +104,21 @@ class AppContext:
                     s.purge_check_s,
                     lambda: purge_due(self.store, s, self.objects),
                 ),
+                Periodic(
+                    "erasure second pass",
+                    max(1.0, s.erasure_settle_s / 4),
+                    lambda: settle_erasures(self.store, self.publish_erasure, s.erasure_settle_s),
+                ),
             ]
         )
         self.scheduler.start()
         return self.scheduler
+
+    def publish_erasure(self, tenant_id: str, user_id: str, request_id: str) -> None:
+        """Hand an erasure to the stream worker (acknowledged by Kafka, or raise)."""
+        from streams.erasure import request_erasure
+
+        request_erasure(self.kafka_bootstrap, self.settings, tenant_id, user_id, request_id)
 
     def start_lag_monitor(self) -> LagMonitor:
         self.lag = LagMonitor(self.kafka_bootstrap, self.settings, self.settings.lag_poll_s)

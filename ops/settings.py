@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         alias="PURGE_CHECK_S",
         description="How often the scheduler looks for tenants whose purge is due (s).",
     )
+    erasure_settle_s: float = Field(
+        600,
+        gt=0,
+        alias="ERASURE_SETTLE_S",
+        description="When an erasure's second pass runs (s after the request): the user's "
+        "events still in the worker or the sink at the request have landed by then.",
+    )
     aggregate_retention_days: int = Field(
         5 * 365,
         alias="AGGREGATE_RETENTION_DAYS",

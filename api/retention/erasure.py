@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.audit.chain import audit
@@ -34,7 +34,7 @@ class Erasure:
     request_id: str
     tenant_id: str
     user_id: str
-    status: str  # completed | refused
+    status: str  # completed | refused, then settled (the second pass)
     reason: str = ""
     removed: dict[str, int] = field(default_factory=dict)
 
@@ -67,6 +67,27 @@ def _why_held(store: Store, tenant_id: str, user_id: str) -> str:
     return ""
 
 
+# Each table's rows of one user; events first: its condition reads identity_links.
+_ANON = (
+    "anonymous_id IN (SELECT anonymous_id FROM identity_links"
+    " WHERE tenant_id = {t:String} AND user_id = {u:String})"
+)
+_USER = "tenant_id = {t:String} AND user_id = {u:String}"
+TARGETS = {
+    "events": "tenant_id = {t:String} AND (learner_id = {u:String} OR user_id = {u:String} OR "
+    + _ANON
+    + ")",
+    "identity_links": _USER,
+    "learner_daily": _USER,
+    "learner_scores": _USER,
+    "optout_state": _USER,
+    "notifications": _USER,
+    "notification_prefs": _USER,
+}
+
+Publish = Callable[[str, str, str], None]  # (tenant, user, request id) to the stream worker
+
+
 def erase_user(
     store: Store,
     objects: ObjectStore | None,
@@ -75,64 +96,18 @@ def erase_user(
     user_id: str,
     actor_id: str,
     actor_role: str,
-    publish: Callable[[str, str, str], None] | None = None,
+    publish: Publish | None = None,
 ) -> Erasure:
     req = Erasure("dr_" + uuid.uuid4().hex[:12], tenant_id, user_id, "completed")
     reason = _why_held(store, tenant_id, user_id)
     if reason:
         req.status, req.reason = "refused", reason
     else:
-        if publish is not None:  # (tenant, user, request id) to the stream worker
+        if publish is not None:
             publish(tenant_id, user_id, req.request_id)
-        p = {"t": tenant_id, "u": user_id}
-        anon = (
-            "anonymous_id IN (SELECT anonymous_id FROM identity_links"
-            " WHERE tenant_id = {t:String} AND user_id = {u:String})"
-        )
-        targets = {
-            "events": "tenant_id = {t:String} AND (learner_id = {u:String}"
-            " OR user_id = {u:String} OR " + anon + ")",
-            "identity_links": "tenant_id = {t:String} AND user_id = {u:String}",
-            "learner_daily": "tenant_id = {t:String} AND user_id = {u:String}",
-            "learner_scores": "tenant_id = {t:String} AND user_id = {u:String}",
-            "optout_state": "tenant_id = {t:String} AND user_id = {u:String}",
-            "notifications": "tenant_id = {t:String} AND user_id = {u:String}",
-            "notification_prefs": "tenant_id = {t:String} AND user_id = {u:String}",
-        }
-        # events first: its condition reads identity_links
-        for table, where in targets.items():
-            n = _n(store, f"{table} WHERE {where}", p)
-            if n:
-                store.command(
-                    f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", p
-                )
-            req.removed[table] = n
-        repo = ExportRepo(store)
-        files = 0
-        for e in repo.where(
-            "tenant_id = {t:String} AND requested_by = {u:String} AND status != 'purged'", p
-        ):
-            if objects is not None and e.object_key:
-                objects.delete(e.object_key)
-            repo.update(e, status="purged")
-            files += 1
-        req.removed["export_files"] = files
-    store.insert(
-        "deletion_requests",
-        [
-            {
-                "request_id": req.request_id,
-                "tenant_id": tenant_id,
-                "user_id": user_id,
-                "requested_by": actor_id,
-                "status": req.status,
-                "reason": req.reason,
-                "removed": json.dumps(req.removed, sort_keys=True),
-                "created_at": datetime.now(UTC),
-                "version": time.time_ns(),
-            }
-        ],
-    )
+        req.removed = _delete_rows(store, tenant_id, user_id)
+        req.removed["export_files"] = _purge_exports(store, objects, tenant_id, user_id)
+    _record(store, req, actor_id, datetime.now(UTC))
     audit(
         store,
         tenant_id=tenant_id,
@@ -144,3 +119,86 @@ def erase_user(
         detail={"request_id": req.request_id, "reason": req.reason, "removed": req.removed},
     )
     return req
+
+
+def settle_erasures(
+    store: Store, publish: Publish | None, settle_s: float, now: datetime | None = None
+) -> int:
+    """The second pass of every erasure completed ``settle_s`` ago: events of
+    the user accepted before the request may still have been in the worker
+    or the sink then, and landed after it. Once they have (the settle time
+    is well above the pipeline's lag), the worker gets the request again
+    and the same rows are deleted again; the request becomes ``settled``."""
+    now = now or datetime.now(UTC)
+    due = store.query(
+        "SELECT request_id, tenant_id, user_id, requested_by, created_at"
+        " FROM deletion_requests FINAL WHERE status = 'completed'"
+        " AND created_at <= {cut:DateTime64(3, 'UTC')}",
+        {"cut": (now - timedelta(seconds=settle_s)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]},
+    )
+    for row in due:
+        req = Erasure(row["request_id"], row["tenant_id"], row["user_id"], "settled")
+        req.reason = _why_held(store, req.tenant_id, req.user_id)  # a hold placed since
+        if not req.reason:
+            if publish is not None:
+                publish(req.tenant_id, req.user_id, req.request_id)
+            req.removed = _delete_rows(store, req.tenant_id, req.user_id)
+        created = datetime.fromisoformat(str(row["created_at"]).replace(" ", "T"))
+        _record(store, req, row["requested_by"], created.replace(tzinfo=UTC))
+        audit(
+            store,
+            tenant_id=req.tenant_id,
+            actor_id="system",
+            actor_role="system",
+            action="erasure.settle",
+            resource=f"user:{req.user_id}",
+            outcome="refused" if req.reason else "ok",
+            detail={"request_id": req.request_id, "reason": req.reason, "removed": req.removed},
+        )
+    return len(due)
+
+
+def _delete_rows(store: Store, tenant_id: str, user_id: str) -> dict[str, int]:
+    p = {"t": tenant_id, "u": user_id}
+    removed = {}
+    for table, where in TARGETS.items():
+        n = _n(store, f"{table} WHERE {where}", p)
+        if n:
+            store.command(
+                f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", p
+            )
+        removed[table] = n
+    return removed
+
+
+def _purge_exports(store: Store, objects: ObjectStore | None, tenant_id: str, user_id: str) -> int:
+    repo = ExportRepo(store)
+    files = 0
+    for e in repo.where(
+        "tenant_id = {t:String} AND requested_by = {u:String} AND status != 'purged'",
+        {"t": tenant_id, "u": user_id},
+    ):
+        if objects is not None and e.object_key:
+            objects.delete(e.object_key)
+        repo.update(e, status="purged")
+        files += 1
+    return files
+
+
+def _record(store: Store, req: Erasure, requested_by: str, created_at: datetime) -> None:
+    store.insert(
+        "deletion_requests",
+        [
+            {
+                "request_id": req.request_id,
+                "tenant_id": req.tenant_id,
+                "user_id": req.user_id,
+                "requested_by": requested_by,
+                "status": req.status,
+                "reason": req.reason,
+                "removed": json.dumps(req.removed, sort_keys=True),
+                "created_at": created_at,
+                "version": time.time_ns(),
+            }
+        ],
+    )

@@ -22,7 +22,6 @@ from api.retention.policies import PolicyError, effective, set_policy
 from api.retention.purge import cadence, last_purge, set_cadence
 from api.routes.org import _tenant
 from api.routes.reports import ERRORS, deny
-from streams.erasure import request_erasure
 
 router = APIRouter(prefix="/v1/governance", tags=["governance"])
 admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
@@ -182,7 +181,7 @@ async def deletion_request(body: ErasureIn, ctx: Ctx, principal: CurrentPrincipa
             user_id=body.user_id,
             actor_id=principal.user_id or "",
             actor_role=principal.role,
-            publish=lambda t, u, rid: request_erasure(ctx.kafka_bootstrap, ctx.settings, t, u, rid),
+            publish=ctx.publish_erasure,
         )
     )
     if r.status == "refused":
