@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.audit.chain import AuditUnavailable
 from api.context import AppContext
 from api.cors import BrowserCors
 from api.http_metrics import HttpMetrics
@@ -52,4 +54,14 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.add_exception_handler(AuditUnavailable, _audit_unavailable)
     return app
+
+
+async def _audit_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # audit or nothing: the change was not made, so retrying is safe
+    return JSONResponse(
+        {"detail": f"{exc}; nothing was changed, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
