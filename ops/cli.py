@@ -207,6 +207,19 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import lock
+
+    if args.action == "lock":
+        for name in lock.lock():
+            print(f"locked {name}")
+    problems = lock.check()
+    for problem in problems:
+        print(f"SCHEMA DRIFT {problem}", file=sys.stderr)
+    print(f"{len(lock.read_lock())} published schema version(s), {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def cmd_recompute(args: argparse.Namespace) -> int:
     from datetime import date
 
@@ -325,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drep.add_argument("--dry-run", action="store_true", help="count, produce nothing")
     drep.set_defaults(func=cmd_dlq)
+
+    sch = sub.add_parser("schemas", help="the lock of published Avro schema fingerprints")
+    sch.add_argument(
+        "action",
+        choices=["check", "lock"],
+        help="check: exit 1 if a published version changed; lock: add new versions",
+    )
+    sch.set_defaults(func=cmd_schemas)
 
     bench = sub.add_parser(
         "bench",
