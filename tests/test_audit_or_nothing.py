@@ -103,7 +103,9 @@ def test_a_refused_audit_row_refuses_the_change(api, store):
 
     assert [r.status_code for r in refused] == [503] * len(refused), [r.text for r in refused]
     assert all(r.headers["Retry-After"] for r in refused)
-    assert "nothing was changed" in refused[0].json()["detail"]
+    detail = refused[0].json()["detail"]
+    assert "legal_hold.place not done" in detail and "nothing was changed" in detail
+    assert "Constraint" not in detail and "refuse_all" not in detail  # no store internals
     assert denied.status_code == 403
     assert [_count(store, q, tid) for q in tables] == before
     assert _count(store, AUDIT, tid) == audit_rows

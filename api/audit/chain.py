@@ -244,7 +244,9 @@ def audit(
         if outcome in REFUSALS:
             log.exception("audit write failed (refusal %s stands)", action)
             return
-        raise AuditUnavailable(f"audit log unavailable, {action} not done: {exc}") from exc
+        # the store's own error stays in the log: callers learn only what matters to them
+        log.error("audit write for %s refused by the store: %s", action, exc)
+        raise AuditUnavailable(f"audit log unavailable, {action} not done") from exc
 
 
 @contextmanager
