@@ -26,6 +26,7 @@ up: install kafka
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/skillstream schemas check
 
 # The browser SDK: build dist/ (ES module + IIFE) and run its unit tests (node's own runner).
 NODE ?= node

@@ -11,6 +11,7 @@ import re
 import secrets
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -45,8 +46,12 @@ class TenantRegistry:
         self._by_key_hash: dict[str, Tenant] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str) -> tuple[Tenant, str]:
-        """Create a tenant; return it with its write key (shown once, never stored)."""
+    def create(
+        self, name: str, before_insert: Callable[[Tenant], None] | None = None
+    ) -> tuple[Tenant, str]:
+        """Create a tenant; return it with its write key (shown once, never
+        stored). ``before_insert`` (the audit row) runs first: if it raises,
+        no tenant and no key exist."""
         if not _NAME.match(name):
             raise TenantError("tenant name: 1-63 characters, letters, digits, space, '_', '.', '-'")
         with self._lock:
@@ -60,6 +65,8 @@ class TenantRegistry:
                 pii_salt=secrets.token_hex(32),
                 capabilities=DEFAULT_CAPABILITIES,
             )
+            if before_insert is not None:
+                before_insert(tenant)
             self.store.insert(
                 "tenants",
                 [

@@ -205,9 +205,26 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(dlq.format_table(letters))
         print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     else:
-        n = dlq.replay(_bootstrap(), topic, step=args.step, dry_run=args.dry_run)
-        print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
+        rep = dlq.replay_report(_bootstrap(), topic, step=args.step, dry_run=args.dry_run)
+        if rep.no_source:
+            print(
+                f"{rep.no_source} letter(s) name no source topic: not replayable", file=sys.stderr
+            )
+        print(f"{'would replay' if args.dry_run else 'replayed'} {rep.replayed} dead letter(s)")
     return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import lock
+
+    if args.action == "lock":
+        for name in lock.lock():
+            print(f"locked {name}")
+    problems = lock.check()
+    for problem in problems:
+        print(f"SCHEMA DRIFT {problem}", file=sys.stderr)
+    print(f"{len(lock.read_lock())} published schema version(s), {len(problems)} problem(s)")
+    return 1 if problems else 0
 
 
 def cmd_recompute(args: argparse.Namespace) -> int:
@@ -334,9 +351,21 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--limit", type=int, default=None, help="show at most N")
     dlist.set_defaults(func=cmd_dlq)
     drep = dsub.add_parser("replay", help="re-produce dead letters to their source topic, once")
-    drep.add_argument("--step", default=None, help="only letters that failed in this step")
+    drep.add_argument(
+        "--step",
+        default=None,
+        help="only letters that failed in this step (others stay replayable)",
+    )
     drep.add_argument("--dry-run", action="store_true", help="count, produce nothing")
     drep.set_defaults(func=cmd_dlq)
+
+    sch = sub.add_parser("schemas", help="the lock of published Avro schema fingerprints")
+    sch.add_argument(
+        "action",
+        choices=["check", "lock"],
+        help="check: exit 1 if a published version changed; lock: add new versions",
+    )
+    sch.set_defaults(func=cmd_schemas)
 
     bench = sub.add_parser(
         "bench",

@@ -163,6 +163,17 @@ class Settings(BaseSettings):
         alias="INGEST_MAX_BODY_BYTES",
         description="Largest batch body (413 above).",
     )
+    http_drain_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        alias="HTTP_DRAIN_MAX_BYTES",
+        description="Most body bytes read and dropped before an early answer (a 413), so a "
+        "client that writes its whole body first gets the answer, not a reset.",
+    )
+    http_drain_timeout_s: float = Field(
+        30.0,
+        alias="HTTP_DRAIN_TIMEOUT_S",
+        description="Longest time spent draining one body before an early answer.",
+    )
     ingest_max_batch_events: int = Field(
         1000, alias="INGEST_MAX_BATCH_EVENTS", description="Most events in one batch (413 above)."
     )

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.audit.chain import audit
+from api.audit.chain import audit, audit_first
 from api.exports import sources
 from api.exports.csv_writer import write_csv
 from api.exports.model import LIVE, Export, ExportRepo
@@ -169,16 +169,8 @@ class ExportRunner:
                 n = self._pdf(path, e, p, scope, cols, rows)
             key = f"{e.tenant_id}/{e.export_id}.{e.format}"
             size = self.objects.put_file(key, path, CONTENT_TYPES[e.format])
-        now = datetime.now(UTC)
-        e = self.repo.update(
-            e,
-            status="written",
-            object_key=key,
-            rows=n,
-            bytes=size,
-            finished_at=now,
-            link_expires_at=now + timedelta(seconds=s.export_link_ttl_s),
-        )
+        # on record before the export can hand out a link (audit or nothing:
+        # a failure here fails the export; the sweep removes its object)
         audit(
             self.store,
             tenant_id=e.tenant_id,
@@ -189,7 +181,16 @@ class ExportRunner:
             outcome="ok",
             detail={"rows": n, "bytes": size, "report": e.report, "format": e.format},
         )
-        return e
+        now = datetime.now(UTC)
+        return self.repo.update(
+            e,
+            status="written",
+            object_key=key,
+            rows=n,
+            bytes=size,
+            finished_at=now,
+            link_expires_at=now + timedelta(seconds=s.export_link_ttl_s),
+        )
 
     def _pdf(
         self,
@@ -256,9 +257,7 @@ class ExportRunner:
         now = now or datetime.now(UTC)
         expired = 0
         for e in self.repo.lapsed(now):
-            self.objects.delete(e.object_key)
-            self.repo.update(e, status="expired")
-            audit(
+            with audit_first(
                 self.store,
                 tenant_id=e.tenant_id,
                 actor_id="system",
@@ -267,7 +266,9 @@ class ExportRunner:
                 resource=f"export:{e.export_id}",
                 outcome="ok",
                 detail={"object_key": e.object_key},
-            )
+            ):
+                self.objects.delete(e.object_key)
+                self.repo.update(e, status="expired")
             expired += 1
         return {"expired": expired, "orphans": self.delete_orphans()}
 

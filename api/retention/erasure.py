@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.audit.chain import audit
+from api.audit.chain import audit, audit_first
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
 from api.retention.holds import held_sql, list_holds
@@ -98,26 +98,27 @@ def erase_user(
     actor_role: str,
     publish: Publish | None = None,
 ) -> Erasure:
+    """Audit or nothing: the audit row (with what matched) goes first; if it
+    cannot be written, nothing is deleted."""
     req = Erasure("dr_" + uuid.uuid4().hex[:12], tenant_id, user_id, "completed")
-    reason = _why_held(store, tenant_id, user_id)
-    if reason:
-        req.status, req.reason = "refused", reason
-    else:
+    row = {"tenant_id": tenant_id, "actor_id": actor_id, "actor_role": actor_role,
+           "action": "erasure.request", "resource": f"user:{user_id}"}  # fmt: skip
+    req.reason = _why_held(store, tenant_id, user_id)
+    if req.reason:
+        req.status = "refused"
+        _record(store, req, actor_id, datetime.now(UTC))
+        audit(store, **row, outcome="refused",
+              detail={"request_id": req.request_id, "reason": req.reason})  # fmt: skip
+        return req
+    req.removed = _count_rows(store, tenant_id, user_id)
+    req.removed["export_files"] = len(_live_exports(store, tenant_id, user_id))
+    with audit_first(store, **row, outcome="ok",
+                     detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
         if publish is not None:
             publish(tenant_id, user_id, req.request_id)
-        req.removed = _delete_rows(store, tenant_id, user_id)
-        req.removed["export_files"] = _purge_exports(store, objects, tenant_id, user_id)
-    _record(store, req, actor_id, datetime.now(UTC))
-    audit(
-        store,
-        tenant_id=tenant_id,
-        actor_id=actor_id,
-        actor_role=actor_role,
-        action="erasure.request",
-        resource=f"user:{user_id}",
-        outcome="ok" if req.status == "completed" else "refused",
-        detail={"request_id": req.request_id, "reason": req.reason, "removed": req.removed},
-    )
+        _delete_rows(store, tenant_id, user_id, req.removed)
+        _purge_exports(store, objects, tenant_id, user_id)
+        _record(store, req, actor_id, datetime.now(UTC))
     return req
 
 
@@ -136,53 +137,59 @@ def settle_erasures(
         " AND created_at <= {cut:DateTime64(3, 'UTC')}",
         {"cut": (now - timedelta(seconds=settle_s)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]},
     )
-    for row in due:
-        req = Erasure(row["request_id"], row["tenant_id"], row["user_id"], "settled")
-        req.reason = _why_held(store, req.tenant_id, req.user_id)  # a hold placed since
-        if not req.reason:
-            if publish is not None:
-                publish(req.tenant_id, req.user_id, req.request_id)
-            req.removed = _delete_rows(store, req.tenant_id, req.user_id)
-        created = datetime.fromisoformat(str(row["created_at"]).replace(" ", "T"))
-        _record(store, req, row["requested_by"], created.replace(tzinfo=UTC))
-        audit(
-            store,
-            tenant_id=req.tenant_id,
-            actor_id="system",
-            actor_role="system",
-            action="erasure.settle",
-            resource=f"user:{req.user_id}",
-            outcome="refused" if req.reason else "ok",
-            detail={"request_id": req.request_id, "reason": req.reason, "removed": req.removed},
-        )
+    for due_row in due:
+        _settle(store, publish, due_row)
     return len(due)
 
 
-def _delete_rows(store: Store, tenant_id: str, user_id: str) -> dict[str, int]:
+def _settle(store: Store, publish: Publish | None, due: dict[str, Any]) -> None:
+    req = Erasure(due["request_id"], due["tenant_id"], due["user_id"], "settled")
+    created = datetime.fromisoformat(str(due["created_at"]).replace(" ", "T")).replace(tzinfo=UTC)
+    row = {"tenant_id": req.tenant_id, "actor_id": "system", "actor_role": "system",
+           "action": "erasure.settle", "resource": f"user:{req.user_id}"}  # fmt: skip
+    req.reason = _why_held(store, req.tenant_id, req.user_id)  # a hold placed since
+    if req.reason:
+        _record(store, req, due["requested_by"], created)
+        audit(store, **row, outcome="refused",
+              detail={"request_id": req.request_id, "reason": req.reason})  # fmt: skip
+        return
+    req.removed = _count_rows(store, req.tenant_id, req.user_id)
+    with audit_first(store, **row, outcome="ok",
+                     detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
+        if publish is not None:
+            publish(req.tenant_id, req.user_id, req.request_id)
+        _delete_rows(store, req.tenant_id, req.user_id, req.removed)
+        _record(store, req, due["requested_by"], created)
+
+
+def _count_rows(store: Store, tenant_id: str, user_id: str) -> dict[str, int]:
     p = {"t": tenant_id, "u": user_id}
-    removed = {}
+    return {table: _n(store, f"{table} WHERE {where}", p) for table, where in TARGETS.items()}
+
+
+def _delete_rows(store: Store, tenant_id: str, user_id: str, counted: dict[str, int]) -> None:
+    # in TARGETS' order: the events' condition reads identity_links
     for table, where in TARGETS.items():
-        n = _n(store, f"{table} WHERE {where}", p)
-        if n:
+        if counted.get(table):
             store.command(
-                f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", p
+                f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1",
+                {"t": tenant_id, "u": user_id},
             )
-        removed[table] = n
-    return removed
 
 
-def _purge_exports(store: Store, objects: ObjectStore | None, tenant_id: str, user_id: str) -> int:
-    repo = ExportRepo(store)
-    files = 0
-    for e in repo.where(
+def _live_exports(store: Store, tenant_id: str, user_id: str) -> list[Any]:
+    return ExportRepo(store).where(
         "tenant_id = {t:String} AND requested_by = {u:String} AND status != 'purged'",
         {"t": tenant_id, "u": user_id},
-    ):
+    )
+
+
+def _purge_exports(store: Store, objects: ObjectStore | None, tenant_id: str, user_id: str) -> None:
+    repo = ExportRepo(store)
+    for e in _live_exports(store, tenant_id, user_id):
         if objects is not None and e.object_key:
             objects.delete(e.object_key)
         repo.update(e, status="purged")
-        files += 1
-    return files
 
 
 def _record(store: Store, req: Erasure, requested_by: str, created_at: datetime) -> None:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.audit.chain import audit_as
+from api.audit.chain import as_row, audit_first, audit_or_undo
 from api.deps import Ctx, CurrentPrincipal
 from api.notify.config import ConfigError, add_webhook, remove_webhook, set_prefs, webhooks
 from api.notify.config import get_prefs as load_prefs
@@ -87,6 +87,7 @@ async def get_prefs(ctx: Ctx, principal: CurrentPrincipal) -> dict:
 async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dict:
     """Email opt-in / opt-out (audited)."""
     me = _me(principal)
+    before = await run_in_threadpool(load_prefs, ctx.store, principal.tenant_id, me)
     try:
         p = await run_in_threadpool(
             set_prefs, ctx.store, principal.tenant_id, me, body.email, body.email_opt_in
@@ -94,9 +95,12 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_as(
+        lambda: audit_or_undo(
             ctx.store,
-            principal,
+            lambda: set_prefs(
+                ctx.store, principal.tenant_id, me, before.email, before.email_opt_in
+            ),
+            **as_row(principal),
             action="notify.email_opt_in" if p.email_opt_in else "notify.email_opt_out",
             resource=f"user:{me}",
             outcome="ok",
@@ -121,10 +125,10 @@ async def create_webhook(body: WebhookIn, ctx: Ctx, principal: CurrentPrincipal)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_as(
+        lambda: audit_or_undo(
             ctx.store,
-            principal,
-            tenant_id=tenant,
+            lambda: remove_webhook(ctx.store, tenant, hook.webhook_id, principal.user_id or ""),
+            **as_row(principal, tenant),
             action="webhook.create",
             resource=f"webhook:{hook.webhook_id}",
             outcome="ok",
@@ -148,22 +152,24 @@ async def delete_webhook(
     ctx: Ctx, principal: CurrentPrincipal, webhook_id: str, tenant_id: str | None = None
 ) -> dict:
     tenant = _tenant(ctx, principal, tenant_id, "webhook.delete")
-    try:
-        await run_in_threadpool(
-            remove_webhook, ctx.store, tenant, webhook_id, principal.user_id or ""
-        )
-    except ConfigError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    await run_in_threadpool(
-        lambda: audit_as(
+    known = await run_in_threadpool(webhooks, ctx.store, tenant)
+    if webhook_id not in {h.webhook_id for h in known}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook {webhook_id!r}")
+
+    def delete() -> None:
+        with audit_first(
             ctx.store,
-            principal,
-            tenant_id=tenant,
+            **as_row(principal, tenant),
             action="webhook.delete",
             resource=f"webhook:{webhook_id}",
             outcome="ok",
-        )
-    )
+        ):
+            remove_webhook(ctx.store, tenant, webhook_id, principal.user_id or "")
+
+    try:
+        await run_in_threadpool(delete)
+    except ConfigError as exc:  # deleted meanwhile
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return {"webhook_id": webhook_id, "deleted": True}
 
 
