@@ -1,7 +1,7 @@
 """`skillstream`: one entry point, subcommands, --help everywhere.
 
 Contracts other tools rely on (keep them exact):
-  skillstream up                         prints the API base URL alone on a line
+  skillstream up [--demo]                prints the API base URL alone on a line
                                          once /health answers
   skillstream tenant create NAME         prints the tenant's write key alone on its last line
   skillstream token --tenant NAME --role ROLE [--user ID]
@@ -22,7 +22,7 @@ from ops.settings import get_settings
 def cmd_up(args: argparse.Namespace) -> int:
     from ops.stack import up
 
-    return up(get_settings(), demo=not args.no_demo)
+    return up(get_settings(), demo=args.demo)
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
@@ -231,7 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the whole local stack in the foreground")
-    up.add_argument("--no-demo", action="store_true", help="do not stream demo telemetry")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="stream demo telemetry and serve 'view as' demo tokens to loopback clients "
+        "(local demo only: never with real data)",
+    )
+    # The old opt-out, now the default: still accepted so existing scripts run.
+    up.add_argument("--no-demo", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
 
     tenant = sub.add_parser("tenant", help="manage tenants")

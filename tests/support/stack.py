@@ -32,7 +32,7 @@ class Stack:
         self.env = env
         self.stderr = open(log, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "up", *([] if demo else ["--no-demo"])],
+            [sys.executable, "-m", "ops.cli", "up", *(["--demo"] if demo else [])],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
