@@ -47,6 +47,11 @@ def test_app_services_get_the_settings_our_code_reads():
             assert var in env, f"{name} lacks {var}"
         skillstream_vars = {k for k in env if not k.startswith("AWS_")}
         assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
+    # one key per purpose, for the API only (the worker signs and opens nothing)
+    secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET",
+               "SKILLSTREAM_PII_KEYS", "SKILLSTREAM_WEBHOOK_KEYS"}  # fmt: skip
+    assert secrets <= set(services["api"]["environment"])
+    assert not secrets & set(services["worker"]["environment"])
     assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == "kafka:9092"
     assert "clickhouse:8123" in services["api"]["environment"]["CLICKHOUSE_URL"]
     assert services["api"]["command"][-1] == "api.main"

@@ -117,3 +117,221 @@ def test_up_turns_demo_on_only_with_the_flag(monkeypatch, tmp_path):
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert "--demo" in out.stdout and "--no-demo" not in out.stdout
+
+
+# --- webhooks: capability, destinations, sealed secrets, Standard Webhooks ------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/admin",
+        "http://localhost/x",  # a name that resolves to loopback
+        "http://10.0.0.1/x",
+        "http://192.168.1.10/x",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://100.100.100.200/",  # Alibaba's metadata (shared address space)
+        "http://[::1]/x",
+        "http://[::ffff:127.0.0.1]/x",  # loopback in IPv6 clothing
+        "http://[fd00:ec2::254]/",  # AWS metadata over IPv6
+        "http://0.0.0.0:8000/",
+        "ftp://93.184.216.34/x",
+        "http://user:pw@93.184.216.34/x",  # credentials in a URL end up in logs
+        "http://no-such-host.invalid/x",
+    ],
+)
+def test_webhook_destinations_must_be_public(url):
+    from api.notify.destinations import DestinationRefused, check
+
+    with pytest.raises(DestinationRefused):
+        check(url, ())
+
+
+def test_operator_allow_list_and_public_addresses_pass():
+    from api.notify.destinations import check
+
+    assert str(check("https://93.184.216.34/hook", ()).address) == "93.184.216.34"
+    allow = Settings(WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32, 10.0.0.0/8").webhook_allowed_networks
+    assert check("http://127.0.0.1:9/x", allow).pinned_url() == "http://127.0.0.1:9/x"
+    check("http://10.1.2.3/x", allow)
+    with pytest.raises(ValueError):
+        Settings(WEBHOOK_ALLOW_NETWORKS="10.0.0.0/33")  # a typo fails at start-up
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers), body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_a) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_port
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receiver():
+    r = _Receiver()
+    yield r
+    r.close()
+
+
+def _event(tenant_id: str) -> dict:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    return {
+        "event_id": f"report_ready:{uuid.uuid4().hex}", "export_id": uuid.uuid4().hex,
+        "tenant_id": tenant_id, "user_id": "boss", "title": "ready", "body": "ready",
+        "status_url": "/v1/exports/x", "download_url": "", "link_expires_at": now,
+        "occurred_at": now, "report": "learners", "format": "csv", "rows": 1, "bytes": 1,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def hooks(store, tmp_path):
+    """A tenant, a Notifier as the API builds it, with loopback allowed."""
+    from cryptography.fernet import Fernet
+
+    from api.notify.fanout import Notifier
+    from api.sealing import Sealer
+    from api.tenants import TenantRegistry
+    from ops.secrets import load_secrets
+
+    settings = Settings(
+        SKILLSTREAM_RUN_DIR=tmp_path, WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32", WEBHOOK_BACKOFF_S=0
+    )
+    sealer = Sealer(Fernet.generate_key().decode(), "webhook secrets")
+    pii = Sealer(load_secrets(settings).pii_keys, "pii salts")
+    tenant, _ = TenantRegistry(store, pii).create(f"hooks-{uuid.uuid4().hex[:6]}")
+    return settings, sealer, Notifier(store, settings, None, sealer), tenant.tenant_id
+
+
+def test_webhook_is_signed_standard_and_sealed_at_rest(store, hooks, receiver):
+    from standardwebhooks import Webhook as Verifier
+
+    from api.notify.config import add_webhook
+
+    settings, sealer, notifier, tid = hooks
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    hook = add_webhook(store, tid, url, "boss", sealer, settings.webhook_allowed_networks)
+    assert hook.secret.startswith("whsec_")
+    raw = store.query("SELECT secret FROM webhooks WHERE webhook_id = {w:String}",
+                      {"w": hook.webhook_id})  # fmt: skip
+    assert raw and all(r["secret"].startswith("fernet:") for r in raw)
+    assert hook.secret not in repr(raw) and hook.secret not in repr(hook)
+    event = _event(tid)
+    assert notifier.fan_out(event)[f"webhook:{hook.webhook_id}"] == "sent"
+    headers, body = receiver.requests[-1]
+    assert Verifier(hook.secret).verify(body, headers)["data"]["export_id"] == event["export_id"]
+
+
+def test_webhooks_flag_is_enforced_at_delivery(store, hooks, receiver):
+    from api.capabilities import set_flags
+    from api.notify.config import add_webhook
+    from api.sealing import Sealer
+    from api.tenants import TenantRegistry
+    from ops.secrets import load_secrets
+
+    settings, sealer, notifier, tid = hooks
+    url = f"http://127.0.0.1:{receiver.port}/hook"
+    hook = add_webhook(store, tid, url, "boss", sealer, settings.webhook_allowed_networks)
+    tenants = TenantRegistry(store, Sealer(load_secrets(settings).pii_keys, "pii salts"))
+    set_flags(store, tenants, tid, enable=[], disable=["webhooks"],
+              actor_id="ops", actor_role="platform_admin")  # fmt: skip
+    assert notifier.fan_out(_event(tid))[f"webhook:{hook.webhook_id}"] == "refused"
+    assert receiver.requests == []
+    log = store.query(
+        "SELECT status, detail FROM notification_deliveries FINAL WHERE tenant_id = {t:String}"
+        " AND channel = 'webhook'",
+        {"t": tid},
+    )
+    assert [(r["status"], "webhooks is off" in r["detail"]) for r in log] == [("refused", True)]
+
+
+def test_delivery_goes_to_the_checked_address_not_a_rebound_name(
+    store, hooks, receiver, monkeypatch
+):
+    from api.notify import destinations
+    from api.notify.config import add_webhook
+
+    settings, sealer, notifier, tid = hooks
+    answers = {"hooks.example.test": ["127.0.0.1"]}
+    monkeypatch.setattr(
+        destinations,
+        "resolve",
+        lambda host, port: [destinations.ip_address(a) for a in answers[host]],
+    )
+    url = f"http://hooks.example.test:{receiver.port}/hook"
+    hook = add_webhook(store, tid, url, "boss", sealer, settings.webhook_allowed_networks)
+    # pinned: the request reached the address checked, with the name as Host
+    assert notifier.fan_out(_event(tid))[f"webhook:{hook.webhook_id}"] == "sent"
+    assert receiver.requests[-1][0]["Host"] == f"hooks.example.test:{receiver.port}"
+    # the name now points at the metadata service: refused at delivery, no retries
+    answers["hooks.example.test"] = ["169.254.169.254"]
+    assert notifier.fan_out(_event(tid))[f"webhook:{hook.webhook_id}"] == "refused"
+    assert len(receiver.requests) == 1
+
+
+def test_legacy_plain_webhook_secrets_are_sealed_at_start(store, hooks):
+    import time as _time
+    from datetime import UTC, datetime
+
+    from api.notify.config import seal_legacy_secrets, webhooks
+
+    _, sealer, _, tid = hooks
+    plain = "ab" * 32  # what an older version stored
+    store.insert("webhooks", [{
+        "tenant_id": tid, "webhook_id": "wh_legacy", "url": "https://93.184.216.34/h",
+        "secret": plain, "active": 1, "created_by": "old", "created_at": datetime.now(UTC),
+        "version": _time.time_ns(),
+    }])  # fmt: skip
+    assert seal_legacy_secrets(store, sealer) >= 1
+    assert [h.secret for h in webhooks(store, tid, sealer)] == [plain]  # still the same secret
+    every_version = store.query("SELECT secret FROM webhooks WHERE tenant_id = {t:String}",
+                                {"t": tid})  # fmt: skip
+    assert plain not in repr(every_version)  # merged away, not merely superseded
+    assert seal_legacy_secrets(store, sealer) == 0
+
+
+def test_webhook_registration_checks_flag_and_destination(plain_api):
+    from api.capabilities import set_flags
+    from api.security import issue_token
+
+    ctx = plain_api.ctx
+    tenant, _ = ctx.tenants.create(f"wh-{uuid.uuid4().hex[:6]}")
+    token = issue_token(
+        ctx.secrets.token_secret,
+        tenant_id=tenant.tenant_id,
+        tenant_name=tenant.name,
+        role="company_admin",
+        user_id="boss",
+        ttl_s=600,
+    )
+    h = {"Authorization": f"Bearer {token}"}
+
+    def post(url: str) -> httpx.Response:
+        return httpx.post(f"{plain_api.url}/v1/webhooks", json={"url": url}, headers=h)
+
+    r = post("http://169.254.169.254/latest/meta-data/")
+    assert r.status_code == 422 and "not a public address" in r.text
+    assert post(f"{plain_api.url}/v1/admin/tenants").status_code == 422  # the API itself
+    set_flags(ctx.store, ctx.tenants, tenant.tenant_id, enable=[], disable=["webhooks"],
+              actor_id="ops", actor_role="platform_admin")  # fmt: skip
+    r = post("https://93.184.216.34/hook")
+    assert r.status_code == 403 and "webhooks is off" in r.text
