@@ -15,11 +15,11 @@ from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
-from api.notify.config import seal_legacy_secrets as seal_legacy_webhook_secrets
+from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.sealing import Sealer
-from api.tenants import TenantRegistry, seal_legacy_salts
+from api.tenants import TenantRegistry, reseal_salts
 from ops.lag import LagMonitor
 from ops.processes import stack_children_alive
 from ops.secrets import Secrets
@@ -77,9 +77,9 @@ class AppContext:
     def __post_init__(self) -> None:
         s = self.settings
         # Secrets at rest: sealed with keys that never enter the store; rows
-        # from before sealing are sealed now (idempotent).
+        # from before sealing, or under a rotated-out key, are resealed now.
         self.pii_sealer = Sealer(self.secrets.pii_keys, "PII salts")
-        seal_legacy_salts(self.store, self.pii_sealer)
+        reseal_salts(self.store, self.pii_sealer)
         self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
@@ -94,7 +94,7 @@ class AppContext:
         self.objects = object_store_for(s, self.secrets.export_link_secret)
         publisher = ReadyPublisher(self.kafka_bootstrap, s.topic("reports.ready"))
         self.webhook_sealer = Sealer(self.secrets.webhook_keys, "webhook secrets")
-        seal_legacy_webhook_secrets(self.store, self.webhook_sealer)
+        reseal_webhook_secrets(self.store, self.webhook_sealer)
         self.notifier = Notifier(self.store, s, publisher, self.webhook_sealer)
         self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
 

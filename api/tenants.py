@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 
-from api.sealing import Sealer
+from api.sealing import Sealer, reseal_rows
 from api.security import hash_key, new_write_key
 from sinks.store import Store
 
@@ -141,16 +141,18 @@ class TenantRegistry:
         return [self._row_to_tenant(r) for r in rows]
 
 
-def seal_legacy_salts(store: Store, salts: Sealer) -> int:
-    """Seal PII salts written in plain text before sealing existed (run at API
-    start; idempotent), then merge the table so the plain versions are gone
-    from it, not merely superseded."""
-    rows = store.query("SELECT * FROM tenants FINAL WHERE NOT startsWith(pii_salt, 'fernet:')")
-    if not rows:
-        return 0
-    time.sleep(0.002)  # updated_at (ms) is the version: newer than the plain row's
-    for row in rows:
-        row.update(pii_salt=salts.seal(row["pii_salt"]), updated_at=datetime.now(UTC))
-    store.insert("tenants", rows)
-    store.command("OPTIMIZE TABLE tenants FINAL")
-    return len(rows)
+def reseal_salts(store: Store, salts: Sealer) -> int:
+    """Seal PII salts left in plain text by an older version, and move salts
+    sealed under an older key to the newest (run at API start; idempotent);
+    then merge the table so the old versions are gone, not merely superseded."""
+    rows = store.query("SELECT * FROM tenants FINAL")
+    time.sleep(0.002)  # updated_at (ms) is the version: newer than any row's
+
+    def bump(row: dict) -> None:
+        row["updated_at"] = datetime.now(UTC)
+
+    changed = reseal_rows(rows, "pii_salt", salts, bump)
+    if changed:
+        store.insert("tenants", changed)
+        store.command("OPTIMIZE TABLE tenants FINAL")
+    return len(changed)

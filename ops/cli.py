@@ -171,6 +171,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(get_settings())
 
 
+SECRET_PURPOSES = {
+    "token": ("token_secret", "SKILLSTREAM_TOKEN_SECRET"),
+    "export-link": ("export_link_secret", "SKILLSTREAM_EXPORT_LINK_SECRET"),
+    "pii": ("pii_keys", "SKILLSTREAM_PII_KEYS"),
+    "webhook": ("webhook_keys", "SKILLSTREAM_WEBHOOK_KEYS"),
+}
+
+
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    """Local mode: a new key in the run dir's key file, used from the next start."""
+    from ops.processes import read_stack
+    from ops.secrets import rotate_local
+
+    s = get_settings()
+    field, var = SECRET_PURPOSES[args.purpose]
+    if getattr(s, field):
+        print(f"error: {var} is set: rotate it where it is set", file=sys.stderr)
+        return 1
+    if read_stack(s):  # a running API keeps the old key in memory
+        print("error: the stack is running; stop it first", file=sys.stderr)
+        return 1
+    rotate_local(s, field)
+    print(f"rotated {args.purpose} in {s.secrets_file}; effective from the next start")
+    return 0
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     from ops.status import reset
 
@@ -344,6 +370,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="each process of the stack, Kafka, per-stage lag")
     status.set_defaults(func=cmd_status)
+
+    secrets = sub.add_parser("secrets", help="keys of the run directory (local mode)")
+    ssub = secrets.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
+    rotate = ssub.add_parser(
+        "rotate",
+        help="new key for one purpose: `token` refuses every token signed before from the next "
+        "start; `pii`/`webhook` add a Fernet key (the API reseals under it at start)",
+    )
+    rotate.add_argument("purpose", choices=sorted(SECRET_PURPOSES))
+    rotate.set_defaults(func=cmd_secrets_rotate)
 
     reset = sub.add_parser(
         "reset", help="wipe the run directory: Kafka data, state, ClickHouse, exports"

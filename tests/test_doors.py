@@ -292,7 +292,7 @@ def test_legacy_plain_webhook_secrets_are_sealed_at_start(store, hooks):
     import time as _time
     from datetime import UTC, datetime
 
-    from api.notify.config import seal_legacy_secrets, webhooks
+    from api.notify.config import reseal_secrets, webhooks
 
     _, sealer, _, tid = hooks
     plain = "ab" * 32  # what an older version stored
@@ -301,12 +301,12 @@ def test_legacy_plain_webhook_secrets_are_sealed_at_start(store, hooks):
         "secret": plain, "active": 1, "created_by": "old", "created_at": datetime.now(UTC),
         "version": _time.time_ns(),
     }])  # fmt: skip
-    assert seal_legacy_secrets(store, sealer) >= 1
+    assert reseal_secrets(store, sealer) >= 1
     assert [h.secret for h in webhooks(store, tid, sealer)] == [plain]  # still the same secret
     every_version = store.query("SELECT secret FROM webhooks WHERE tenant_id = {t:String}",
                                 {"t": tid})  # fmt: skip
     assert plain not in repr(every_version)  # merged away, not merely superseded
-    assert seal_legacy_secrets(store, sealer) == 0
+    assert reseal_secrets(store, sealer) == 0
 
 
 def test_webhook_registration_checks_flag_and_destination(plain_api):
@@ -335,3 +335,96 @@ def test_webhook_registration_checks_flag_and_destination(plain_api):
               actor_id="ops", actor_role="platform_admin")  # fmt: skip
     r = post("https://93.184.216.34/hook")
     assert r.status_code == 403 and "webhooks is off" in r.text
+
+
+# --- secrets: one key per purpose, rotation -------------------------------------
+
+
+def test_one_key_per_purpose_and_no_weak_or_shared_secrets(tmp_path):
+    import json
+
+    from pydantic import ValidationError
+
+    from ops.secrets import SecretsError, load_secrets
+
+    s = load_secrets(Settings(SKILLSTREAM_RUN_DIR=tmp_path))
+    values = [s.token_secret, s.admin_secret, s.export_link_secret, s.pii_keys, s.webhook_keys]
+    assert len(set(values)) == 5
+    assert oct((tmp_path / "secrets.json").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ValidationError):
+        Settings(SKILLSTREAM_TOKEN_SECRET="short")
+    same = "x" * 40
+    with pytest.raises(SecretsError):
+        load_secrets(Settings(SKILLSTREAM_RUN_DIR=tmp_path, SKILLSTREAM_TOKEN_SECRET=same,
+                              SKILLSTREAM_EXPORT_LINK_SECRET=same))  # fmt: skip
+    # a key file from before: its token secret stays (tokens out there keep working)
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "secrets.json").write_text(json.dumps({"token_secret": "t" * 43, "admin_secret": "a"}))
+    upgraded = load_secrets(Settings(SKILLSTREAM_RUN_DIR=old))
+    assert upgraded.token_secret == "t" * 43 and upgraded.export_link_secret != "t" * 43
+
+
+def test_export_links_are_not_signed_with_the_token_secret(plain_api):
+    from api.exports.storage import LocalObjectStore
+
+    ctx = plain_api.ctx
+    assert ctx.secrets.export_link_secret != ctx.secrets.token_secret
+    forged = LocalObjectStore(ctx.settings.export_path, ctx.secrets.token_secret)
+    expires = 2_000_000_000
+    assert not ctx.objects.check("k.csv", expires, forged.signature("k.csv", expires))
+    assert ctx.objects.check("k.csv", expires, ctx.objects.signature("k.csv", expires))
+
+
+def test_token_key_rotation_refuses_old_tokens_and_accepts_new(
+    tmp_path_factory, store, kafka_bootstrap
+):
+    from api.security import issue_token
+    from tests.conftest import LiveApi
+    from tests.support.stack import cli
+
+    settings = _settings(tmp_path_factory, kafka_bootstrap)
+
+    def token(api) -> str:
+        t, _ = api.ctx.tenants.create(f"rot-{uuid.uuid4().hex[:6]}")
+        return issue_token(api.ctx.secrets.token_secret, tenant_id=t.tenant_id,
+                           tenant_name=t.name, role="learner", user_id="u1", ttl_s=600)  # fmt: skip
+
+    def status(api, tok: str) -> int:
+        h = {"Authorization": f"Bearer {tok}"}
+        return httpx.get(f"{api.url}/v1/notifications/preferences", headers=h).status_code
+
+    before = LiveApi(settings, store, kafka_bootstrap)
+    old = token(before)
+    assert status(before, old) == 200
+    before.close()
+    env = {"PATH": "/usr/bin:/bin", "SKILLSTREAM_RUN_DIR": str(settings.run_dir)}
+    out = cli(env, "secrets", "rotate", "token")
+    assert out.returncode == 0 and "rotated token" in out.stdout, out.stderr
+    refused = cli({**env, "SKILLSTREAM_TOKEN_SECRET": "s" * 40}, "secrets", "rotate", "token")
+    assert refused.returncode == 1 and "is set" in refused.stderr
+    after = LiveApi(settings, store, kafka_bootstrap)
+    try:
+        assert status(after, old) == 401  # signed with the retired key
+        assert status(after, token(after)) == 200
+    finally:
+        after.close()
+
+
+def test_pii_key_rotation_reseals_salts_under_the_new_key(store, tmp_path):
+    from api.sealing import Sealer
+    from api.tenants import TenantRegistry, reseal_salts
+    from ops.secrets import load_secrets, rotate_local
+
+    settings = Settings(SKILLSTREAM_RUN_DIR=tmp_path)
+    first = Sealer(load_secrets(settings).pii_keys, "PII salts")
+    tenant, _ = TenantRegistry(store, first).create(f"pii-{uuid.uuid4().hex[:6]}")
+    rotate_local(settings, "pii_keys")
+    both = Sealer(load_secrets(settings).pii_keys, "PII salts")
+    assert reseal_salts(store, both) >= 1
+    newest_only = Sealer(load_secrets(settings).pii_keys.split(",")[0], "PII salts")
+    again = TenantRegistry(store, newest_only).by_id(tenant.tenant_id)
+    assert again is not None and again.pii_salt == tenant.pii_salt  # the old key may go now
+    rows = store.query("SELECT pii_salt FROM tenants WHERE tenant_id = {t:String}",
+                       {"t": tenant.tenant_id})  # fmt: skip
+    assert len(rows) == 1 and tenant.pii_salt not in rows[0]["pii_salt"]

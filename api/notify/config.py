@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from api.notify.destinations import DestinationRefused, Networks, check
-from api.sealing import Sealer
+from api.sealing import Sealer, reseal_rows
 from sinks.store import Store
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -125,14 +125,17 @@ def webhooks(store: Store, tenant_id: str, sealer: Sealer) -> list[Webhook]:
     ]
 
 
-def seal_legacy_secrets(store: Store, sealer: Sealer) -> int:
-    """Seal webhook secrets written in plain text before sealing existed (run
-    at API start; idempotent), then merge the table so the plain versions
-    are gone from it, not merely superseded."""
-    rows = store.query("SELECT * FROM webhooks FINAL WHERE NOT startsWith(secret, 'fernet:')")
-    for row in rows:
-        row.update(secret=sealer.seal(row["secret"]), version=time.time_ns())
-    if rows:
-        store.insert("webhooks", rows)
+def reseal_secrets(store: Store, sealer: Sealer) -> int:
+    """Seal webhook secrets left in plain text by an older version, and move
+    secrets sealed under an older key to the newest (run at API start;
+    idempotent); then merge the table so the old versions are gone."""
+    rows = store.query("SELECT * FROM webhooks FINAL")
+
+    def bump(row: dict) -> None:
+        row["version"] = time.time_ns()
+
+    changed = reseal_rows(rows, "secret", sealer, bump)
+    if changed:
+        store.insert("webhooks", changed)
         store.command("OPTIMIZE TABLE webhooks FINAL")
-    return len(rows)
+    return len(changed)
