@@ -293,8 +293,9 @@ class Settings(BaseSettings):
     demo_mode: bool = Field(
         False,
         alias="SKILLSTREAM_DEMO",
-        description="Demo mode: the dashboard may mint short-lived tokens for demo users of "
-        "each role (`skillstream up` sets it while it streams demo telemetry).",
+        description="Demo mode: /v1/demo/* exists and mints short-lived tokens for demo users "
+        "of each role, to loopback clients only; the page shows a demo banner. Set by "
+        "`skillstream up --demo` only. Never on a stack with real data.",
     )
 
     # --- secrets -------------------------------------------------------------
