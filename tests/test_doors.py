@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from api.deps import require_loopback_client
 from ops.settings import PROJECT_ROOT, Settings
+from tests.test_dashboard import browser  # noqa: F401 (the headless Chromium fixture)
 
 
 def _settings(tmp_path_factory, kafka_bootstrap: str, **extra) -> Settings:
@@ -428,3 +429,12 @@ def test_pii_key_rotation_reseals_salts_under_the_new_key(store, tmp_path):
     rows = store.query("SELECT pii_salt FROM tenants WHERE tenant_id = {t:String}",
                        {"t": tenant.tenant_id})  # fmt: skip
     assert len(rows) == 1 and tenant.pii_salt not in rows[0]["pii_salt"]
+
+
+def test_demo_page_says_it_is_a_demo(demo_api, browser):  # noqa: F811 (the fixture)
+    page = browser.new_page()
+    page.goto(f"{demo_api.url}/")
+    banner = page.locator("#demo-banner")
+    banner.wait_for(state="visible", timeout=20000)
+    assert "Demo mode" in banner.inner_text() and "any role" in banner.inner_text()
+    page.close()
