@@ -239,7 +239,9 @@ def test_webhook_is_signed_standard_and_sealed_at_rest(store, hooks, receiver):
     event = _event(tid)
     assert notifier.fan_out(event)[f"webhook:{hook.webhook_id}"] == "sent"
     headers, body = receiver.requests[-1]
-    assert Verifier(hook.secret).verify(body, headers)["data"]["export_id"] == event["export_id"]
+    data = Verifier(hook.secret).verify(body, headers)["data"]
+    assert data["export_id"] == event["export_id"]
+    assert "download_url" not in data  # no bearer link to the file for a third party
 
 
 def test_webhooks_flag_is_enforced_at_delivery(store, hooks, receiver):

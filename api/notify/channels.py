@@ -67,9 +67,16 @@ def email(host: str, port: int, sender: str, to: str, key: str, event: dict[str,
         smtp.send_message(msg)
 
 
+# A webhook tells a tenant's system that a file is ready; it does not hand
+# the file's bearer link to whoever runs the receiver (as the Kafka record,
+# it carries status_url: the receiver fetches the link with a token).
+_NOT_IN_WEBHOOKS = frozenset({"download_url"})
+
+
 def envelope(event: dict[str, Any]) -> bytes:
     """The Standard Webhooks payload shape: type, timestamp, data."""
-    body = {"type": EVENT_TYPE, "timestamp": event["occurred_at"], "data": event}
+    data = {k: v for k, v in event.items() if k not in _NOT_IN_WEBHOOKS}
+    body = {"type": EVENT_TYPE, "timestamp": event["occurred_at"], "data": data}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -84,12 +91,6 @@ def signed_headers(secret: str, msg_id: str, body: bytes) -> dict[str, str]:
         "webhook-timestamp": str(int(now.timestamp())),
         "webhook-signature": StandardWebhook(secret).sign(msg_id, now, body.decode()),
     }
-
-
-def verify(secret: str, headers: dict[str, str], body: bytes) -> dict[str, Any]:
-    """What a receiver runs (raises ``standardwebhooks.WebhookVerificationError``;
-    5-minute replay window)."""
-    return StandardWebhook(secret).verify(body, headers)
 
 
 def webhook(
@@ -138,14 +139,19 @@ def _post(dest: Destination, secret: str, key: str, body: bytes, timeout_s: floa
         "X-SkillStream-Event": EVENT_TYPE,
         **signed_headers(secret, key, body),
     }
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
-        r = client.post(
+    # Streamed and never read: a receiver's answer is not ours to fetch
+    # (nor to hold in memory, however large it is).
+    with (
+        httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client,
+        client.stream(
+            "POST",
             dest.pinned_url(),
             content=body,
             headers=headers,
             extensions={"sni_hostname": dest.hostname},
-        )
-    r.raise_for_status()
+        ) as r,
+    ):
+        r.raise_for_status()
 
 
 class ReadyPublisher:
