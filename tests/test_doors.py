@@ -440,3 +440,13 @@ def test_demo_page_says_it_is_a_demo(demo_api, browser):  # noqa: F811 (the fixt
     banner.wait_for(state="visible", timeout=20000)
     assert "Demo mode" in banner.inner_text() and "any role" in banner.inner_text()
     page.close()
+
+
+def test_the_store_says_which_columns_are_sealed(store):
+    rows = store.query(
+        "SELECT table, comment FROM system.columns WHERE database = currentDatabase()"
+        " AND (table, name) IN (('tenants', 'pii_salt'), ('webhooks', 'secret'))"
+    )
+    assert {r["table"] for r in rows if r["comment"].startswith("sealed: fernet")} == {
+        "tenants", "webhooks"
+    }  # fmt: skip
