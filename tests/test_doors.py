@@ -393,9 +393,12 @@ def test_token_key_rotation_refuses_old_tokens_and_accepts_new(
         return issue_token(api.ctx.secrets.token_secret, tenant_id=t.tenant_id,
                            tenant_name=t.name, role="learner", user_id="u1", ttl_s=600)  # fmt: skip
 
-    def status(api, tok: str) -> int:
+    def get(api, tok: str) -> httpx.Response:
         h = {"Authorization": f"Bearer {tok}"}
-        return httpx.get(f"{api.url}/v1/notifications/preferences", headers=h).status_code
+        return httpx.get(f"{api.url}/v1/notifications/preferences", headers=h)
+
+    def status(api, tok: str) -> int:
+        return get(api, tok).status_code
 
     before = LiveApi(settings, store, kafka_bootstrap)
     old = token(before)
@@ -408,7 +411,8 @@ def test_token_key_rotation_refuses_old_tokens_and_accepts_new(
     assert refused.returncode == 1 and "is set" in refused.stderr
     after = LiveApi(settings, store, kafka_bootstrap)
     try:
-        assert status(after, old) == 401  # signed with the retired key
+        refused = get(after, old)  # signed with the retired key
+        assert refused.status_code == 401 and "rotated" in refused.json()["detail"]
         assert status(after, token(after)) == 200
     finally:
         after.close()
