@@ -83,10 +83,11 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _stored(path: Path) -> dict[str, str]:
+def _stored(path: Path, needed: list[str]) -> dict[str, str]:
+    """The key file's secrets, ``needed`` ones generated if absent."""
     with _locked(path):
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        missing = [k for k in GENERATORS if k not in stored]
+        missing = [k for k in needed if k not in stored]
         if missing:  # a first start, or a file from before a purpose had its own key
             stored.update({k: GENERATORS[k]() for k in missing})
             _write_private(path, stored)
@@ -94,7 +95,6 @@ def _stored(path: Path) -> dict[str, str]:
 
 
 def load_secrets(settings: Settings) -> Secrets:
-    stored = _stored(settings.secrets_file)
     given = {
         "token_secret": settings.token_secret,
         "admin_secret": settings.admin_secret,
@@ -102,6 +102,10 @@ def load_secrets(settings: Settings) -> Secrets:
         "pii_keys": settings.pii_keys,
         "webhook_keys": settings.webhook_keys,
     }
+    # Only what the environment does not give comes from (or goes to) the
+    # file: a deployment that sets every variable keeps no key on disk.
+    needed = [k for k, v in given.items() if not v]
+    stored = _stored(settings.secrets_file, needed) if needed else {}
     out = Secrets(**{k: v or stored[k] for k, v in given.items()})
     _check_distinct(out)
     return out
@@ -123,7 +127,7 @@ def rotate_local(settings: Settings, purpose: str) -> None:
     if purpose not in GENERATORS or purpose == "admin_secret":
         raise SecretsError(f"cannot rotate {purpose!r}")
     path = settings.secrets_file
-    _stored(path)
+    _stored(path, list(GENERATORS))
     with _locked(path):
         stored = json.loads(path.read_text())
         fresh = GENERATORS[purpose]()

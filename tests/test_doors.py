@@ -366,6 +366,16 @@ def test_one_key_per_purpose_and_no_weak_or_shared_secrets(tmp_path):
     (old / "secrets.json").write_text(json.dumps({"token_secret": "t" * 43, "admin_secret": "a"}))
     upgraded = load_secrets(Settings(SKILLSTREAM_RUN_DIR=old))
     assert upgraded.token_secret == "t" * 43 and upgraded.export_link_secret != "t" * 43
+    # every key from the environment: none generated, no key file written
+    from cryptography.fernet import Fernet
+
+    bare = tmp_path / "bare"
+    env = {f"SKILLSTREAM_{n}": f"{n.lower()}-{'z' * 40}" for n in ("TOKEN_SECRET", "ADMIN_SECRET",
+           "EXPORT_LINK_SECRET")}  # fmt: skip
+    env |= {"SKILLSTREAM_PII_KEYS": Fernet.generate_key().decode(),
+            "SKILLSTREAM_WEBHOOK_KEYS": Fernet.generate_key().decode()}  # fmt: skip
+    given = load_secrets(Settings(SKILLSTREAM_RUN_DIR=bare, **env))
+    assert given.token_secret.startswith("token_secret-") and not bare.exists()
 
 
 def test_export_links_are_not_signed_with_the_token_secret(plain_api):
