@@ -21,7 +21,7 @@ kafka: install
 	$(BIN)/skillstream kafka fetch
 
 up: install kafka
-	$(BIN)/skillstream up
+	$(BIN)/skillstream up --demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -51,6 +51,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
+    if ctx.settings.demo_mode:  # `skillstream up --demo` only: otherwise the routes do not exist
+        app.include_router(dashboard.demo_router)
     app.include_router(ops.router)
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)

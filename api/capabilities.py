@@ -42,6 +42,19 @@ def check_export(tenants: TenantRegistry, principal: Principal, report: str, fmt
         raise CapabilityError(f"export disabled for this tenant: {', '.join(missing)} is off")
 
 
+def tenant_flags(store: Store, tenant_id: str) -> frozenset[str]:
+    """The tenant's flags as stored now (no cache: switching one off is immediate)."""
+    rows = store.query(
+        "SELECT capabilities FROM tenants FINAL WHERE tenant_id = {t:String}", {"t": tenant_id}
+    )
+    return frozenset(rows[0]["capabilities"]) if rows else frozenset()
+
+
+def require_flag(store: Store, tenant_id: str, flag: str) -> None:
+    if flag not in tenant_flags(store, tenant_id):
+        raise CapabilityError(f"{flag} is off for this tenant")
+
+
 def set_flags(
     store: Store,
     tenants: TenantRegistry,

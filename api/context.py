@@ -15,9 +15,11 @@ from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
+from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
-from api.tenants import TenantRegistry
+from api.sealing import Sealer
+from api.tenants import TenantRegistry, reseal_salts
 from ops.lag import LagMonitor
 from ops.processes import stack_children_alive
 from ops.secrets import Secrets
@@ -66,13 +68,19 @@ class AppContext:
     started_at: float = field(default_factory=time.time)
     objects: ObjectStore = field(init=False)
     notifier: Notifier = field(init=False)
+    webhook_sealer: Sealer = field(init=False)
+    pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
     scheduler: Scheduler | None = None
     lag: LagMonitor | None = None
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.tenants = TenantRegistry(self.store)
+        # Secrets at rest: sealed with keys that never enter the store; rows
+        # from before sealing, or under a rotated-out key, are resealed now.
+        self.pii_sealer = Sealer(self.secrets.pii_keys, "PII salts")
+        reseal_salts(self.store, self.pii_sealer)
+        self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
         self.raw_topic = s.topic("events.raw")
@@ -83,9 +91,11 @@ class AppContext:
         burst = max(s.ingest_rate_per_s * 2, s.ingest_max_batch_events)
         self.rate_limiter = RateLimiter(s.ingest_rate_per_s, burst)
         self.bounds = Bounds(s.ingest_max_future_s, s.ingest_max_age_s)
-        self.objects = object_store_for(s, self.secrets.token_secret)
+        self.objects = object_store_for(s, self.secrets.export_link_secret)
         publisher = ReadyPublisher(self.kafka_bootstrap, s.topic("reports.ready"))
-        self.notifier = Notifier(self.store, s, publisher)
+        self.webhook_sealer = Sealer(self.secrets.webhook_keys, "webhook secrets")
+        reseal_webhook_secrets(self.store, self.webhook_sealer)
+        self.notifier = Notifier(self.store, s, publisher, self.webhook_sealer)
         self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
 
     def start_jobs(self) -> Scheduler:

@@ -1,7 +1,7 @@
 """`skillstream`: one entry point, subcommands, --help everywhere.
 
 Contracts other tools rely on (keep them exact):
-  skillstream up                         prints the API base URL alone on a line
+  skillstream up [--demo]                prints the API base URL alone on a line
                                          once /health answers
   skillstream tenant create NAME         prints the tenant's write key alone on its last line
   skillstream token --tenant NAME --role ROLE [--user ID]
@@ -22,7 +22,7 @@ from ops.settings import get_settings
 def cmd_up(args: argparse.Namespace) -> int:
     from ops.stack import up
 
-    return up(get_settings(), demo=not args.no_demo, workers=args.workers, brokers=args.brokers)
+    return up(get_settings(), demo=args.demo, workers=args.workers, brokers=args.brokers)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -178,6 +178,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(get_settings())
 
 
+SECRET_PURPOSES = {
+    "token": ("token_secret", "SKILLSTREAM_TOKEN_SECRET"),
+    "export-link": ("export_link_secret", "SKILLSTREAM_EXPORT_LINK_SECRET"),
+    "pii": ("pii_keys", "SKILLSTREAM_PII_KEYS"),
+    "webhook": ("webhook_keys", "SKILLSTREAM_WEBHOOK_KEYS"),
+}
+
+
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    """Local mode: a new key in the run dir's key file, used from the next start."""
+    from ops.processes import read_stack
+    from ops.secrets import rotate_local
+
+    s = get_settings()
+    field, var = SECRET_PURPOSES[args.purpose]
+    if getattr(s, field):
+        print(f"error: {var} is set: rotate it where it is set", file=sys.stderr)
+        return 1
+    if read_stack(s):  # a running API keeps the old key in memory
+        print("error: the stack is running; stop it first", file=sys.stderr)
+        return 1
+    rotate_local(s, field)
+    print(f"rotated {args.purpose} in {s.secrets_file}; effective from the next start")
+    return 0
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     from ops.status import reset
 
@@ -255,7 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the whole local stack in the foreground")
-    up.add_argument("--no-demo", action="store_true", help="do not stream demo telemetry")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="stream demo telemetry and serve 'view as' demo tokens to loopback clients "
+        "(local demo only: never with real data)",
+    )
+    # The old opt-out, now the default: still accepted so existing scripts run.
+    up.add_argument("--no-demo", action="store_true", help=argparse.SUPPRESS)
     up.add_argument(
         "--workers", type=int, default=1, metavar="N",
         help="stream workers in one consumer group (each its own WORKER_ID and state)",
@@ -386,6 +419,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="each process of the stack, Kafka, per-stage lag")
     status.set_defaults(func=cmd_status)
+
+    secrets = sub.add_parser("secrets", help="keys of the run directory (local mode)")
+    ssub = secrets.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
+    rotate = ssub.add_parser(
+        "rotate",
+        help="new key for one purpose: `token` refuses every token signed before from the next "
+        "start; `pii`/`webhook` add a Fernet key (the API reseals under it at start)",
+    )
+    rotate.add_argument("purpose", choices=sorted(SECRET_PURPOSES))
+    rotate.set_defaults(func=cmd_secrets_rotate)
 
     reset = sub.add_parser(
         "reset", help="wipe the run directory: Kafka data, state, ClickHouse, exports"

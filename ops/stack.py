@@ -205,6 +205,10 @@ def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dic
     }
     # a terminal's stack: the human format (error_tail reads it) unless set
     env.setdefault("LOG_FORMAT", "plain")
+    # Demo mode mints tokens for any role: only an explicit `--demo` turns it
+    # on, never a variable left over in the environment.
+    for k in [k for k in env if k.upper() == "SKILLSTREAM_DEMO"]:
+        del env[k]
     if demo:  # the dashboard may then mint short-lived "view as" tokens per role
         env["SKILLSTREAM_DEMO"] = "1"
         env.update(demo_history_env(os.environ))
@@ -233,7 +237,7 @@ def _spawn_workers(n: int, env: dict[str, str], log_dir: Path) -> list[Child]:
 
 def up(
     settings: Settings,
-    demo: bool = True,
+    demo: bool = False,
     out: Out = print,
     workers: int = 1,
     brokers: int | None = None,
@@ -278,6 +282,8 @@ def up(
             _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         out(f"kafka: {bootstrap}   logs: {log_dir}", file=sys.stderr)
         out(f"dashboard: {url}/   API docs: {url}/docs", file=sys.stderr)
+        if demo:
+            out("demo mode: 'view as' tokens for every role, to loopback clients", file=sys.stderr)
         out(f"ready in {time.monotonic() - t0:.1f}s; Ctrl-C stops everything", file=sys.stderr)
         out(url, flush=True)
         while not stopping:

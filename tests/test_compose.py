@@ -47,6 +47,12 @@ def test_app_services_get_the_settings_our_code_reads():
             assert var in env, f"{name} lacks {var}"
         skillstream_vars = {k for k in env if not k.startswith("AWS_")}
         assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
+    # one key per purpose, for the API only (the worker signs and opens nothing)
+    secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET",
+               "SKILLSTREAM_PII_KEYS", "SKILLSTREAM_WEBHOOK_KEYS"}  # fmt: skip
+    assert secrets <= set(services["api"]["environment"])
+    for worker in ("worker", "worker-1"):
+        assert not secrets & set(services[worker]["environment"])
     brokers = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
     assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == brokers
     assert "clickhouse:8123" in services["api"]["environment"]["CLICKHOUSE_URL"]

@@ -110,6 +110,7 @@ def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts)
     rows = page.locator("#atrisk-table tbody tr")
     assert rows.count() == want["at_risk"]
     assert page.locator("#stale-banner").is_hidden()
+    assert page.locator("#demo-banner").is_hidden()  # not a demo: no demo banner
     assert page.locator("#kpi-table tr").count() == 6
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     page.close()

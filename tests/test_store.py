@@ -42,9 +42,12 @@ def test_parameterised_query_never_interpolates(store, unique):
 
 
 def test_tenants_roundtrip(store, unique):
+    from cryptography.fernet import Fernet
+
+    from api.sealing import Sealer
     from api.tenants import TenantError, TenantRegistry
 
-    reg = TenantRegistry(store)
+    reg = TenantRegistry(store, Sealer(Fernet.generate_key().decode(), "PII salts"))
     tenant, key = reg.create(f"acme-{unique}")
     assert key.startswith("ssk_")
     assert reg.by_write_key(key) == tenant
@@ -52,9 +55,11 @@ def test_tenants_roundtrip(store, unique):
     assert reg.by_write_key(key + "x") is None
     with pytest.raises(TenantError):
         reg.create(f"acme-{unique}")
-    # only the hash of the key is stored
+    # only the hash of the key is stored, and the PII salt only sealed
     raw = store.query("SELECT * FROM tenants WHERE tenant_id = {t:String}", {"t": tenant.tenant_id})
     assert key not in repr(raw)
+    assert raw[0]["pii_salt"].startswith("fernet:") and tenant.pii_salt not in repr(raw)
+    assert reg.by_name(f"acme-{unique}").pii_salt == tenant.pii_salt
 
 
 def test_bad_sql_is_a_store_error(store):

@@ -11,11 +11,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.audit.chain import as_row, audit_first, audit_or_undo
+from api.capabilities import CapabilityError, require_flag
 from api.deps import Ctx, CurrentPrincipal
 from api.notify.config import ConfigError, add_webhook, remove_webhook, set_prefs, webhooks
 from api.notify.config import get_prefs as load_prefs
 from api.routes.org import _tenant
-from api.routes.reports import ERRORS
+from api.routes.reports import ERRORS, deny
 
 router = APIRouter(tags=["notifications"])
 
@@ -110,24 +111,40 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(description="Receives POSTs of report.ready events, HMAC-signed.")
+    url: str = Field(
+        description="Receives POSTs of report.ready events, signed the Standard Webhooks way; "
+        "must resolve to public addresses only (or WEBHOOK_ALLOW_NETWORKS)."
+    )
     tenant_id: str | None = Field(None, description="platform_admin only.")
 
 
 @router.post("/v1/webhooks", status_code=status.HTTP_201_CREATED, responses=ERRORS)
 async def create_webhook(body: WebhookIn, ctx: Ctx, principal: CurrentPrincipal) -> dict:
-    """Register a webhook (company_admin). The signing secret is shown once."""
+    """Register a webhook (company_admin; the tenant's `webhooks` flag on).
+    The signing secret (`whsec_…`) is shown once."""
     tenant = _tenant(ctx, principal, body.tenant_id, "webhook.create")
     try:
+        await run_in_threadpool(require_flag, ctx.store, tenant, "webhooks")
+    except CapabilityError as exc:
+        raise deny(ctx, principal, "webhook.create", str(exc), {"tenant_id": tenant}) from exc
+    try:
         hook = await run_in_threadpool(
-            add_webhook, ctx.store, tenant, body.url, principal.user_id or ""
+            add_webhook,
+            ctx.store,
+            tenant,
+            body.url,
+            principal.user_id or "",
+            ctx.webhook_sealer,
+            ctx.settings.webhook_allowed_networks,
         )
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
         lambda: audit_or_undo(
             ctx.store,
-            lambda: remove_webhook(ctx.store, tenant, hook.webhook_id, principal.user_id or ""),
+            lambda: remove_webhook(
+                ctx.store, tenant, hook.webhook_id, principal.user_id or "", ctx.webhook_sealer
+            ),
             **as_row(principal, tenant),
             action="webhook.create",
             resource=f"webhook:{hook.webhook_id}",
@@ -143,7 +160,7 @@ async def list_webhooks(
     ctx: Ctx, principal: CurrentPrincipal, tenant_id: str | None = None
 ) -> list[dict]:
     tenant = _tenant(ctx, principal, tenant_id, "webhook.list")
-    hooks = await run_in_threadpool(webhooks, ctx.store, tenant)
+    hooks = await run_in_threadpool(webhooks, ctx.store, tenant, ctx.webhook_sealer)
     return [{"webhook_id": h.webhook_id, "url": h.url} for h in hooks]
 
 
@@ -152,7 +169,7 @@ async def delete_webhook(
     ctx: Ctx, principal: CurrentPrincipal, webhook_id: str, tenant_id: str | None = None
 ) -> dict:
     tenant = _tenant(ctx, principal, tenant_id, "webhook.delete")
-    known = await run_in_threadpool(webhooks, ctx.store, tenant)
+    known = await run_in_threadpool(webhooks, ctx.store, tenant, ctx.webhook_sealer)
     if webhook_id not in {h.webhook_id for h in known}:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook {webhook_id!r}")
 
@@ -164,7 +181,9 @@ async def delete_webhook(
             resource=f"webhook:{webhook_id}",
             outcome="ok",
         ):
-            remove_webhook(ctx.store, tenant, webhook_id, principal.user_id or "")
+            remove_webhook(
+                ctx.store, tenant, webhook_id, principal.user_id or "", ctx.webhook_sealer
+            )
 
     try:
         await run_in_threadpool(delete)

@@ -34,7 +34,7 @@ class Stack:
         self.env = env
         self.stderr = open(log, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "up", *([] if demo else ["--no-demo"]), *args],
+            [sys.executable, "-m", "ops.cli", "up", *(["--demo"] if demo else []), *args],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
