@@ -31,6 +31,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +170,9 @@ def seed(api: Any) -> World:
     hold = place_hold(api.ctx.store, tenant_id=tb.tenant_id, kind="user", user_id=b.users[2],
                       from_ts=None, to_ts=None, reason=f"vic{u} litigation", actor_id="dpo",
                       actor_role="company_admin")  # fmt: skip
-    hook = add_webhook(api.ctx.store, tb.tenant_id, f"http://vic{u}.invalid/hook", "boss")
+    # a documentation address (never dialled), allowed for this seed only
+    hook = add_webhook(api.ctx.store, tb.tenant_id, f"http://192.0.2.7/vic{u}/hook", "boss",
+                       api.ctx.webhook_sealer, (ip_network("192.0.2.0/24"),))  # fmt: skip
     ids = {
         "tenant_id": tb.tenant_id,
         "tenant_name": tb.name,

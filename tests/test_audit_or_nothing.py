@@ -30,6 +30,7 @@ def api(tmp_path_factory, store, kafka_bootstrap):
         KAFKA_BOOTSTRAP=kafka_bootstrap,
         TOPIC_PREFIX=f"a{uuid.uuid4().hex[:8]}",
         TOPIC_PARTITIONS=1,
+        WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32",  # the webhook below points at loopback
     )
     live = LiveApi(s, store, kafka_bootstrap)
     yield live
