@@ -22,6 +22,7 @@ from api.routes import (
     ops,
     org,
     reports,
+    sql,
 )
 
 DESCRIPTION = """
@@ -54,6 +55,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     if ctx.settings.demo_mode:  # `skillstream up --demo` only: otherwise the routes do not exist
         app.include_router(dashboard.demo_router)
     app.include_router(ops.router)
+    app.include_router(sql.router)
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)
     app.add_middleware(

@@ -18,6 +18,7 @@ from api.notify.channels import ReadyPublisher
 from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
+from api.reports.cache import ReportCache
 from api.sealing import Sealer
 from api.tenants import TenantRegistry, reseal_salts
 from ops.lag import LagMonitor
@@ -71,6 +72,7 @@ class AppContext:
     webhook_sealer: Sealer = field(init=False)
     pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
+    report_cache: ReportCache = field(init=False)
     scheduler: Scheduler | None = None
     lag: LagMonitor | None = None
 
@@ -97,6 +99,11 @@ class AppContext:
         reseal_webhook_secrets(self.store, self.webhook_sealer)
         self.notifier = Notifier(self.store, s, publisher, self.webhook_sealer)
         self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
+        self.report_cache = ReportCache(
+            self.sink_rounds,
+            max_entries=s.report_cache_entries,
+            max_age_s=s.report_cache_max_age_s,
+        )
 
     def start_jobs(self) -> Scheduler:
         """Resume unfinished exports and start the export sweep and the purge."""
@@ -134,6 +141,9 @@ class AppContext:
         self.lag = LagMonitor(self.kafka_bootstrap, self.settings, self.settings.lag_poll_s)
         self.lag.start()
         return self.lag
+
+    def sink_rounds(self) -> int:
+        return self.sink.rounds_written if self.sink else 0
 
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
         """The freshness watermark (ops/lag.py) for a tenant that has data;

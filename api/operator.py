@@ -9,6 +9,7 @@ from api.reports.org import Link, OrgRegistry
 from api.security import ROLES, issue_token
 from api.tenants import Tenant, TenantError, TenantRegistry
 from ops.secrets import Secrets
+from ops.settings import Settings
 from sinks.store import Store
 
 
@@ -210,3 +211,17 @@ def set_origins(
         actor_role="operator",
     )
     return {"tenant": tenant_name, "origins": now}
+
+
+# --- analysts' SQL -----------------------------------------------------------------
+def sql(
+    tenants: TenantRegistry, settings: Settings, query: str, fmt: str, tenant_name: str | None
+) -> bytes:
+    """An analyst's query for the operator: every tenant, or one (row-filtered
+    as a tenant's analyst is). Raises ``analyst.SqlRefused`` or ``StoreError``."""
+    from api import analyst
+
+    tenant_id = _tenant_id(tenants, tenant_name) if tenant_name else None
+    return analyst.run(tenants.store, query, tenant_id=tenant_id, fmt=fmt,
+                       max_rows=settings.sql_max_rows,
+                       max_seconds=settings.sql_max_seconds).body  # fmt: skip

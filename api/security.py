@@ -22,16 +22,18 @@ ROLES = (
     "manager",
     "mentor",
     "learner",
+    "analyst",
 )
 
 # What each role may do unless the tenant's flags take it away (issue 7).
 ROLE_CAPABILITIES: dict[str, tuple[str, ...]] = {
-    "platform_admin": ("reports", "export_csv", "export_pdf", "audit_read", "admin"),
+    "platform_admin": ("reports", "export_csv", "export_pdf", "audit_read", "admin", "sql"),
     "company_admin": ("reports", "export_csv", "export_pdf", "audit_read"),
     "program_owner": ("reports", "export_csv", "export_pdf"),
     "manager": ("reports", "export_csv"),
     "mentor": ("reports",),
     "learner": ("reports",),
+    "analyst": ("sql",),  # read-only SQL over its tenant's analytics tables (api/analyst.py)
 }
 
 WRITE_KEY_PREFIX = "ssk_"

@@ -6,13 +6,20 @@ SELECT FROM numbers()), shaped like the pipeline's output: ``events``, then
 second, smaller tenant so scoping has something to skip. Then, in the same
 run:
 
-* **engagement report** (``api.reports.queries.engagement``, 8 weeks, as a
-  company_admin) and the **learner list** (first page of 50, at-risk first);
+* **engagement report** (``api.reports.queries.engagement``, 8 weeks), the
+  **learner list** (first page of 50, at-risk first) and the **KPIs**;
 * **baseline**: a direct scan of the raw ``events`` table computing weekly
   active learners and event counts over the same 8 weeks.
 
-p50/p95 over the scale's runs each, after two warm-up runs; ratios report /
-baseline. Sizes per scale: 1M (medium), 1M and 10M (full).
+p50/p95 over the scale's runs each, after two warm-up runs, for each report
+(engagement, learner list, KPIs) and viewer (company admin, program owner,
+manager of 20): the report's function called directly, so no result cache;
+ratios report / baseline. Then the sink's side: the write time of sink-like
+rounds every 500 ms alone, and while 20 dashboards poll the three reports
+every 5 s, through the report
+cache (api/reports/cache.py, keyed by round) and without it. Sizes per
+scale: 1M (medium), 1M and 10M (full); 10k learners per 1M events, 52
+weeks of history.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ def load(store, tenant: str, events: int, learners: int, days: int = 56) -> None
                concat('prog-', toString(cityHash64(uid) % 12), '-c', toString(cityHash64(uid) % 2)),
                '/x', name = 'session_started', '{{}}', 2, 730, 1
         FROM numbers({{n:UInt64}})
+        SETTINGS max_partitions_per_insert_block = 0
         """,
         {"t": tenant, "n": events, "l": learners},
     )
@@ -99,51 +107,146 @@ RAW_SCAN = (
 )
 
 
-def run(scale: Scale, ctx: Context) -> Result:
-    from api.reports import queries
+def scopes(tenant: str) -> dict:
+    """The issue's three viewers: a company admin, the owner of one of the
+    12 programs, a manager with 20 direct reports."""
     from api.reports.scope import Scope
+
+    base = {"actor_id": "b", "tenant_id": tenant}
+    return {
+        "company_admin": Scope(role="company_admin", learners=None, programs=None, **base),
+        "program_owner": Scope(role="program_owner", learners=None, programs=("prog-0",), **base),
+        "manager": Scope(
+            role="manager", learners=tuple(f"u{i}" for i in range(20)), programs=None, **base
+        ),  # fmt: skip
+    }
+
+
+def reports(store, scope) -> dict[str, Callable[[], object]]:
+    from api.reports import queries
+
+    return {
+        "engagement": lambda: queries.engagement(store, scope, weeks=8),
+        "learners": lambda: queries.learners(store, scope, page=1, page_size=50),
+        "kpis": lambda: queries.kpis(store, scope, days=30),
+    }
+
+
+def sink_rounds(store, tenant: str, seconds: float, viewers: int, cached: bool) -> dict:
+    """The sink's side: a round (1,000 learner_daily + 1,000 learner_scores
+    rows, as the sink writes them) every ``SINK_BATCH_MS`` (500 ms), while
+    ``viewers`` dashboards of one company admin each poll the three reports
+    every 5 s, staggered, through the report cache (keyed by round) or not.
+    Reports the round's write time and the rows/s the rounds achieved."""
+    import threading
+
+    from api.reports.cache import ReportCache
+
+    rounds = [0]
+    cache = ReportCache(lambda: rounds[0], max_age_s=3600)
+    stop = threading.Event()
+    polls = [0]
+    scope = scopes(tenant)["company_admin"]
+
+    def viewer(offset: float) -> None:
+        stop.wait(offset)
+        while not stop.is_set():
+            for name, fn in reports(store, scope).items():
+                cache.get(cache.key(name, scope), fn) if cached else fn()
+                polls[0] += 1
+            stop.wait(5.0)
+
+    threads = [threading.Thread(target=viewer, args=(5.0 * i / max(1, viewers),), daemon=True)
+               for i in range(viewers)]  # fmt: skip
+    for t in threads:
+        t.start()
+    rows, writes = 0, []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        started = time.perf_counter()
+        batch = round_rows(tenant, rounds[0])
+        tag = f"{tenant}-{viewers}-{cached}-{rounds[0]}"
+        store.insert("learner_daily", batch[0], f"bq-d-{tag}")
+        store.insert("learner_scores", batch[1], f"bq-s-{tag}")
+        writes.append((time.perf_counter() - started) * 1000)
+        rows += len(batch[0]) + len(batch[1])
+        rounds[0] += 1
+        time.sleep(max(0.0, 0.5 - (time.perf_counter() - started)))
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    for t in threads:
+        t.join()
+    return {"rows_per_s": round(rows / elapsed), "rounds": rounds[0], "report_calls": polls[0],
+            "round_write_p50_ms": round(percentile(writes, 50), 1),
+            "round_write_p95_ms": round(percentile(writes, 95), 1)}  # fmt: skip
+
+
+def round_rows(tenant: str, n: int, size: int = 1000) -> tuple[list, list]:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    day = now.date()
+    daily, scores = [], []
+    for i in range(size):
+        key = {"tenant_id": tenant, "user_id": f"u{(n * size + i) % 5000}", "day": day,
+               "program_id": "prog-1", "cohort_id": "prog-1-c0"}  # fmt: skip
+        comps = {"sign_ins": 1, "live_sessions": 0, "phase_advances": 0, "submissions": 1,
+                 "lessons_completed": 2}  # fmt: skip
+        daily.append({**key, **comps, "active_minutes": 3, "completions": 0, "events": 4,
+                      "version": 10 + n, "updated_at": now})  # fmt: skip
+        scores.append({**key, **comps, "score": 50, "at_risk": 0, "days_inactive": 0,
+                       "kind": "live", "version": 10 + n, "computed_at": now})  # fmt: skip
+    return daily, scores
+
+
+def run(scale: Scale, ctx: Context) -> Result:
     from sinks.store import open_store
 
     result = Result("query")
     store = open_store(None, Path(tempfile.mkdtemp(prefix="bq-", dir=ctx.workdir)) / "ch")
     try:
         for size in scale.query_sizes:
-            tenant = f"bench{size}"
-            learners = max(50, size // 200)  # 5,000 learners per 1M events
-            t0 = time.perf_counter()
-            load(store, tenant, size, learners)
-            load(store, f"other{size}", size // 10, max(5, learners // 10))
-            load_s = time.perf_counter() - t0
-            scope = Scope(role="company_admin", actor_id="b", tenant_id=tenant, learners=None,
-                          programs=None)  # fmt: skip
-            runs = scale.query_runs
-            engagement = timed(lambda s=scope: queries.engagement(store, s, weeks=8), runs)
-            learners_t = timed(
-                lambda s=scope: queries.learners(store, s, page=1, page_size=50, sort="-at_risk"),
-                scale.query_runs,
-            )
-            raw = timed(lambda t=tenant: store.query(RAW_SCAN, {"t": t}), scale.query_runs)
-            label = f"{size / 1e6:g}M events" if size >= 1_000_000 else f"{size:,} events"
-            for name, m in (("engagement report", engagement), ("learner list", learners_t)):
-                for q in ("p50", "p95"):
-                    result.rows.append(
-                        Row(
-                            f"{name} {q}, {label}",
-                            m[f"{q}_ms"],
-                            raw[f"{q}_ms"],
-                            "ms",
-                            "lower",
-                            "direct scan of raw events",
-                        )  # fmt: skip
-                    )
-            result.details[tenant] = {
-                "events": size,
-                "learners": learners,
-                "load_s": round(load_s, 1),
-                "engagement_report": engagement,
-                "learner_list": learners_t,
-                "baseline_raw_events_scan": raw,
-            }
+            measure(store, scale, size, result)
     finally:
         store.close()
     return result
+
+
+def measure(store, scale: Scale, size: int, result: Result) -> None:
+    tenant = f"bench{size}"
+    learners = max(50, size // 100)  # 10k learners per 1M events, 100k per 10M
+    t0 = time.perf_counter()
+    load(store, tenant, size, learners, days=364)
+    load(store, f"other{size}", size // 10, max(5, learners // 10), days=364)
+    load_s = time.perf_counter() - t0
+    label = f"{size / 1e6:g}M events" if size >= 1_000_000 else f"{size:,} events"
+    runs = scale.query_runs
+    raw = timed(lambda: store.query(RAW_SCAN, {"t": tenant}), runs)
+    timings: dict[str, dict] = {}
+    for role, scope in scopes(tenant).items():
+        for name, fn in reports(store, scope).items():
+            m = timings[f"{name}/{role}"] = timed(fn, runs)
+            for q in ("p50", "p95"):
+                result.rows.append(Row(f"{name} {q}, {role}, {label}", m[f"{q}_ms"],
+                                       raw[f"{q}_ms"], "ms", "lower",
+                                       "direct scan of raw events"))  # fmt: skip
+    seconds = 10 if scale.name == "small" else 30
+    alone = sink_rounds(store, tenant, seconds, 0, cached=True)
+    polled = {c: sink_rounds(store, tenant, seconds, 20, cached=c) for c in (True, False)}
+    for c, got in polled.items():
+        how = "cached" if c else "no cache"
+        for q in ("p50", "p95"):
+            result.rows.append(Row(f"sink round write {q}, 20 dashboards polling ({how}), {label}",
+                                   got[f"round_write_{q}_ms"], alone[f"round_write_{q}_ms"],
+                                   "ms", "lower", "the same rounds, nobody polling"))  # fmt: skip
+    result.details[tenant] = {
+        "events": size,
+        "learners": learners,
+        "weeks_of_history": 52,
+        "load_s": round(load_s, 1),
+        "reports": timings,
+        "baseline_raw_events_scan": raw,
+        "sink_alone": alone,
+        "sink_polled_cached": polled[True],
+        "sink_polled_uncached": polled[False],
+    }

@@ -76,6 +76,15 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    from ops.control import control_for
+
+    out = control_for(get_settings()).sql(args.query, args.format, args.tenant)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    return 0
+
+
 def cmd_org(args: argparse.Namespace) -> int:
     from ops.control import control_for
 
@@ -315,6 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES, help="role of the token")
     token.add_argument("--user", default=None, help="user id the token speaks for")
     token.set_defaults(func=cmd_token)
+
+    sql = sub.add_parser(
+        "sql",
+        help="run a read-only SELECT over the analytics tables (through the running API, "
+        "which owns the embedded ClickHouse); prints the result",
+    )
+    sql.add_argument("query", help='e.g. "SELECT event_name, count() FROM events GROUP BY 1"')
+    sql.add_argument("--format", choices=["json", "csv", "parquet"], default="csv")
+    sql.add_argument("--tenant", default=None, help="tenant name: only its rows (default: all)")
+    sql.set_defaults(func=cmd_sql)
 
     org = sub.add_parser(
         "org", help="org data report scopes use: managers, mentors, program owners (audited)"

@@ -58,6 +58,8 @@ class Control(Protocol):
 
     def origins(self, tenant: str, add: list[str], remove: list[str]) -> dict: ...
 
+    def sql(self, query: str, fmt: str, tenant: str | None) -> bytes: ...
+
 
 def running_api_url(settings: Settings) -> str | None:
     try:
@@ -155,6 +157,13 @@ class HttpControl:
 
     def origins(self, tenant: str, add: list[str], remove: list[str]) -> dict:
         return self._post("/v1/admin/origins", {"tenant": tenant, "add": add, "remove": remove})
+
+    def sql(self, query: str, fmt: str, tenant: str | None) -> bytes:
+        body = {"sql": query, "format": fmt, "tenant": tenant}
+        r = self.client.post("/v1/admin/sql", json=body, timeout=None)
+        if r.status_code >= 400:
+            raise ControlError(f"{r.json().get('detail')} (HTTP {r.status_code})")
+        return r.content
 
 
 class LocalControl:
@@ -273,6 +282,16 @@ class LocalControl:
                 self.tenants, OriginRegistry(self.store), tenant, add, remove
             )
         except (operator.NotFound, ValueError) as exc:
+            raise ControlError(str(exc)) from exc
+
+    def sql(self, query: str, fmt: str, tenant: str | None) -> bytes:
+        from api import operator
+        from api.analyst import SqlRefused
+        from sinks.store import StoreError
+
+        try:
+            return operator.sql(self.tenants, self.settings, query, fmt, tenant)
+        except (operator.NotFound, SqlRefused, StoreError) as exc:
             raise ControlError(str(exc)) from exc
 
 

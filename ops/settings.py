@@ -95,7 +95,8 @@ class Settings(BaseSettings):
     export_chunk_rows: int = Field(
         20_000,
         alias="EXPORT_CHUNK_ROWS",
-        description="Rows fetched per query while an export streams (memory stays flat).",
+        description="Learners (or audit rows) per query while an export streams: each "
+        "query's aggregation holds this many, so memory stays flat.",
     )
     export_pdf_max_rows: int = Field(
         20_000, alias="EXPORT_PDF_MAX_ROWS", description="Most table rows in one PDF export."
@@ -309,6 +310,28 @@ class Settings(BaseSettings):
         600,
         alias="STALE_AFTER_S",
         description="Data older than this is flagged stale (the dashboard's yellow banner).",
+    )
+    report_cache_max_age_s: float = Field(
+        30.0,
+        alias="REPORT_CACHE_MAX_AGE_S",
+        description="Report results are reused until the sink writes its next round, and "
+        "for at most this long (s; 0 = no cache): writes the sink does not make, such as a "
+        "purge or another API process's sink, show within it.",
+    )
+    report_cache_entries: int = Field(
+        512,
+        alias="REPORT_CACHE_ENTRIES",
+        description="Report results kept in memory (least recently used go first).",
+    )
+    sql_max_seconds: float = Field(
+        10.0,
+        alias="SQL_MAX_SECONDS",
+        description="Longest an analyst's query (POST /v1/sql, `skillstream sql`) may run (s).",
+    )
+    sql_max_rows: int = Field(
+        100_000,
+        alias="SQL_MAX_ROWS",
+        description="Most rows an analyst's query returns (the rest are cut off).",
     )
     demo_mode: bool = Field(
         False,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,6 +37,12 @@ class Store(Protocol):
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None: ...
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None: ...
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]: ...
+
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes: ...
 
     def ping(self) -> bool: ...
 
@@ -137,10 +143,32 @@ class EmbeddedStore:
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         self._run(sql, "CSV", params)
 
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        """The whole result in ClickHouse's output format ``fmt``."""
+        res = self._run(sql, fmt, params)
+        return res.bytes() if res is not None else b""
+
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
         if not rows:
             return
         self._run(insert_sql(table, dedup_token) + "\n" + encode_rows(rows).decode(), "CSV")
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]:
+        """The result in ClickHouse's ``fmt``, block by block. The session stays
+        locked until the iterator is exhausted or closed (chdb sessions are
+        not safe for concurrent use), so consume it promptly. chdb writes a
+        format's header (CSVWithNames) again in every block: stream a
+        headerless format."""
+        with self._lock:
+            try:
+                text = {k: _literal(v) for k, v in params.items()} if params else None
+                with self._session.send_query(sql, fmt, params=text) as result:
+                    for chunk in result:
+                        yield chunk.bytes()
+            except Exception as exc:
+                raise StoreError(str(exc)) from exc
 
     def ping(self) -> bool:
         try:
@@ -198,6 +226,12 @@ class ServerStore:
             raise StoreError(str(exc)) from exc
         return [json.loads(line) for line in raw.splitlines() if line]
 
+    def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        try:
+            return self._client.raw_query(sql, parameters=dict(params or {}), fmt=fmt)
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
         try:
             self._client.command(sql, parameters=dict(params or {}))
@@ -209,6 +243,15 @@ class ServerStore:
             return
         try:
             self._client.command(insert_sql(table, dedup_token), data=encode_rows(rows))
+        except Exception as exc:
+            raise StoreError(str(exc)) from exc
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
+    ) -> Iterator[bytes]:
+        try:
+            with self._client.raw_stream(sql, parameters=dict(params or {}), fmt=fmt) as result:
+                yield from result
         except Exception as exc:
             raise StoreError(str(exc)) from exc
 

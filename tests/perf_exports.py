@@ -3,7 +3,7 @@
     .venv/bin/python -m tests.perf_exports --rows 1000000 --format csv
     .venv/bin/python -m tests.perf_exports --rows 10000 --format pdf
 
-Seeds ``--rows`` learners (one score row each) into a fresh embedded
+Seeds ``--rows`` learners (one learner-day and score row each) into a fresh embedded
 ClickHouse, then runs the export job exactly as the API's worker does
 (query layer -> writer -> local object store -> notification fan-out) while a
 thread samples this process's resident set size every 20 ms.
@@ -15,7 +15,6 @@ import argparse
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -39,6 +38,7 @@ def main() -> None:
     from api.exports.storage import LocalObjectStore
     from api.notify.fanout import Notifier
     from api.sealing import Sealer
+    from bench.export import seed
     from ops.settings import Settings
     from sinks.store import open_store
 
@@ -46,15 +46,8 @@ def main() -> None:
     settings = Settings(SKILLSTREAM_RUN_DIR=tmp / "run", EXPORT_PDF_MAX_ROWS=args.rows)
     store = open_store(None, tmp / "clickhouse")
     tenant = "t_perf"
-    today = datetime.now(UTC).date().isoformat()
     t0 = time.perf_counter()
-    store.command(
-        "INSERT INTO learner_scores SELECT {t:String}, concat('u', leftPad(toString(number), 8,"
-        " '0')), toDate({d:String}), concat('p', toString(number % 7)), NULL, number % 101,"
-        " number % 9 = 0, number % 5, number % 8, number % 3, number % 4, number % 2, number % 6,"
-        " 'daily', 1, now64(3) FROM numbers({n:UInt64})",
-        {"t": tenant, "d": today, "n": args.rows},
-    )
+    seed(store, tenant, args.rows)
     seed_s = time.perf_counter() - t0
     objects = LocalObjectStore(tmp / "exports", "perf-secret")
     sealer = Sealer(Fernet.generate_key().decode(), "webhook secrets")

@@ -8,10 +8,12 @@ from __future__ import annotations
 import math
 import shutil
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from api.exports.model import ExportRepo, new_export
 from api.reports.org import Link, OrgRegistry
 from api.security import issue_token
 from ops.settings import Settings
@@ -69,6 +71,12 @@ def _tenant(api, store, stale: bool) -> tuple[rd.Org, str]:
         for e in org.events:
             e["received_at"] = datetime.now(UTC) - timedelta(minutes=30)
     rd.insert(store, org)
+    repo = ExportRepo(store)
+    for i, (status, age) in enumerate([("done", 1), ("done", 2), ("queued", 0), ("failed", 3),
+                                       ("done", 40)]):  # fmt: skip
+        e = new_export(tenant_id=org.tenant_id, user="boss", role="company_admin",
+                       report="learners", fmt="csv", params={"i": i})  # fmt: skip
+        repo.save(replace(e, status=status, created_at=datetime.now(UTC) - timedelta(days=age)))
     OrgRegistry(store).link_many(
         [Link(org.tenant_id, *lk) for lk in rd.links(org)], actor="test", actor_role="test"
     )
@@ -112,7 +120,49 @@ def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts)
     assert page.locator("#stale-banner").is_hidden()
     assert page.locator("#demo-banner").is_hidden()  # not a demo: no demo banner
     assert page.locator("#kpi-table tr").count() == 6
+    assert value("reports_generated") == "3"  # the failed one and the 40-day-old one aside
+    assert value("audit_events") == str(audit_rows(store, org.tenant_id))
+    assert (
+        page.locator("#tile-reports_generated .delta")
+        .inner_text()
+        .endswith("vs the 30 days before")
+    )
+    assert page.locator("#tenant-badge").is_hidden()  # a company admin has one tenant
     page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    page.close()
+
+
+def audit_rows(store, tenant_id: str) -> int:
+    return int(
+        store.query(
+            "SELECT count() AS n FROM audit_events WHERE tenant_id = {t:String}"
+            " AND at > now64(3) - INTERVAL 30 DAY",
+            {"t": tenant_id},
+        )[0]["n"]
+    )
+
+
+def test_platform_admin_picks_a_tenant_and_the_badge_names_it(browser, api, store, artifacts):
+    org, _ = _tenant(api, store, stale=False)
+    name = api.ctx.tenants.by_id(org.tenant_id).name
+    today = datetime.now(UTC).date()
+    want = rd.expected_week(org, set(org.users), rd.monday(today))
+    token = issue_token(api.ctx.secrets.token_secret, tenant_id=org.tenant_id, tenant_name=name,
+                        role="platform_admin", user_id="root", ttl_s=600)  # fmt: skip
+    page = _open(browser, f"{api.url}/#token={token}")
+    badge = page.locator("#tenant-badge")
+    assert badge.inner_text() == "All tenants"
+    options = page.locator("#tenant-pick option").all_inner_texts()
+    assert options[0] == "All tenants" and name in options
+    page.evaluate("() => { delete document.body.dataset.loaded; }")
+    page.select_option("#tenant-pick", org.tenant_id)
+    page.wait_for_selector("body[data-loaded]", timeout=20000)
+    assert badge.inner_text() == f"Tenant: {name}"
+    value = lambda key: page.locator(f"#tile-{key} .value").inner_text()  # noqa: E731
+    assert value("weekly_active_learners") == str(want["active"])
+    assert value("reports_generated") == "3"
+    assert value("audit_events") == str(audit_rows(store, org.tenant_id))
+    page.screenshot(path=str(artifacts / "dashboard-tenant-pick.png"), full_page=True)
     page.close()
 
 

@@ -55,3 +55,37 @@ def test_local_store_links_are_signed_and_expire(tmp_path: Path):
     assert not objects.check("t1/ex_2.csv", int(q["expires"]), q["sig"])
     with pytest.raises(ValueError):
         objects.path("../escape.csv")
+
+
+def _blocks(n: int, size: int):
+    for i in range(n):
+        yield bytes([65 + i % 26]) * size
+
+
+@pytest.mark.parametrize("kind", ["s3", "local"])
+def test_streamed_objects_arrive_whole_or_not_at_all(s3_endpoint, tmp_path, monkeypatch, kind):
+    """``put_stream`` (ClickHouse's CSV blocks): several S3 parts, or a local
+    file renamed when complete; a stream that fails leaves no object."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    objects = (
+        S3ObjectStore(s3_endpoint, f"stream-{kind}", "us-east-1")
+        if kind == "s3"
+        else LocalObjectStore(tmp_path / "objs", "secret")
+    )
+    size = objects.put_stream("t1/big.csv", _blocks(20, 1_000_000), "text/csv")  # 3 S3 parts
+    assert size == 20_000_000 and objects.exists("t1/big.csv")
+    if kind == "s3":
+        got = httpx.get(objects.presign("t1/big.csv", 60)).content
+    else:
+        got = objects.path("t1/big.csv").read_bytes()
+    assert got == b"".join(_blocks(20, 1_000_000))
+
+    def broken():
+        yield from _blocks(10, 1_000_000)
+        raise RuntimeError("ClickHouse went away")
+
+    with pytest.raises(RuntimeError):
+        objects.put_stream("t1/half.csv", broken(), "text/csv")
+    assert not objects.exists("t1/half.csv")
+    assert list(objects.keys()) == ["t1/big.csv"]

@@ -8,6 +8,7 @@ draws as tiles and the chart.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,13 +78,17 @@ def rows(
     *,
     target: float,
     chunk: int,
+    limit: int,
     tenant_for_audit: str = "",
 ) -> Iterator[dict[str, Any]]:
+    """The report's rows; learners: the first ``limit`` in (tenant, user)
+    order, ``chunk`` learners a query (a PDF's table; a CSV of learners is
+    written by ClickHouse, runner._clickhouse_csv)."""
     if report == "learners":
         assert scope is not None
-        for item in queries.learners_stream(
-            store, scope, at_risk=p.at_risk, days=p.days or 28, chunk=chunk
-        ):
+        items = queries.learners_in_order(store, scope, at_risk=p.at_risk, days=p.days or 28,
+                                          chunk=chunk)  # fmt: skip
+        for item in itertools.islice(items, limit):
             comps = item.pop("components")
             yield {**item, **comps}
     elif report == "engagement":

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
@@ -27,6 +27,8 @@ class ObjectStore(Protocol):
 
     def put_file(self, key: str, path: Path, content_type: str) -> int: ...
 
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int: ...
+
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
@@ -34,6 +36,20 @@ class ObjectStore(Protocol):
     def presign(self, key: str, ttl_s: int) -> str: ...
 
     def keys(self) -> Iterator[str]: ...
+
+
+PART_BYTES = 8 * 2**20  # S3 parts: at least 5 MB each but the last
+
+
+def _parts(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 class S3ObjectStore:
@@ -62,6 +78,31 @@ class S3ObjectStore:
             str(path), self.bucket, key, ExtraArgs={"ContentType": content_type}
         )
         return path.stat().st_size
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int:
+        """A multipart upload, one part per ``PART_BYTES`` of the stream; no
+        object under the key unless every part arrived."""
+        up = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=key, ContentType=content_type
+        )
+        parts: list[dict] = []
+        size = 0
+        try:
+            for body in _parts(chunks, PART_BYTES):
+                n = len(parts) + 1
+                got = self.client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=up["UploadId"], PartNumber=n, Body=body
+                )
+                parts.append({"PartNumber": n, "ETag": got["ETag"]})
+                size += len(body)
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=up["UploadId"],
+                MultipartUpload={"Parts": parts},
+            )  # fmt: skip
+        except BaseException:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=up["UploadId"])
+            raise
+        return size
 
     def exists(self, key: str) -> bool:
         try:
@@ -103,6 +144,20 @@ class LocalObjectStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_suffix(dest.suffix + ".part")
         shutil.copyfile(path, tmp)
+        tmp.replace(dest)  # never a half-written object under the key
+        return dest.stat().st_size
+
+    def put_stream(self, key: str, chunks: Iterable[bytes], content_type: str) -> int:
+        dest = self.path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        try:
+            with tmp.open("wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         tmp.replace(dest)  # never a half-written object under the key
         return dest.stat().st_size
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from api.reports.scope import Scope
+from api.reports.scope import Filter, Scope
 from schemas.dictionary import BY_NAME
 from sinks.store import Store
 from streams.score import INACTIVE_DAYS
@@ -60,8 +60,8 @@ def freshness(store: Store, scope: Scope, sink_fresh: FreshFn | None = None) -> 
         if got is not None:
             return got
     rows = store.query(
-        "SELECT toUnixTimestamp64Milli(max(received_at)) AS ms, count() AS n FROM events"
-        " WHERE ({t:String} = '' OR tenant_id = {t:String})",
+        "SELECT toUnixTimestamp64Milli(max(received_at)) AS ms, count() AS n"
+        " FROM tenant_freshness WHERE ({t:String} = '' OR tenant_id = {t:String})",
         {"t": scope.tenant_id or ""},
     )
     if not rows or not int(rows[0]["n"]):
@@ -83,39 +83,35 @@ def engagement(
     n = max(2, weeks)  # the previous week is always needed for the deltas
     first = _monday(today) - timedelta(weeks=n - 1)
     week_list = [first + timedelta(weeks=i) for i in range(n)]
-    f_scores = scope.filter("learner_scores")
-    f_daily = scope.filter("learner_daily")
+    f = scope.filter("learner_week")
     p = {"start": first.isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS}
 
     scores = store.query(
         f"""
         SELECT toString(w) AS wk, count() AS learners,
-               quantileExactInclusive(0.5)(s) AS median_score,
-               countIf(r = 1 OR di + dateDiff('day', d, least(w + 6, {{today:Date}}))
+               quantileExactInclusive(0.5)(x.1) AS median_score,
+               countIf(x.2 = 1 OR x.3 + dateDiff('day', d, least(w + 6, {{today:Date}}))
                        >= {{inactive:UInt16}}) AS at_risk
         FROM (
-            SELECT toMonday(day) AS w, tenant_id, user_id, max(day) AS d,
-                   argMax(score, day) AS s, argMax(at_risk, day) AS r,
-                   argMax(days_inactive, day) AS di
-            FROM learner_scores FINAL
-            WHERE day >= {{start:Date}} AND day <= {{today:Date}} AND {f_scores.sql}
+            SELECT week AS w, tenant_id, user_id, max(last_day) AS d, argMaxMerge(last_risk) AS x
+            FROM learner_week
+            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND scored = 1 AND {f.sql}
             GROUP BY w, tenant_id, user_id
         )
         GROUP BY wk ORDER BY wk
         """,
-        {**p, **f_scores.params},
+        {**p, **f.params},
     )
     activity = store.query(
         f"""
-        SELECT toString(toMonday(day)) AS wk,
-               uniqExactIf((tenant_id, user_id), events > 0) AS active,
-               uniqExactIf((tenant_id, assumeNotNull(program_id)),
-                           events > 0 AND program_id IS NOT NULL) AS programs
-        FROM learner_daily FINAL
-        WHERE day >= {{start:Date}} AND day <= {{today:Date}} AND {f_daily.sql}
+        SELECT toString(week) AS wk,
+               uniqExactIf((tenant_id, user_id), active = 1) AS n_active,
+               uniqExactIf((tenant_id, program_id), active = 1 AND program_id != '') AS n_programs
+        FROM learner_week
+        WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
         GROUP BY wk ORDER BY wk
         """,
-        {**p, **f_daily.params},
+        {**p, **f.params},
     )
     # Completion: per learner the week of first activity and of first
     # completion (earlier weeks collapse into the first one), summed up to
@@ -126,16 +122,16 @@ def engagement(
                if(fc = toDate(0), '', toString(greatest(toMonday(fc), {{start:Date}}))) AS w_done,
                count() AS n
         FROM (
-            SELECT tenant_id, user_id, minIf(day, events > 0) AS fa,
-                   minIf(day, completions > 0) AS fc
-            FROM learner_daily FINAL
-            WHERE day <= {{today:Date}} AND {f_daily.sql}
+            SELECT tenant_id, user_id, minIfMerge(first_active) AS fa,
+                   minIfMerge(first_done) AS fc
+            FROM learner_firsts
+            WHERE {f.sql}
             GROUP BY tenant_id, user_id
-            HAVING countIf(events > 0) > 0
+            HAVING fa != toDate(0) AND fa <= {{today:Date}}
         )
         GROUP BY w_active, w_done
         """,
-        {**p, **f_daily.params},
+        {**p, **f.params},
     )
     by_score = {r["wk"]: r for r in scores}
     by_act = {r["wk"]: r for r in activity}
@@ -152,8 +148,8 @@ def engagement(
                 "target": target,
                 "learners_scored": int(s["learners"]) if s else 0,
                 "at_risk": int(s["at_risk"]) if s else 0,
-                "active_learners": int(a["active"]) if a else 0,
-                "programs_tracked": int(a["programs"]) if a else 0,
+                "active_learners": int(a["n_active"]) if a else 0,
+                "programs_tracked": int(a["n_programs"]) if a else 0,
                 "completion_rate": round(done / seen, 4) if seen else None,
             }
         )
@@ -204,56 +200,18 @@ def learners(
     """Learners with a score in the last ``days`` days: latest score, its
     components, days inactive and the at-risk flag as of today."""
     today = today or datetime.now(UTC).date()
-    order = SORTS[sort]
-    f = scope.filter("learner_scores")
-    having = "" if at_risk is None else "HAVING risk = {want_risk:UInt8}"
-    comps = ", ".join(f"argMax({c}, day) AS c_{c}" for c in COMPONENTS)
+    f = scope.filter("learner_week")
+    p = _learner_params(f, today, days, at_risk)
     rows = store.query(
-        f"""
-        SELECT tenant_id AS t, user_id AS u, toString(max(day)) AS scored_on,
-               argMax(program_id, day) AS prog, argMax(cohort_id, day) AS coh,
-               argMax(score, day) AS sc,
-               argMax(days_inactive, day) + dateDiff('day', max(day), {{today:Date}}) AS di,
-               toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk,
-               {comps},
-               count() OVER () AS total
-        FROM learner_scores FINAL
-        WHERE day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql}
-        GROUP BY tenant_id, user_id
-        {having}
-        ORDER BY {order}
-        LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}
-        """,
-        {
-            "today": today.isoformat(),
-            "since": (today - timedelta(days=days)).isoformat(),
-            "inactive": INACTIVE_DAYS,
-            "want_risk": int(bool(at_risk)),
-            "limit": page_size,
-            "offset": (page - 1) * page_size,
-            **f.params,
-        },
+        f"""SELECT * EXCEPT (x, d), count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
+        ORDER BY {SORTS[sort]} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
+        {**p, "limit": page_size, "offset": (page - 1) * page_size},
     )
-    total = int(rows[0]["total"]) if rows else None
-    if total is None:  # past the last page: still say how many there are
-        total = int(
-            store.query(
-                f"""SELECT count() AS n FROM (
-                    SELECT tenant_id, user_id, argMax(days_inactive, day)
-                        + dateDiff('day', max(day), {{today:Date}}) AS di,
-                        toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk
-                    FROM learner_scores FINAL
-                    WHERE day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql}
-                    GROUP BY tenant_id, user_id {having})""",
-                {
-                    "today": today.isoformat(),
-                    "since": (today - timedelta(days=days)).isoformat(),
-                    "inactive": INACTIVE_DAYS,
-                    "want_risk": int(bool(at_risk)),
-                    **f.params,
-                },
-            )[0]["n"]
-        )
+    if rows:
+        total = int(rows[0]["total"])
+    else:  # past the last page: still say how many there are
+        counted = store.query(f"SELECT count() AS n FROM ({_learners_sql(f, at_risk)})", p)
+        total = int(counted[0]["n"])
     items = [_learner_item(r) for r in rows]
     return {
         "scope": describe(scope),
@@ -265,6 +223,83 @@ def learners(
         "computed_at": _iso(datetime.now(UTC)),
         "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
     }
+
+
+# Learners after (a_t, a_u) up to (b_t, b_u) in (tenant, user) order; b_t ''
+# = no upper bound. The screen reads every key; exports read one range at a
+# time so each aggregation holds a bounded number of learners.
+KEY_RANGE = (
+    "(tenant_id > {a_t:String} OR (tenant_id = {a_t:String} AND user_id > {a_u:String}))"
+    " AND ({b_t:String} = '' OR tenant_id < {b_t:String}"
+    " OR (tenant_id = {b_t:String} AND user_id <= {b_u:String}))"
+)
+
+
+def _learners_sql(f: Filter, at_risk: bool | None) -> str:
+    """The learner list's one query (screen and export): per learner in scope
+    scored within the window, the latest score row from the weekly read
+    model, days inactive and the at-risk flag as of ``today``. Weeks cover
+    the window; ``d > since`` drops learners whose latest row is older."""
+    want = "" if at_risk is None else "AND risk = {want_risk:UInt8}"
+    comps = ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=4))
+    return f"""
+        SELECT tenant_id AS t, user_id AS u, max(last_day) AS d, toString(d) AS scored_on,
+               argMaxMerge(last) AS x, nullIf(x.9, '') AS prog, nullIf(x.10, '') AS coh,
+               x.1 AS sc, x.3 + dateDiff('day', d, {{today:Date}}) AS di,
+               toUInt8(x.2 = 1 OR di >= {{inactive:UInt16}}) AS risk, {comps}
+        FROM learner_week
+        WHERE week >= toMonday({{since:Date}} + 1) AND week <= {{today:Date}} AND scored = 1
+          AND {f.sql} AND {KEY_RANGE}
+        GROUP BY tenant_id, user_id
+        HAVING d > {{since:Date}} {want}
+    """
+
+
+def _learner_params(f: Filter, today: date, days: int, at_risk: bool | None) -> dict[str, Any]:
+    return {
+        "today": today.isoformat(),
+        "since": (today - timedelta(days=days)).isoformat(),
+        "inactive": INACTIVE_DAYS,
+        "want_risk": int(bool(at_risk)),
+        "a_t": "",
+        "a_u": "",
+        "b_t": "",
+        "b_u": "",
+        **f.params,
+    }
+
+
+def learner_ranges(
+    store: Store, scope: Scope, p: dict[str, Any], chunk: int
+) -> Iterator[dict[str, Any]]:
+    """``p`` once per key range of about ``chunk`` learners, in order. The
+    bounds are every ``chunk``-th key of ``learner_firsts``, read in its
+    sort order (no sort, no hash table)."""
+    f = scope.filter("learner_firsts")
+    bounds = store.query(
+        f"""SELECT t, u FROM (
+                SELECT tenant_id AS t, user_id AS u,
+                       row_number() OVER (ORDER BY tenant_id, user_id) AS rn
+                FROM learner_firsts WHERE {f.sql})
+            WHERE rn % {{chunk:UInt32}} = 0 ORDER BY t, u""",
+        {**f.params, "chunk": chunk},
+    )
+    lo = ("", "")
+    for hi in [(r["t"], r["u"]) for r in bounds] + [("", "")]:
+        yield {**p, "a_t": lo[0], "a_u": lo[1], "b_t": hi[0], "b_u": hi[1]}
+        lo = hi
+
+
+def learners_in_order(
+    store: Store, scope: Scope, *, at_risk: bool | None = None, days: int = 28, chunk: int
+) -> Iterator[dict[str, Any]]:
+    """The learner list's items in (tenant, user) order, one key range at a
+    time (a PDF's table)."""
+    f = scope.filter("learner_week")
+    p = _learner_params(f, datetime.now(UTC).date(), days, at_risk)
+    for params in learner_ranges(store, scope, p, chunk):
+        sql = f"SELECT * EXCEPT (x, d) FROM ({_learners_sql(f, at_risk)}) ORDER BY t, u"
+        yield from (_learner_item(r) for r in store.query(sql, params))
 
 
 def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
@@ -281,69 +316,95 @@ def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def learners_stream(
-    store: Store,
+# A safety net: an export range's aggregation and sort spill to disk past
+# this (a range of EXPORT_CHUNK_ROWS learners stays well below it).
+EXPORT_SPILL_BYTES = 64 * 2**20
+
+
+def learners_csv(
     scope: Scope,
     *,
     at_risk: bool | None = None,
     days: int = 28,
     today: date | None = None,
-    chunk: int = 20_000,
-) -> Iterator[dict[str, Any]]:
-    """Every row of ``learners`` (same columns, same definitions), ordered by
-    tenant then user, a chunk at a time by keyset on the table's sort key: no
-    OFFSET over results, no session held between chunks, and each chunk's
-    aggregation bounded to a key range, so time is linear and memory flat in
-    the number of learners (exports)."""
+) -> tuple[str, dict[str, Any]]:
+    """Every row of ``learners`` (same query, same columns as an export's
+    ``sources.LEARNER_COLUMNS``) as SQL for ClickHouse to write as CSV
+    itself, ordered by tenant then user. A text cell never starts a
+    spreadsheet formula (a quote is put in front, as csv_writer does) and
+    carries no line break, so every line is one row."""
     today = today or datetime.now(UTC).date()
-    f = scope.filter("learner_scores")
-    having = "" if at_risk is None else "HAVING risk = {want_risk:UInt8}"
-    comps = ", ".join(f"argMax({c}, day) AS c_{c}" for c in COMPONENTS)
-    after = "(tenant_id > {a_t:String} OR (tenant_id = {a_t:String} AND user_id > {a_u:String}))"
-    upto = "(tenant_id < {b_t:String} OR (tenant_id = {b_t:String} AND user_id <= {b_u:String}))"
+    f = scope.filter("learner_week")
+    names = {"t": "tenant_id", "u": "user_id", "prog": "program_id", "coh": "cohort_id"}
+    texts = ", ".join(f"{_cell(col)} AS {name}" for col, name in names.items())
+    comps = ", ".join(f"c_{c} AS {c}" for c in COMPONENTS)
+    sql = f"""
+        SELECT {texts}, scored_on, sc AS score, risk AS at_risk, di AS days_inactive, {comps}
+        FROM ({_learners_sql(f, at_risk)})
+        ORDER BY t, u
+        SETTINGS format_csv_null_representation = '',
+                 max_bytes_before_external_group_by = {EXPORT_SPILL_BYTES},
+                 max_bytes_before_external_sort = {EXPORT_SPILL_BYTES}
+    """
+    return sql, _learner_params(f, today, days, at_risk)
+
+
+def _cell(col: str) -> str:
+    clean = f"replaceRegexpAll({col}, '[\\r\\n]', ' ')"
+    return (
+        f"if(substring({col}, 1, 1) IN ('=', '+', '-', '@', '\\t'),"
+        f" concat('\\'', {clean}), {clean})"
+    )
+
+
+# --- activity: reports generated, audit events -----------------------------------
+def activity(
+    store: Store, scope: Scope, *, days: int = 30, now: datetime | None = None
+) -> dict[str, Any]:
+    """The seed's "Reports generated" (exports requested in the last ``days``
+    days, failed ones aside) and "Audit events" tiles, each with the ``days``
+    before as previous. Admins count their tenant's (platform: every or the
+    picked tenant); anyone else their own exports and their own audit rows."""
+    now = now or datetime.now(UTC)
+    own = scope.role not in ("platform_admin", "company_admin")
     p = {
-        "today": today.isoformat(),
-        "since": (today - timedelta(days=days)).isoformat(),
-        "inactive": INACTIVE_DAYS,
-        "want_risk": int(bool(at_risk)),
-        "a_t": "",
-        "a_u": "",
-        "chunk": chunk,
-        **f.params,
+        "t": scope.tenant_id or "",
+        "me": scope.actor_id if own else "",
+        "since": now - timedelta(days=days),
+        "prev": now - timedelta(days=2 * days),
+        "now": now,
     }
-    where = f"day > {{since:Date}} AND day <= {{today:Date}} AND {f.sql} AND {after}"
-    while True:
-        # The chunk's upper key: ``chunk`` rows (learner-days) past the last
-        # key, read in the table's order from the primary index.
-        bound = store.query(
-            f"SELECT tenant_id AS t, user_id AS u FROM learner_scores WHERE {where}"
-            " ORDER BY tenant_id, user_id LIMIT 1 OFFSET {chunk:UInt32}",
-            p,
-        )
-        last = not bound
-        if not last:
-            p.update(b_t=bound[0]["t"], b_u=bound[0]["u"])
-        rows = store.query(
-            f"""
-            SELECT tenant_id AS t, user_id AS u, toString(max(day)) AS scored_on,
-                   argMax(program_id, day) AS prog, argMax(cohort_id, day) AS coh,
-                   argMax(score, day) AS sc,
-                   argMax(days_inactive, day) + dateDiff('day', max(day), {{today:Date}}) AS di,
-                   toUInt8(argMax(at_risk, day) = 1 OR di >= {{inactive:UInt16}}) AS risk,
-                   {comps}
-            FROM learner_scores FINAL
-            WHERE {where} {"" if last else "AND " + upto}
-            GROUP BY tenant_id, user_id
-            {having}
-            ORDER BY t, u
-            """,
-            p,
-        )
-        for r in rows:
-            yield _learner_item(r)
-        if last:
-            return
-        p.update(a_t=p["b_t"], a_u=p["b_u"])
+    tenant = "({t:String} = '' OR tenant_id = {t:String})"
+    reports = store.query(
+        f"""
+        SELECT uniqExactIf(export_id, created_at > {{since:DateTime64(3)}}) AS cur,
+               uniqExactIf(export_id, created_at <= {{since:DateTime64(3)}}) AS prev
+        FROM exports FINAL
+        WHERE {tenant} AND ({{me:String}} = '' OR requested_by = {{me:String}})
+          AND created_at > {{prev:DateTime64(3)}} AND created_at <= {{now:DateTime64(3)}}
+          AND status != 'failed'
+        """,
+        p,
+    )[0]
+    audits = store.query(
+        f"""
+        SELECT countIf(at > {{since:DateTime64(3)}}) AS cur,
+               countIf(at <= {{since:DateTime64(3)}}) AS prev
+        FROM audit_events
+        WHERE {tenant} AND ({{me:String}} = '' OR actor_id = {{me:String}})
+          AND at > {{prev:DateTime64(3)}} AND at <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+    return {
+        "scope": describe(scope),
+        "window_days": days,
+        "tiles": {
+            "reports_generated": _tile(int(reports["cur"]), int(reports["prev"])),
+            "audit_events": _tile(int(audits["cur"]), int(audits["prev"])),
+        },
+        "computed_at": _iso(datetime.now(UTC)),
+    }
 
 
 # --- one learner's raw events ---------------------------------------------------
@@ -373,6 +434,11 @@ def learner_events(store: Store, scope: Scope, user_id: str, *, limit: int = 100
 
 
 # --- KPIs (seed 003) -----------------------------------------------------------
+IN_WINDOW = "event_timestamp >= {since:DateTime64(3)}"
+ASSESSED = f"event_name = 'assessment_completed' AND readiness_score IS NOT NULL AND {IN_WINDOW}"
+TASK = f"event_name = 'task_completion_logged' AND {IN_WINDOW}"
+
+
 def kpis(
     store: Store,
     scope: Scope,
@@ -392,100 +458,72 @@ def kpis(
         "act_since": now - timedelta(days=30),
         **f.params,
     }
-    ev = f"FROM events FINAL WHERE learner_id IS NOT NULL AND {f.sql}"
     onboarding = store.query(
         f"""
         SELECT count() AS den,
-               countIf(ob > toDateTime64(0, 3) AND ob <= first_seen + INTERVAL 24 HOUR) AS num
+               countIf(ob > toDateTime64(0, 3) AND ob <= fs + INTERVAL 24 HOUR) AS num
         FROM (
-            SELECT tenant_id, learner_id, min(event_timestamp) AS first_seen,
-                   argMin(persona, event_timestamp) AS persona,
-                   minIf(event_timestamp, event_name = 'student_onboarding_completed') AS ob
-            {ev} AND event_timestamp <= {{now:DateTime64(3)}}
+            SELECT tenant_id, learner_id, min(first_seen) AS fs, argMinMerge(persona) AS who,
+                   minIfMerge(onboarded) AS ob
+            FROM learner_event_firsts WHERE {f.sql}
             GROUP BY tenant_id, learner_id
-        ) WHERE first_seen >= {{since:DateTime64(3)}} AND persona = 'student'
+        ) WHERE fs >= {{since:DateTime64(3)}} AND fs <= {{now:DateTime64(3)}} AND who = 'student'
         """,
         p,
     )[0]
-    adherence = store.query(
+    # One pass over the window's events, per learner, for the windowed KPIs.
+    # Counts are of distinct event ids (the table may briefly hold a replay).
+    w = store.query(
         f"""
-        SELECT count() AS den,
-               countIf(event_timestamp <= parseDateTime64BestEffortOrNull(
-                   JSONExtractString(properties, 'due_at'), 3, 'UTC')) AS num
-        {ev} AND event_name = 'task_completion_logged'
-          AND event_timestamp >= {{since:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
-        """,
-        p,
-    )[0]
-    resume = store.query(
-        f"""
-        SELECT count() AS den,
-               countIf(arrayExists(x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans))
-                   AS num
+        SELECT countIf(resumes > 0) AS resume_den,
+               countIf(resumes > 0 AND arrayExists(
+                   x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
+               countIf(assessed >= 2) AS ready_n,
+               avgIf(last_r - first_r, assessed >= 2) AS ready_delta,
+               sum(tasks) AS task_den, sum(on_time) AS task_num,
+               countIf(cur = 1) AS wau, countIf(prev = 1) AS wau_prev
         FROM (
             SELECT tenant_id, learner_id,
-                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
-                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans
-            {ev} AND event_name IN ('resume_parsed', 'action_plan_accepted')
-              AND event_timestamp >= {{since:DateTime64(3)}}
+                   countIf(event_name = 'resume_parsed' AND {IN_WINDOW}) AS resumes,
+                   minIf(event_timestamp, event_name = 'resume_parsed' AND {IN_WINDOW}) AS resume,
+                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted'
+                                AND {IN_WINDOW}) AS plans,
+                   uniqExactIf(event_id, {ASSESSED}) AS assessed,
+                   argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
+                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r,
+                   uniqExactIf(event_id, {TASK}) AS tasks,
+                   uniqExactIf(event_id, {TASK} AND event_timestamp <= due_at) AS on_time,
+                   max(event_timestamp > {{wau_since:DateTime64(3)}}) AS cur,
+                   max(event_timestamp <= {{wau_since:DateTime64(3)}}
+                       AND event_timestamp > {{wau_prev:DateTime64(3)}}) AS prev
+            FROM events_by_time
+            WHERE {f.sql} AND event_timestamp >= {{lo:DateTime64(3)}}
               AND event_timestamp <= {{now:DateTime64(3)}}
             GROUP BY tenant_id, learner_id
-            HAVING countIf(event_name = 'resume_parsed') > 0
         )
         """,
-        p,
-    )[0]
-    readiness = store.query(
-        f"""
-        SELECT count() AS learners, avg(last - first) AS delta
-        FROM (
-            SELECT tenant_id, learner_id,
-                   argMin(readiness_score, event_timestamp) AS first,
-                   argMax(readiness_score, event_timestamp) AS last
-            {ev} AND event_name = 'assessment_completed' AND readiness_score IS NOT NULL
-              AND event_timestamp >= {{since:DateTime64(3)}}
-              AND event_timestamp <= {{now:DateTime64(3)}}
-            GROUP BY tenant_id, learner_id
-            HAVING count() >= 2
-        )
-        """,
-        p,
-    )[0]
-    wau = store.query(
-        f"""
-        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
-                   AS cur,
-               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
-                   AS prev
-        {ev} AND event_timestamp > {{wau_prev:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
-        """,
-        p,
+        {**p, "lo": min(p["since"], p["wau_prev"], p["act_since"])},
     )[0]
     # Advisee activation: learners assigned to a mentor (inside the scope) who
     # signed in during the last 30 days.
     fo = scope.filter("events", learner_col="object_id")
-    assigned = store.query(
+    act = store.query(
         f"""
-        SELECT DISTINCT tenant_id, object_id AS learner_id FROM org_links FINAL
-        WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql}
+        SELECT count() AS den, countIf((tenant_id, object_id) IN (
+                   SELECT tenant_id, learner_id FROM events_by_time
+                   WHERE {f.sql} AND event_name = 'session_started'
+                     AND event_timestamp > {{act_since:DateTime64(3)}}
+                     AND event_timestamp <= {{now:DateTime64(3)}})) AS num
+        FROM (SELECT DISTINCT tenant_id, object_id FROM org_links FINAL
+              WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql})
         """,
-        fo.params,
-    )
-    active_ids: set[tuple[str, str]] = set()
-    if assigned:
-        rows = store.query(
-            f"""
-            SELECT DISTINCT tenant_id, learner_id {ev} AND event_name = 'session_started'
-              AND event_timestamp > {{act_since:DateTime64(3)}}
-              AND event_timestamp <= {{now:DateTime64(3)}}
-            """,
-            p,
-        )
-        active_ids = {(r["tenant_id"], r["learner_id"]) for r in rows}
-    act_den = len(assigned)
-    act_num = sum(1 for r in assigned if (r["tenant_id"], r["learner_id"]) in active_ids)
+        {**p, **fo.params},
+    )[0]
+    adherence = {"num": w["task_num"], "den": w["task_den"]}
+    resume = {"num": w["resume_num"], "den": w["resume_den"]}
+    readiness = {"learners": w["ready_n"], "delta": w["ready_delta"]}
+    wau = {"cur": w["wau"], "prev": w["wau_prev"]}
+    act_num, act_den = int(act["num"]), int(act["den"])
 
     def ratio(num: int, den: int) -> float | None:
         return round(num / den, 4) if den else None

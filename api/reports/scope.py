@@ -26,6 +26,8 @@ from api.reports.org import OrgRegistry
 from api.security import Principal
 
 ADMIN_ROLES = ("platform_admin", "company_admin")
+# tables whose rows carry the learner's program and cohort
+READ_TABLES = ("learner_daily", "learner_scores", "learner_week", "learner_firsts")
 
 
 class ScopeDenied(PermissionError):
@@ -50,7 +52,7 @@ class Scope:
     def filter(self, table: str = "learner_daily", learner_col: str = "user_id") -> Filter:
         """WHERE conditions (parameterised) restricting ``table`` to this scope.
 
-        ``learner_daily``/``learner_scores`` carry program and cohort per row;
+        ``READ_TABLES`` carry program and cohort per row;
         ``events`` rows often do not (a sign-in has no program), so there a
         program or cohort restricts to the learners active in it instead.
         """
@@ -61,7 +63,7 @@ class Scope:
             f.add(f"{learner_col} IN {{s_learners:Array(String)}}", s_learners=list(self.learners))
         if self.user_id is not None:
             f.add(f"{learner_col} = {{s_user:String}}", s_user=self.user_id)
-        row_has_program = table in ("learner_daily", "learner_scores")
+        row_has_program = table in READ_TABLES
         conds: list[str] = []
         params: dict[str, Any] = {}
         if self.programs is not None:
@@ -79,7 +81,7 @@ class Scope:
             else:
                 tenant = "tenant_id = {s_tenant:String} AND " if self.tenant_id else ""
                 f.add(
-                    f"{learner_col} IN (SELECT user_id FROM learner_daily WHERE {tenant}"
+                    f"{learner_col} IN (SELECT user_id FROM learner_firsts WHERE {tenant}"
                     + " AND ".join(conds)
                     + ")",
                     **params,

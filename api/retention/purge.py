@@ -25,6 +25,7 @@ from sinks.store import Store
 AGGREGATES = {
     "learner_daily": ("day", "user_id"),
     "learner_scores": ("day", "user_id"),
+    "learner_week": ("week", "user_id"),
     "program_weekly": ("week", None),
 }
 
@@ -128,6 +129,10 @@ def _plan_events(
     )
     rep.removed["events"] = _planned(
         store, plan, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
+    )
+    # the KPIs' read model of the same events (api/reports/queries.py)
+    rep.removed["events_by_time"] = _planned(
+        store, plan, "events_by_time", f"{base} AND NOT ({held})", p
     )
 
 

@@ -3,14 +3,18 @@ while `skillstream up` owns the embedded store)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import operator
+from api.analyst import FORMATS, SqlRefused
 from api.deps import Admin, Ctx
 from api.security import ROLES
 from api.tenants import TenantError
+from sinks.store import StoreError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
 
@@ -137,3 +141,22 @@ async def tenant_origins(body: OriginsChange, ctx: Ctx) -> dict:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+
+
+class AdminSql(BaseModel):
+    sql: str = Field(max_length=100_000)
+    format: Literal["json", "csv", "parquet"] = "json"
+    tenant: str | None = Field(None, description="Tenant name: its rows only. None: every tenant.")
+
+
+@router.post("/sql", summary="`skillstream sql`: a read-only SELECT (api/analyst.py)")
+async def run_sql(body: AdminSql, ctx: Ctx) -> Response:
+    try:
+        out = await run_in_threadpool(
+            operator.sql, ctx.tenants, ctx.settings, body.sql, body.format, body.tenant
+        )
+    except operator.NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except (SqlRefused, StoreError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)[:1000]) from exc
+    return Response(out, media_type=FORMATS[body.format][1])

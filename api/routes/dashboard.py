@@ -68,7 +68,7 @@ def demo_users(ctx, tenant_name: str | None) -> list[dict]:
     }
     out = []
     for role in ROLES:
-        user = users[role]
+        user = users.get(role)  # analysts query SQL, not the dashboard
         if user is None:
             continue
         token = issue_token(

@@ -7,6 +7,7 @@ the scope is a 403, recorded in ``audit_events``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, status
@@ -72,6 +73,19 @@ def _fresh(ctx: Any):
     return ctx.data_fresh_as_of if ctx.sink else None
 
 
+async def _report(
+    ctx: Any, report: str, scope: Scope, compute: Callable[[], dict], **params: Any
+) -> dict:
+    """A report's result from the cache (api/reports/cache.py), computed on a miss."""
+
+    def timed() -> dict:
+        with REPORT_SECONDS.labels(report).time():
+            return compute()
+
+    key = ctx.report_cache.key(report, scope, **params)
+    return await run_in_threadpool(lambda: ctx.report_cache.get(key, timed))
+
+
 @router.get("/engagement", responses=ERRORS, summary="Engagement · last N weeks")
 async def engagement(
     ctx: Ctx,
@@ -90,16 +104,14 @@ async def engagement(
         ctx, principal, "engagement",
         tenant_id=tenant_id, program_id=program_id, cohort_id=cohort_id, user_id=user_id,
     )  # fmt: skip
-    with REPORT_SECONDS.labels("engagement").time():
-        out = await run_in_threadpool(
-            lambda: queries.engagement(
-                ctx.store,
-                scope,
-                weeks=weeks,
-                target=ctx.settings.engagement_target,
-                sink_fresh=_fresh(ctx),
-            )
-        )
+    out = await _report(
+        ctx, "engagement", scope,
+        lambda: queries.engagement(
+            ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
+            sink_fresh=_fresh(ctx),
+        ),
+        weeks=weeks,
+    )  # fmt: skip
     out["stale_after_s"] = ctx.settings.stale_after_s
     return out
 
@@ -136,19 +148,14 @@ async def learners(
         ctx, principal, "learners", per_learner=True,
         tenant_id=tenant_id, program_id=program_id, cohort_id=cohort_id, user_id=user_id,
     )  # fmt: skip
-    with REPORT_SECONDS.labels("learners").time():
-        return await run_in_threadpool(
-            lambda: queries.learners(
-                ctx.store,
-                scope,
-                page=page,
-                page_size=page_size,
-                sort=sort,
-                at_risk=at_risk,
-                days=days,
-                sink_fresh=_fresh(ctx),
-            )
-        )
+    return await _report(
+        ctx, "learners", scope,
+        lambda: queries.learners(
+            ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
+            days=days, sink_fresh=_fresh(ctx),
+        ),
+        page=page, page_size=page_size, sort=sort, at_risk=at_risk, days=days,
+    )  # fmt: skip
 
 
 @router.get("/learners/{learner_id}/events", responses=ERRORS, summary="One learner's events")
@@ -189,10 +196,36 @@ async def kpis(
         ctx, principal, "kpis",
         tenant_id=tenant_id, program_id=program_id, cohort_id=cohort_id, user_id=user_id,
     )  # fmt: skip
-    with REPORT_SECONDS.labels("kpis").time():
-        return await run_in_threadpool(
-            lambda: queries.kpis(ctx.store, scope, days=days, sink_fresh=_fresh(ctx))
-        )
+    return await _report(
+        ctx, "kpis", scope,
+        lambda: queries.kpis(ctx.store, scope, days=days, sink_fresh=_fresh(ctx)),
+        days=days,
+    )  # fmt: skip
+
+
+@router.get("/activity", responses=ERRORS, summary="Reports generated, audit events")
+async def activity(
+    ctx: Ctx,
+    principal: CurrentPrincipal,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+    tenant_id: TenantQ = None,
+) -> dict:
+    """The dashboard's "Reports generated" (exports requested in the last
+    `days` days, failed aside) and "Audit events" tiles with the `days`
+    before: the tenant's for admins, the caller's own for other roles."""
+    scope = await _scope(ctx, principal, "activity", tenant_id=tenant_id)
+    return await _report(
+        ctx, "activity", scope, lambda: queries.activity(ctx.store, scope, days=days), days=days
+    )
+
+
+@router.get("/tenants", responses=ERRORS, summary="Tenants (platform_admin)")
+async def tenants(ctx: Ctx, principal: CurrentPrincipal) -> dict:
+    """Every tenant's id and name, for the dashboard's tenant picker."""
+    if principal.role != "platform_admin":
+        raise deny(ctx, principal, "tenants", "platform admins only", {})
+    rows = await run_in_threadpool(ctx.tenants.all)
+    return {"tenants": [{"tenant_id": t.tenant_id, "name": t.name} for t in rows]}
 
 
 @router.get("/me", responses=ERRORS, summary="Who the token speaks for, and its scope")

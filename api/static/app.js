@@ -6,7 +6,8 @@
   const LOADING_REFRESH_MS = 2000;
   const WEEKS = 8;
   const $ = (id) => document.getElementById(id);
-  const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false };
+  const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false,
+                  tenant: "", tenants: null };
 
   const TILES = [
     ["programs_tracked", "Programs tracked", (v) => fmtInt(v), false],
@@ -14,9 +15,15 @@
     ["weekly_active_learners", "Weekly active", (v) => fmtInt(v), false],
     ["completion_rate", "Completion rate", (v) => (v == null ? "–" : pct(v)), false],
     ["at_risk_learners", "At-risk", (v) => fmtInt(v), true],
+    // from /v1/reports/activity: the last 30 days against the 30 before
+    ["reports_generated", "Reports generated", (v) => fmtInt(v), false, "in the last 30 days"],
+    ["audit_events", "Audit events", (v) => compact(v), false, "in the last 30 days"],
   ];
 
   function fmtInt(v) { return v == null ? "–" : Number(v).toLocaleString("en-US"); }
+  function compact(v) {
+    return v == null ? "–" : Number(v).toLocaleString("en-US", { notation: "compact", maximumFractionDigits: 1 });
+  }
   function pct(v) { return (Math.round(v * 1000) / 10).toString() + "%"; }
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) =>
@@ -24,7 +31,7 @@
   }
   function utc(iso) { return iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("Z", " UTC") : "–"; }
 
-  function deltaText(key, t) {
+  function deltaText(key, t, period) {
     if (t.delta == null) return { text: "no previous week", cls: "flat" };
     const cls = t.delta > 0 ? "up" : t.delta < 0 ? "down" : "flat";
     const sign = t.delta > 0 ? "+" : "";
@@ -32,7 +39,25 @@
     if (key === "completion_rate") text = sign + (Math.round(t.delta * 1000) / 10) + " pts";
     else if (key === "median_engagement") text = sign + (Math.round(t.delta * 10) / 10) + " pts";
     else text = sign + fmtInt(t.delta) + (t.delta_pct != null ? " (" + sign + t.delta_pct + "%)" : "");
-    return { text: text + " vs last week", cls };
+    return { text: text + (period ? " vs the 30 days before" : " vs last week"), cls };
+  }
+
+  // a platform admin's pick narrows every report to one tenant
+  const scoped = (path) => state.tenant ? path + (path.includes("?") ? "&" : "?") +
+    "tenant_id=" + encodeURIComponent(state.tenant) : path;
+
+  async function tenantPicker(me) {
+    const admin = me.role === "platform_admin";
+    $("tenant-wrap").hidden = !admin; $("tenant-badge").hidden = !admin;
+    if (!admin) return;
+    if (!state.tenants) {
+      state.tenants = (await api("/v1/reports/tenants")).tenants;
+      $("tenant-pick").innerHTML = '<option value="">All tenants</option>' + state.tenants.map((t) =>
+        `<option value="${esc(t.tenant_id)}">${esc(t.name)}</option>`).join("");
+    }
+    $("tenant-pick").value = state.tenant;
+    const t = state.tenants.find((x) => x.tenant_id === state.tenant);
+    $("tenant-badge").textContent = t ? "Tenant: " + t.name : "All tenants";
   }
 
   async function api(path) {
@@ -43,10 +68,10 @@
   }
 
   function renderTiles(tiles) {
-    $("tiles").innerHTML = TILES.map(([key, label, fmt, inverse]) => {
-      const t = tiles[key]; const d = deltaText(key, t);
+    $("tiles").innerHTML = TILES.map(([key, label, fmt, inverse, period]) => {
+      const t = tiles[key]; const d = deltaText(key, t, period);
       return `<div class="tile${inverse ? " inverse" : ""}" id="tile-${key}">
-        <div class="label">${esc(label)}</div>
+        <div class="label" title="${esc(period || "this week")}">${esc(label)}</div>
         <div class="value" data-value="${t.value == null ? "" : t.value}">${esc(fmt(t.value))}</div>
         <div class="delta ${d.cls}">${esc(d.text)}</div></div>`;
     }).join("");
@@ -124,22 +149,24 @@
     try {
       const me = await api("/v1/reports/me");
       loading = await demoLoading(me);
-      let eng, kpis, risk;
+      await tenantPicker(me);
+      let eng, kpis, risk, act;
       if (!loading) {
-        [eng, kpis] = await Promise.all([api(`/v1/reports/engagement?weeks=${WEEKS}`), api("/v1/reports/kpis?days=30")]);
-        try { risk = await api("/v1/reports/learners?at_risk=true&sort=score&page_size=10"); }
+        [eng, kpis, act] = await Promise.all([api(scoped(`/v1/reports/engagement?weeks=${WEEKS}`)),
+          api(scoped("/v1/reports/kpis?days=30")), api(scoped("/v1/reports/activity?days=30"))]);
+        try { risk = await api(scoped("/v1/reports/learners?at_risk=true&sort=score&page_size=10")); }
         catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
         // zeros with nothing queryable behind them would read as data
         if (!eng.data_fresh_as_of) loading = "loading history: no events are queryable for this scope yet";
       }
       $("error").hidden = true; renderLoading(loading);
       $("whoami").textContent = `${me.role}${me.user_id ? " · " + me.user_id : ""} · ${me.tenant_name}` +
-        (me.scope.tenant_id == null ? " (all tenants)" : "");
+        (me.scope.tenant_id == null && !state.tenant ? " (all tenants)" : "");
       if (loading) return;
       $("weeks").textContent = eng.weeks;
       $("target").textContent = eng.target;
       $("computed").textContent = `Computed ${utc(eng.computed_at)} · data fresh as of ${utc(eng.data_fresh_as_of)}`;
-      renderTiles(eng.tiles);
+      renderTiles({ ...eng.tiles, ...act.tiles });
       renderChart(eng.series, eng.target);
       renderStale(eng.data_fresh_as_of, eng.stale_after_s);
       renderAtRisk(risk);
@@ -154,7 +181,7 @@
   }
 
   function useToken(token) {
-    state.token = token; sessionStorage.setItem("skillstream.token", token);
+    state.token = token; state.tenant = ""; state.tenants = null; sessionStorage.setItem("skillstream.token", token);
     if (state.chart) { state.chart.destroy(); state.chart = null; $("chart").innerHTML = ""; }
     clearTimeout(state.timer); refresh(++state.gen);
   }
@@ -185,6 +212,10 @@
     $("token-form").hidden = false;
   }
 
+  $("tenant-pick").addEventListener("change", () => {
+    state.tenant = $("tenant-pick").value;
+    clearTimeout(state.timer); refresh(++state.gen);
+  });
   $("token-form").addEventListener("submit", (ev) => {
     ev.preventDefault(); $("token-form").hidden = true; useToken($("token-input").value.trim());
   });

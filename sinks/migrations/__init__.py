@@ -38,8 +38,9 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*$", body, flags=re.M) if s.strip()]
 
 
-def migrate(store: Store) -> list[int]:
-    """Apply pending migrations; return the versions applied now."""
+def migrate(store: Store, upto: int | None = None) -> list[int]:
+    """Apply pending migrations (up to version ``upto``: a store as an older
+    release left it, for tests); return the versions applied now."""
     store.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version UInt32, name String, applied_at DateTime64(3) DEFAULT now64(3)"
@@ -48,7 +49,7 @@ def migrate(store: Store) -> list[int]:
     done = {r["version"] for r in store.query("SELECT version FROM schema_migrations FINAL")}
     applied = []
     for version, name, path in migration_files():
-        if version in done:
+        if version in done or (upto is not None and version > upto):
             continue
         for stmt in statements(path.read_text()):
             store.command(stmt)
