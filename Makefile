@@ -21,11 +21,12 @@ kafka: install
 	$(BIN)/skillstream kafka fetch
 
 up: install kafka
-	$(BIN)/skillstream up
+	$(BIN)/skillstream up --demo
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/skillstream schemas check
 
 # The browser SDK: build dist/ (ES module + IIFE) and run its unit tests (node's own runner).
 NODE ?= node

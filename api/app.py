@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.audit.chain import AuditUnavailable
 from api.context import AppContext
 from api.cors import BrowserCors
+from api.drain import DrainBody
 from api.http_metrics import HttpMetrics
 from api.routes import (
     admin,
@@ -49,9 +52,26 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(governance.router)
     app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
+    if ctx.settings.demo_mode:  # `skillstream up --demo` only: otherwise the routes do not exist
+        app.include_router(dashboard.demo_router)
     app.include_router(ops.router)
     app.include_router(sql.router)
     app.add_middleware(BrowserCors)
     app.add_middleware(HttpMetrics)
+    app.add_middleware(
+        DrainBody,
+        max_bytes=ctx.settings.http_drain_max_bytes,
+        timeout_s=ctx.settings.http_drain_timeout_s,
+    )
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.add_exception_handler(AuditUnavailable, _audit_unavailable)
     return app
+
+
+async def _audit_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    # audit or nothing: the change was not made, so retrying is safe
+    return JSONResponse(
+        {"detail": f"{exc}; nothing was changed, retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from api.audit.chain import audit
+from api.audit.chain import audit_first
 from api.security import Principal
 from api.tenants import TenantRegistry
 from sinks.store import Store
@@ -42,6 +42,19 @@ def check_export(tenants: TenantRegistry, principal: Principal, report: str, fmt
         raise CapabilityError(f"export disabled for this tenant: {', '.join(missing)} is off")
 
 
+def tenant_flags(store: Store, tenant_id: str) -> frozenset[str]:
+    """The tenant's flags as stored now (no cache: switching one off is immediate)."""
+    rows = store.query(
+        "SELECT capabilities FROM tenants FINAL WHERE tenant_id = {t:String}", {"t": tenant_id}
+    )
+    return frozenset(rows[0]["capabilities"]) if rows else frozenset()
+
+
+def require_flag(store: Store, tenant_id: str, flag: str) -> None:
+    if flag not in tenant_flags(store, tenant_id):
+        raise CapabilityError(f"{flag} is off for this tenant")
+
+
 def set_flags(
     store: Store,
     tenants: TenantRegistry,
@@ -64,9 +77,7 @@ def set_flags(
     row["capabilities"] = after
     row["updated_at"] = datetime.now(UTC)
     time.sleep(0.002)  # updated_at (ms) is the version: never equal to the previous row's
-    store.insert("tenants", [row])
-    tenants.forget(tenant_id)
-    audit(
+    with audit_first(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -75,5 +86,7 @@ def set_flags(
         resource=f"tenant:{tenant_id}",
         outcome="ok",
         detail={"before": before, "after": after},
-    )
+    ):
+        store.insert("tenants", [row])
+        tenants.forget(tenant_id)
     return after

@@ -15,10 +15,12 @@ from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
 from api.notify.channels import ReadyPublisher
+from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
-from api.tenants import TenantRegistry
+from api.sealing import Sealer
+from api.tenants import TenantRegistry, reseal_salts
 from ops.lag import LagMonitor
 from ops.processes import stack_children_alive
 from ops.secrets import Secrets
@@ -67,6 +69,8 @@ class AppContext:
     started_at: float = field(default_factory=time.time)
     objects: ObjectStore = field(init=False)
     notifier: Notifier = field(init=False)
+    webhook_sealer: Sealer = field(init=False)
+    pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
     scheduler: Scheduler | None = None
@@ -74,7 +78,11 @@ class AppContext:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.tenants = TenantRegistry(self.store)
+        # Secrets at rest: sealed with keys that never enter the store; rows
+        # from before sealing, or under a rotated-out key, are resealed now.
+        self.pii_sealer = Sealer(self.secrets.pii_keys, "PII salts")
+        reseal_salts(self.store, self.pii_sealer)
+        self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
         self.kafka = KafkaProbe(self.kafka_bootstrap)
         self.raw_topic = s.topic("events.raw")
@@ -85,9 +93,11 @@ class AppContext:
         burst = max(s.ingest_rate_per_s * 2, s.ingest_max_batch_events)
         self.rate_limiter = RateLimiter(s.ingest_rate_per_s, burst)
         self.bounds = Bounds(s.ingest_max_future_s, s.ingest_max_age_s)
-        self.objects = object_store_for(s, self.secrets.token_secret)
+        self.objects = object_store_for(s, self.secrets.export_link_secret)
         publisher = ReadyPublisher(self.kafka_bootstrap, s.topic("reports.ready"))
-        self.notifier = Notifier(self.store, s, publisher)
+        self.webhook_sealer = Sealer(self.secrets.webhook_keys, "webhook secrets")
+        reseal_webhook_secrets(self.store, self.webhook_sealer)
+        self.notifier = Notifier(self.store, s, publisher, self.webhook_sealer)
         self.exports = ExportRunner(self.store, s, self.objects, self.notifier)
         self.report_cache = ReportCache(
             self.sink_rounds,
@@ -97,6 +107,7 @@ class AppContext:
 
     def start_jobs(self) -> Scheduler:
         """Resume unfinished exports and start the export sweep and the purge."""
+        from api.retention.erasure import settle_erasures
         from api.retention.purge import purge_due
 
         s = self.settings
@@ -110,10 +121,21 @@ class AppContext:
                     s.purge_check_s,
                     lambda: purge_due(self.store, s, self.objects),
                 ),
+                Periodic(
+                    "erasure second pass",
+                    max(1.0, s.erasure_settle_s / 4),
+                    lambda: settle_erasures(self.store, self.publish_erasure, s.erasure_settle_s),
+                ),
             ]
         )
         self.scheduler.start()
         return self.scheduler
+
+    def publish_erasure(self, tenant_id: str, user_id: str, request_id: str) -> None:
+        """Hand an erasure to the stream worker (acknowledged by Kafka, or raise)."""
+        from streams.erasure import request_erasure
+
+        request_erasure(self.kafka_bootstrap, self.settings, tenant_id, user_id, request_id)
 
     def start_lag_monitor(self) -> LagMonitor:
         self.lag = LagMonitor(self.kafka_bootstrap, self.settings, self.settings.lag_poll_s)

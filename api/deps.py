@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -45,5 +46,41 @@ def current_principal(ctx: Ctx, creds: Credentials) -> Principal:
         raise _unauthorized(str(exc)) from exc
 
 
+# Headers a proxy adds: behind one, the peer address is the proxy's, not the caller's.
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip", "x-forwarded-host")
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "[::1]"})
+
+
+def _is_loopback_ip(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """The Host header without its port: `[::1]:80` -> `[::1]`, `a:80` -> `a`."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[: header.find("]") + 1]
+    return header.rsplit(":", 1)[0]
+
+
+def require_loopback_client(request: Request) -> None:
+    """Demo endpoints mint tokens for any role, platform_admin included: only
+    a client on this machine, talking to it directly, gets them. Refused: a
+    peer that is not loopback; any forwarding header (a reverse proxy on this
+    host would make every remote caller look local); a Host that is not a
+    loopback name (DNS rebinding: a web page whose domain now resolves to
+    127.0.0.1 would otherwise read the tokens from the user's browser)."""
+    peer = request.client.host if request.client else None
+    host = _host_name(request.headers.get("host", ""))
+    local_host = host in _LOOPBACK_NAMES or _is_loopback_ip(host)
+    forwarded = any(h in request.headers for h in _FORWARDING_HEADERS)
+    if not _is_loopback_ip(peer) or forwarded or not local_host:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "demo tokens are for loopback clients only")
+
+
 Admin = Depends(require_admin)
+LoopbackOnly = Depends(require_loopback_client)
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

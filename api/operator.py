@@ -18,18 +18,19 @@ class NotFound(LookupError):
 
 
 def create_tenant(tenants: TenantRegistry, name: str) -> tuple[Tenant, str]:
-    tenant, key = tenants.create(name)
-    audit(
-        tenants.store,
-        tenant_id=tenant.tenant_id,
-        actor_id="operator",
-        actor_role="operator",
-        action="write_key.issued",
-        resource=f"tenant:{tenant.tenant_id}",
-        outcome="ok",
-        detail={"name": name},
-    )
-    return tenant, key
+    def audited(tenant: Tenant) -> None:
+        audit(
+            tenants.store,
+            tenant_id=tenant.tenant_id,
+            actor_id="operator",
+            actor_role="operator",
+            action="write_key.issued",
+            resource=f"tenant:{tenant.tenant_id}",
+            outcome="ok",
+            detail={"name": name},
+        )
+
+    return tenants.create(name, before_insert=audited)
 
 
 def mint_token(

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from api.audit.chain import audit
+from api.audit.chain import audit_first
 from sinks.store import Store
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -101,6 +101,7 @@ class OriginRegistry:
         with self._lock:
             self._load()
             before = sorted(self._by_tenant.get(tenant_id, frozenset()))
+            after = sorted((set(before) | set(to_add)) - set(to_remove))
             now = datetime.now(UTC)
             rows = [
                 {"tenant_id": tenant_id, "origin": o, "removed": 0, "version": now} for o in to_add
@@ -108,18 +109,17 @@ class OriginRegistry:
                 {"tenant_id": tenant_id, "origin": o, "removed": 1, "version": now}
                 for o in to_remove
             ]
-            if rows:
-                self.store.insert("tenant_origins", rows)
+            with audit_first(
+                self.store,
+                tenant_id=tenant_id,
+                actor_id=actor_id,
+                actor_role=actor_role,
+                action="tenant.origins",
+                resource=f"tenant:{tenant_id}",
+                outcome="ok",
+                detail={"before": before, "after": after},
+            ):
+                if rows:
+                    self.store.insert("tenant_origins", rows)
             self._load()
-            after = sorted(self._by_tenant.get(tenant_id, frozenset()))
-        audit(
-            self.store,
-            tenant_id=tenant_id,
-            actor_id=actor_id,
-            actor_role=actor_role,
-            action="tenant.origins",
-            resource=f"tenant:{tenant_id}",
-            outcome="ok",
-            detail={"before": before, "after": after},
-        )
-        return after
+            return sorted(self._by_tenant.get(tenant_id, frozenset()))

@@ -51,6 +51,13 @@ class TokenError(ValueError):
     pass
 
 
+def key_id(secret: str) -> str:
+    """Names the token key in each token's header (`kid`), so a token signed
+    with a rotated-out key is told apart from a forged one. A truncated hash:
+    it reveals nothing usable about a 256-bit secret."""
+    return hashlib.sha256(b"skillstream:token-kid:" + secret.encode()).hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling, as the verified token says."""
@@ -84,7 +91,14 @@ def issue_token(
         "iat": int(now),
         "exp": int(now + ttl_s),
     }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return jwt.encode(claims, secret, algorithm="HS256", headers={"kid": key_id(secret)})
+
+
+def _bad_signature(secret: str, token: str) -> str:
+    kid = jwt.get_unverified_header(token).get("kid")
+    if kid and kid != key_id(secret):
+        return "token signed with a key no longer in use (the token key was rotated): sign in again"
+    return "invalid token: signature verification failed"
 
 
 def verify_token(secret: str, token: str) -> Principal:
@@ -92,6 +106,8 @@ def verify_token(secret: str, token: str) -> Principal:
         claims = jwt.decode(token, secret, algorithms=["HS256"], options={"require": ["exp"]})
     except jwt.ExpiredSignatureError as exc:
         raise TokenError("token expired") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise TokenError(_bad_signature(secret, token)) from exc
     except jwt.PyJWTError as exc:
         raise TokenError(f"invalid token: {exc}") from exc
     if claims.get("role") not in ROLES:

@@ -37,11 +37,12 @@ class Scale:
     query_runs: int
     memory_ids: int
     stream_peer: bool = True  # run the Quix Streams peer (hours at 1M events on 2 cores)
+    scale_workers: tuple[int, ...] = (1, 2, 3)  # worker counts of the scale scenario
 
 
 SCALES: dict[str, Scale] = {
     # CI smoke: checks the harness end to end, not a speed limit.
-    "small": Scale("small", 2_000, 500, 120, (50,), 4, (20_000,), 5, 10_000),
+    "small": Scale("small", 2_000, 500, 120, (50,), 4, (20_000,), 5, 10_000, scale_workers=(1, 2)),
     "medium": Scale(
         "medium", 20_000, 100_000, 900, (250, 500, 1_000, 1_500), 15, (1_000_000,), 20, 100_000
     ),
@@ -175,11 +176,11 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(settings: Settings) -> subprocess.Popen:
-    log = open(settings.run_dir / "worker.log", "wb")  # noqa: SIM115 (the child owns it)
+def start_worker(settings: Settings, worker_id: int = 0) -> subprocess.Popen:
+    log = open(settings.run_dir / f"worker-{worker_id}.log", "wb")  # noqa: SIM115 (the child owns it)
     return subprocess.Popen(
         [sys.executable, "-m", "streams.worker"],
-        env=child_env(settings),
+        env=child_env(settings, WORKER_ID=str(worker_id)),
         cwd=PROJECT_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -29,7 +29,7 @@ from typing import Any
 
 from bench.common import RESULTS, SCALES, Context, Result, Scale, machine, now_iso
 
-SCENARIOS = ("ingest", "stream", "freshness", "query", "export", "memory")
+SCENARIOS = ("ingest", "stream", "scale", "freshness", "query", "export", "memory")
 
 
 def _scenario_process(name: str, scale: Scale, ctx: Context, out: Any) -> None:

@@ -82,20 +82,21 @@ def records_written(settings: Settings) -> dict[str, int]:
     return out
 
 
-def run_ours(settings: Settings, expect: int, timeout_s: float) -> dict:
+def run_ours(settings: Settings, expect: int, timeout_s: float, workers: int = 1) -> dict:
+    """Worker(s) of one group and the sink, until every counted event is queryable."""
     from sinks.sink import Sink
     from sinks.store import open_store
 
     store = open_store(None, settings.chdb_path)
     sink = Sink(settings, store, settings.kafka_bootstrap or "")
     t0 = time.perf_counter()
-    worker = start_worker(settings)
+    procs = [start_worker(settings, i) for i in range(workers)]
     sink.start()
     rss, done, first = 0.0, None, None
     try:
-        while time.perf_counter() - t0 < timeout_s and worker.poll() is None:
+        while time.perf_counter() - t0 < timeout_s and all(w.poll() is None for w in procs):
             time.sleep(0.5)
-            rss = max(rss, peak_rss_mb(worker.pid))
+            rss = max(rss, sum(peak_rss_mb(w.pid) for w in procs))
             n = int(store.query("SELECT sum(events) AS n FROM learner_daily FINAL")[0]["n"] or 0)
             if first is None and n > 0:
                 first = time.perf_counter() - t0  # start-up: group join, table recovery
@@ -103,7 +104,8 @@ def run_ours(settings: Settings, expect: int, timeout_s: float) -> dict:
                 done = time.perf_counter() - t0
                 break
     finally:
-        stop(worker)
+        for w in procs:
+            stop(w)
         sink.stop()
     totals = store.query(TOTALS_SQL)[0]
     store.close()

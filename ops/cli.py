@@ -1,7 +1,7 @@
 """`skillstream`: one entry point, subcommands, --help everywhere.
 
 Contracts other tools rely on (keep them exact):
-  skillstream up                         prints the API base URL alone on a line
+  skillstream up [--demo]                prints the API base URL alone on a line
                                          once /health answers
   skillstream tenant create NAME         prints the tenant's write key alone on its last line
   skillstream token --tenant NAME --role ROLE [--user ID]
@@ -22,7 +22,14 @@ from ops.settings import get_settings
 def cmd_up(args: argparse.Namespace) -> int:
     from ops.stack import up
 
-    return up(get_settings(), demo=not args.no_demo)
+    return up(get_settings(), demo=args.demo, workers=args.workers, brokers=args.brokers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.worker import main
+
+    main()
+    return 0
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
@@ -187,6 +194,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return print_status(get_settings())
 
 
+SECRET_PURPOSES = {
+    "token": ("token_secret", "SKILLSTREAM_TOKEN_SECRET"),
+    "export-link": ("export_link_secret", "SKILLSTREAM_EXPORT_LINK_SECRET"),
+    "pii": ("pii_keys", "SKILLSTREAM_PII_KEYS"),
+    "webhook": ("webhook_keys", "SKILLSTREAM_WEBHOOK_KEYS"),
+}
+
+
+def cmd_secrets_rotate(args: argparse.Namespace) -> int:
+    """Local mode: a new key in the run dir's key file, used from the next start."""
+    from ops.processes import read_stack
+    from ops.secrets import rotate_local
+
+    s = get_settings()
+    field, var = SECRET_PURPOSES[args.purpose]
+    if getattr(s, field):
+        print(f"error: {var} is set: rotate it where it is set", file=sys.stderr)
+        return 1
+    if read_stack(s):  # a running API keeps the old key in memory
+        print("error: the stack is running; stop it first", file=sys.stderr)
+        return 1
+    rotate_local(s, field)
+    print(f"rotated {args.purpose} in {s.secrets_file}; effective from the next start")
+    return 0
+
+
 def cmd_reset(args: argparse.Namespace) -> int:
     from ops.status import reset
 
@@ -214,9 +247,26 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(dlq.format_table(letters))
         print(f"{len(letters)} dead letter(s)", file=sys.stderr)
     else:
-        n = dlq.replay(_bootstrap(), topic, step=args.step, dry_run=args.dry_run)
-        print(f"{'would replay' if args.dry_run else 'replayed'} {n} dead letter(s)")
+        rep = dlq.replay_report(_bootstrap(), topic, step=args.step, dry_run=args.dry_run)
+        if rep.no_source:
+            print(
+                f"{rep.no_source} letter(s) name no source topic: not replayable", file=sys.stderr
+            )
+        print(f"{'would replay' if args.dry_run else 'replayed'} {rep.replayed} dead letter(s)")
     return 0
+
+
+def cmd_schemas(args: argparse.Namespace) -> int:
+    from schemas import lock
+
+    if args.action == "lock":
+        for name in lock.lock():
+            print(f"locked {name}")
+    problems = lock.check()
+    for problem in problems:
+        print(f"SCHEMA DRIFT {problem}", file=sys.stderr)
+    print(f"{len(lock.read_lock())} published schema version(s), {len(problems)} problem(s)")
+    return 1 if problems else 0
 
 
 def cmd_recompute(args: argparse.Namespace) -> int:
@@ -247,8 +297,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = sub.add_parser("up", help="run the whole local stack in the foreground")
-    up.add_argument("--no-demo", action="store_true", help="do not stream demo telemetry")
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="stream demo telemetry and serve 'view as' demo tokens to loopback clients "
+        "(local demo only: never with real data)",
+    )
+    # The old opt-out, now the default: still accepted so existing scripts run.
+    up.add_argument("--no-demo", action="store_true", help=argparse.SUPPRESS)
+    up.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="stream workers in one consumer group (each its own WORKER_ID and state)",
+    )  # fmt: skip
+    up.add_argument(
+        "--brokers", type=int, default=None, metavar="N",
+        help="size of the local Kafka cluster when up creates it (1); kept across restarts",
+    )  # fmt: skip
     up.set_defaults(func=cmd_up)
+
+    worker = sub.add_parser(
+        "worker", help="run one stream worker (KAFKA_BOOTSTRAP, WORKER_ID; what other hosts run)"
+    )
+    worker.set_defaults(func=cmd_worker)
 
     tenant = sub.add_parser("tenant", help="manage tenants")
     tsub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
@@ -346,9 +416,21 @@ def build_parser() -> argparse.ArgumentParser:
     dlist.add_argument("--limit", type=int, default=None, help="show at most N")
     dlist.set_defaults(func=cmd_dlq)
     drep = dsub.add_parser("replay", help="re-produce dead letters to their source topic, once")
-    drep.add_argument("--step", default=None, help="only letters that failed in this step")
+    drep.add_argument(
+        "--step",
+        default=None,
+        help="only letters that failed in this step (others stay replayable)",
+    )
     drep.add_argument("--dry-run", action="store_true", help="count, produce nothing")
     drep.set_defaults(func=cmd_dlq)
+
+    sch = sub.add_parser("schemas", help="the lock of published Avro schema fingerprints")
+    sch.add_argument(
+        "action",
+        choices=["check", "lock"],
+        help="check: exit 1 if a published version changed; lock: add new versions",
+    )
+    sch.set_defaults(func=cmd_schemas)
 
     bench = sub.add_parser(
         "bench",
@@ -369,6 +451,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="each process of the stack, Kafka, per-stage lag")
     status.set_defaults(func=cmd_status)
+
+    secrets = sub.add_parser("secrets", help="keys of the run directory (local mode)")
+    ssub = secrets.add_subparsers(dest="secrets_command", required=True, metavar="ACTION")
+    rotate = ssub.add_parser(
+        "rotate",
+        help="new key for one purpose: `token` refuses every token signed before from the next "
+        "start; `pii`/`webhook` add a Fernet key (the API reseals under it at start)",
+    )
+    rotate.add_argument("purpose", choices=sorted(SECRET_PURPOSES))
+    rotate.set_defaults(func=cmd_secrets_rotate)
 
     reset = sub.add_parser(
         "reset", help="wipe the run directory: Kafka data, state, ClickHouse, exports"

@@ -173,13 +173,14 @@ class HttpControl:
 
 class LocalControl:
     def __init__(self, settings: Settings) -> None:
+        from api.sealing import Sealer
         from api.tenants import TenantRegistry
         from sinks.store import open_store
 
         self.settings = settings
         self.secrets = load_secrets(settings)
         self.store = open_store(settings.clickhouse_url, settings.chdb_path)
-        self.tenants = TenantRegistry(self.store)
+        self.tenants = TenantRegistry(self.store, Sealer(self.secrets.pii_keys, "PII salts"))
 
     def create_tenant(self, name: str) -> tuple[str, str]:
         from api import operator
@@ -242,7 +243,7 @@ class LocalControl:
         from api import operator
         from api.exports.storage import object_store_for
 
-        objects = object_store_for(self.settings, self.secrets.token_secret)
+        objects = object_store_for(self.settings, self.secrets.export_link_secret)
         return self._org(operator.purge, self.settings, objects, tenant)
 
     def hold_add(

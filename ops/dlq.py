@@ -2,8 +2,12 @@
 
 A dead letter keeps the original key, value and headers plus ``dlq.*``
 headers (step, error, source topic/partition/offset, time). ``replay``
-re-produces the original record to its source topic through a consumer
-group, committing after each flush, so one dead letter is replayed once.
+re-produces the original record to its source topic and, after Kafka
+acknowledged it, commits the letter's offset in the consumer group *of its
+step* (``skillstream-dlq-replay.<step>``). One group per step is what lets
+``replay --step S`` move past other steps' letters without marking them
+replayed: a single group's offset would say "everything before here is
+done" for every step at once.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.pipeline import DLQ_PREFIX
 
-REPLAY_GROUP = "skillstream-dlq-replay"
+REPLAY_GROUP = "skillstream-dlq-replay"  # prefix: one group per step, "<prefix>.<step>"
+NO_STEP = "unknown"  # letters written without a dlq.step header
 
 
 @dataclass(frozen=True)
@@ -48,20 +53,23 @@ def _consumer(bootstrap: str, group: str) -> Consumer:
     )
 
 
-def _drain(consumer: Consumer, topic: str, assign_from_start: bool) -> Iterator:
+def _partitions(consumer: Consumer, topic: str) -> list[int]:
     md = consumer.list_topics(topic, timeout=10)
     if topic not in md.topics or md.topics[topic].error is not None:
+        return []
+    return sorted(md.topics[topic].partitions)
+
+
+def _drain(consumer: Consumer, topic: str, start: dict[int, int] | None = None) -> Iterator:
+    """Every record from ``start`` (partition -> offset; default the
+    beginning) up to the end each partition had when the drain began."""
+    parts = [TopicPartition(topic, p) for p in _partitions(consumer, topic)]
+    if not parts:
         return
-    parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
     ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-    if assign_from_start:
-        consumer.assign([TopicPartition(topic, tp.partition, 0) for tp in parts])
-    else:
-        committed = consumer.committed(parts, timeout=10)
-        consumer.assign(
-            [TopicPartition(topic, tp.partition, max(tp.offset, 0)) for tp in committed]
-        )
-    done = {p for p, end in ends.items() if end == 0}
+    start = start or {}
+    consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in ends])
+    done = {p for p, end in ends.items() if end <= start.get(p, 0)}
     idle_since = time.monotonic()
     while len(done) < len(ends) and time.monotonic() - idle_since < 10:
         msg = consumer.poll(0.5)
@@ -87,7 +95,7 @@ def list_dead_letters(bootstrap: str, topic: str, limit: int | None = None) -> l
     consumer = _consumer(bootstrap, f"skillstream-dlq-list-{uuid.uuid4().hex}")
     out = []
     try:
-        for msg in _drain(consumer, topic, assign_from_start=True):
+        for msg in _drain(consumer, topic):
             out.append(_letter(msg))
             if limit and len(out) >= limit:
                 break
@@ -96,29 +104,91 @@ def list_dead_letters(bootstrap: str, topic: str, limit: int | None = None) -> l
     return out
 
 
+class ReplayLedger:
+    """Which letters were replayed: per step, the committed offset of the
+    step's consumer group on each partition of the dead-letter topic.
+    Commits go straight to the group coordinator (no group membership), so
+    several steps' groups are advanced from one process."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: list[int]) -> None:
+        self.bootstrap, self.topic, self.partitions = bootstrap, topic, partitions
+        self._groups: dict[str, Consumer] = {}
+        self._next: dict[str, dict[int, int]] = {}
+
+    @staticmethod
+    def group(step: str) -> str:
+        return f"{REPLAY_GROUP}.{step or NO_STEP}"
+
+    def _consumer(self, step: str) -> Consumer:
+        if step not in self._groups:
+            self._groups[step] = _consumer(self.bootstrap, self.group(step))
+        return self._groups[step]
+
+    def next_offsets(self, step: str) -> dict[int, int]:
+        """partition -> first offset not yet replayed for this step."""
+        if step not in self._next:
+            tps = [TopicPartition(self.topic, p) for p in self.partitions]
+            got = self._consumer(step).committed(tps, timeout=10)
+            self._next[step] = {tp.partition: max(tp.offset, 0) for tp in got}
+        return self._next[step]
+
+    def replayed(self, step: str, partition: int, offset: int) -> bool:
+        return offset < self.next_offsets(step).get(partition, 0)
+
+    def commit(self, step: str, partition: int, offset: int) -> None:
+        tp = TopicPartition(self.topic, partition, offset + 1)
+        self._consumer(step).commit(offsets=[tp], asynchronous=False)
+        self.next_offsets(step)[partition] = offset + 1
+
+    def close(self) -> None:
+        for c in self._groups.values():
+            c.close()
+
+
+@dataclass
+class ReplayReport:
+    replayed: int = 0
+    no_source: int = 0  # letters without dlq.source_topic: nowhere to send them
+
+
 def replay(bootstrap: str, topic: str, step: str | None = None, dry_run: bool = False) -> int:
     """Re-produce not-yet-replayed dead letters to their source topics."""
-    consumer = _consumer(bootstrap, REPLAY_GROUP)
+    return replay_report(bootstrap, topic, step, dry_run).replayed
+
+
+def replay_report(
+    bootstrap: str, topic: str, step: str | None = None, dry_run: bool = False
+) -> ReplayReport:
+    # the reader never commits: what was replayed lives in the steps' groups
+    reader = _consumer(bootstrap, f"skillstream-dlq-read-{uuid.uuid4().hex}")
+    ledger = ReplayLedger(bootstrap, topic, _partitions(reader, topic))
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
-    count = 0
+    report = ReplayReport()
     try:
-        for msg in _drain(consumer, topic, assign_from_start=False):
+        # with --step, start where that step's group stands; else read it all
+        start = ledger.next_offsets(step) if step else None
+        for msg in _drain(reader, topic, start):
             letter = _letter(msg)
-            if step and letter.h("dlq.step") != step:
+            letter_step = letter.h("dlq.step")
+            if step and letter_step != step:
+                continue  # another step's letter: its own group still owns it
+            if ledger.replayed(letter_step, letter.partition, letter.offset):
                 continue
             source = letter.h("dlq.source_topic")
             if not source:
+                report.no_source += 1
                 continue
-            count += 1
+            report.replayed += 1
             if dry_run:
                 continue
             producer.produce(source, letter.value, letter.key, headers=letter.original_headers)
             if producer.flush(30) != 0:
                 raise RuntimeError("Kafka did not acknowledge the replayed record")
-            consumer.commit(message=msg, asynchronous=False)
+            ledger.commit(letter_step, letter.partition, letter.offset)
     finally:
-        consumer.close()
-    return count
+        reader.close()
+        ledger.close()
+    return report
 
 
 def format_table(letters: list[DeadLetter]) -> str:

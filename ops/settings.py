@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,13 @@ class Settings(BaseSettings):
         alias="PURGE_CHECK_S",
         description="How often the scheduler looks for tenants whose purge is due (s).",
     )
+    erasure_settle_s: float = Field(
+        600,
+        gt=0,
+        alias="ERASURE_SETTLE_S",
+        description="When an erasure's second pass runs (s after the request): the user's "
+        "events still in the worker or the sink at the request have landed by then.",
+    )
     aggregate_retention_days: int = Field(
         5 * 365,
         alias="AGGREGATE_RETENTION_DAYS",
@@ -141,6 +149,13 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(
         5, alias="WEBHOOK_TIMEOUT_S", description="Timeout of one webhook request (s)."
     )
+    webhook_allow_networks: str = Field(
+        "",
+        alias="WEBHOOK_ALLOW_NETWORKS",
+        description="Comma-separated addresses or networks (CIDR) webhooks may reach although "
+        "they are loopback, private, link-local or otherwise not public, e.g. "
+        "`127.0.0.1/32` for a receiver on this machine. Empty: public addresses only.",
+    )
     public_url: str | None = Field(
         None,
         alias="PUBLIC_URL",
@@ -156,6 +171,17 @@ class Settings(BaseSettings):
         5 * 1024 * 1024,
         alias="INGEST_MAX_BODY_BYTES",
         description="Largest batch body (413 above).",
+    )
+    http_drain_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        alias="HTTP_DRAIN_MAX_BYTES",
+        description="Most body bytes read and dropped before an early answer (a 413), so a "
+        "client that writes its whole body first gets the answer, not a reset.",
+    )
+    http_drain_timeout_s: float = Field(
+        30.0,
+        alias="HTTP_DRAIN_TIMEOUT_S",
+        description="Longest time spent draining one body before an early answer.",
     )
     ingest_max_batch_events: int = Field(
         1000, alias="INGEST_MAX_BATCH_EVENTS", description="Most events in one batch (413 above)."
@@ -197,6 +223,19 @@ class Settings(BaseSettings):
             f"{math.ceil(self.ingest_max_age_s / 86400)}"
         )
 
+    @field_validator("webhook_allow_networks")
+    @classmethod
+    def _networks_parse(cls, value: str) -> str:
+        for part in (p.strip() for p in value.split(",")):
+            if part:
+                ip_network(part, strict=False)  # a typo fails at start-up, not at delivery
+        return value
+
+    @property
+    def webhook_allowed_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        parts = [p.strip() for p in self.webhook_allow_networks.split(",") if p.strip()]
+        return tuple(ip_network(p, strict=False) for p in parts)
+
     @property
     def report_origins(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.report_cors_origins.split(",") if o)
@@ -221,7 +260,9 @@ class Settings(BaseSettings):
     worker_id: str = Field(
         "0",
         alias="WORKER_ID",
-        description="Stable id of this worker in its consumer group (static membership).",
+        description="Stable id of this worker in its consumer group (static membership) and "
+        "the name of its state directory (`state/worker-<id>` under the run directory); "
+        "every worker of a group needs its own.",
     )
     log_format: Literal["json", "plain"] = Field(
         "json",
@@ -301,22 +342,45 @@ class Settings(BaseSettings):
     demo_mode: bool = Field(
         False,
         alias="SKILLSTREAM_DEMO",
-        description="Demo mode: the dashboard may mint short-lived tokens for demo users of "
-        "each role (`skillstream up` sets it while it streams demo telemetry).",
+        description="Demo mode: /v1/demo/* exists and mints short-lived tokens for demo users "
+        "of each role, to loopback clients only; the page shows a demo banner. Set by "
+        "`skillstream up --demo` only. Never on a stack with real data.",
     )
 
     # --- secrets -------------------------------------------------------------
+    # One per purpose (ops/secrets.py); none is ever stored in ClickHouse.
     token_secret: str | None = Field(
         None,
         alias="SKILLSTREAM_TOKEN_SECRET",
-        description="HMAC secret that signs bearer tokens. Unset: generated once into the "
-        "run directory.",
+        min_length=32,
+        description="HMAC secret that signs bearer tokens (at least 32 characters). Unset: "
+        "generated once into the run directory. Changing it refuses every token signed before.",
     )
     admin_secret: str | None = Field(
         None,
         alias="SKILLSTREAM_ADMIN_SECRET",
+        min_length=32,
         description="Secret the CLI uses for admin calls to a running API. Unset: generated "
         "once into the run directory.",
+    )
+    export_link_secret: str | None = Field(
+        None,
+        alias="SKILLSTREAM_EXPORT_LINK_SECRET",
+        min_length=32,
+        description="HMAC secret of the local object store's download links (not the token "
+        "secret). Unset: generated once into the run directory.",
+    )
+    pii_keys: str | None = Field(
+        None,
+        alias="SKILLSTREAM_PII_KEYS",
+        description="Fernet keys (comma-separated, newest first) sealing each tenant's PII "
+        "salt in the store. Unset: generated once into the run directory.",
+    )
+    webhook_keys: str | None = Field(
+        None,
+        alias="SKILLSTREAM_WEBHOOK_KEYS",
+        description="Fernet keys (comma-separated, newest first) sealing webhook signing "
+        "secrets in the store. Unset: generated once into the run directory.",
     )
     token_ttl_s: int = Field(
         12 * 3600, alias="TOKEN_TTL_S", description="Lifetime of bearer tokens (s)."
@@ -333,7 +397,9 @@ class Settings(BaseSettings):
 
     @property
     def state_dir(self) -> Path:
-        return self.run_dir / "state"
+        """This worker's own RocksDB: workers sharing a run directory never
+        share state, nor its clean-shutdown marker."""
+        return self.run_dir / "state" / f"worker-{self.worker_id}"
 
     @property
     def export_path(self) -> Path:

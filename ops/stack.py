@@ -152,16 +152,18 @@ class KafkaWatch:
     the same ports, when its nodes exit (a crash, or `skillstream kafka
     stop`), so the worker and the API reconnect instead of failing."""
 
-    def __init__(self, settings: Settings, out: Out) -> None:
+    def __init__(self, settings: Settings, out: Out, brokers: int | None = None) -> None:
         self.settings = settings
         self.out = out
+        self.brokers = brokers  # size of a new cluster; None: the existing one's (or 1)
         self.cluster: KafkaCluster | None = None
 
     def start(self) -> str:
         s = self.settings
         self.cluster = KafkaCluster.ensure(
-            s.kafka_dir, s.cache_dir, s.kafka_version, heap=s.kafka_heap, tie_to_parent=True
-        )
+            s.kafka_dir, s.cache_dir, s.kafka_version, size=self.brokers, heap=s.kafka_heap,
+            tie_to_parent=True,
+        )  # fmt: skip
         return self.cluster.bootstrap
 
     def check(self) -> None:
@@ -203,13 +205,43 @@ def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dic
     }
     # a terminal's stack: the human format (error_tail reads it) unless set
     env.setdefault("LOG_FORMAT", "plain")
+    # Demo mode mints tokens for any role: only an explicit `--demo` turns it
+    # on, never a variable left over in the environment.
+    for k in [k for k in env if k.upper() == "SKILLSTREAM_DEMO"]:
+        del env[k]
     if demo:  # the dashboard may then mint short-lived "view as" tokens per role
         env["SKILLSTREAM_DEMO"] = "1"
         env.update(demo_history_env(os.environ))
     return env
 
 
-def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
+def _spawn_workers(n: int, env: dict[str, str], log_dir: Path) -> list[Child]:
+    """One worker as configured, or ``n`` in one consumer group, each with
+    its own WORKER_ID (so its own state directory) and metrics port."""
+    if n == 1:
+        return [_spawn("worker", "streams.worker", env, log_dir)]
+    return [
+        _spawn(
+            "worker" if i == 0 else f"worker-{i}",
+            "streams.worker",
+            {
+                **env,
+                "WORKER_ID": str(i),
+                **({} if i == 0 else {"WORKER_METRICS_PORT": str(free_port())}),
+            },
+            log_dir,
+        )  # fmt: skip
+        for i in range(n)
+    ]
+
+
+def up(
+    settings: Settings,
+    demo: bool = False,
+    out: Out = print,
+    workers: int = 1,
+    brokers: int | None = None,
+) -> int:
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     log_dir = settings.run_dir / "logs"
     log_dir.mkdir(exist_ok=True)
@@ -228,7 +260,7 @@ def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
 
     old_int = signal.signal(signal.SIGINT, request_stop)
     old_term = signal.signal(signal.SIGTERM, request_stop)
-    kafka = KafkaWatch(settings, out)
+    kafka = KafkaWatch(settings, out, brokers)
     children: list[Child] = []
     code = 0
     try:
@@ -240,7 +272,7 @@ def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
         port = settings.api_port or free_port()
         url = f"http://127.0.0.1:{port}"
         env = _child_env(settings, bootstrap, port, demo)
-        children.append(_spawn("worker", "streams.worker", env, log_dir))
+        children += _spawn_workers(workers, env, log_dir)
         children.append(_spawn("api", "api.main", env, log_dir))
         _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         wait_healthy(url, children)
@@ -250,6 +282,8 @@ def up(settings: Settings, demo: bool = True, out: Out = print) -> int:
             _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         out(f"kafka: {bootstrap}   logs: {log_dir}", file=sys.stderr)
         out(f"dashboard: {url}/   API docs: {url}/docs", file=sys.stderr)
+        if demo:
+            out("demo mode: 'view as' tokens for every role, to loopback clients", file=sys.stderr)
         out(f"ready in {time.monotonic() - t0:.1f}s; Ctrl-C stops everything", file=sys.stderr)
         out(url, flush=True)
         while not stopping:

@@ -18,7 +18,8 @@ RUN_DIR_PARTS = {
     "clickhouse": "embedded ClickHouse: events, reports, tenants, audit log",
     "exports": "exported files",
     "logs": "process logs",
-    "secrets.json": "token and admin secrets",
+    "secrets.json": "keys: tokens, admin calls, export links, PII salts, webhook secrets",
+    "secrets.lock": "lock of secrets.json",
 }
 
 

@@ -19,6 +19,7 @@ TOPICS: dict[str, dict[str, str]] = {
     "scores.learner": COMPACT,
     "optout.state": COMPACT,
     "control.recompute": {},  # recompute ticks, one per partition
+    "control.erasure": {},  # erasure requests, keyed tenant:user (or tenant:anonymous_id)
     "reports.ready": {},  # export finished (Avro, schemas/avro/reports_ready.v1.avsc)
 }
 
@@ -27,22 +28,30 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in TOPICS]
 
 
+def durability(admin: AdminClient) -> tuple[int, dict[str, str]]:
+    """Replication factor and config for a new topic on this cluster: three
+    copies where there are three brokers, and a write (acks=all) needs two
+    of them, so one broker can be down without losing or refusing data."""
+    replicas = min(3, len(admin.list_topics(timeout=10).brokers))
+    return replicas, {"min.insync.replicas": "2" if replicas >= 3 else "1"}
+
+
 def ensure_topics(
     bootstrap: str,
     settings: Settings,
     names: dict[str, dict[str, str]] | None = None,
-    replication: int = 1,
 ) -> list[str]:
     """Create missing topics; return the names created now."""
     wanted = TOPICS if names is None else names
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     existing = set(admin.list_topics(timeout=10).topics)
+    replicas, safety = durability(admin)
     new = [
         NewTopic(
             settings.topic(name),
             num_partitions=settings.topic_partitions,
-            replication_factor=replication,
-            config={"retention.ms": str(settings.topic_retention_ms), **extra},
+            replication_factor=replicas,
+            config={"retention.ms": str(settings.topic_retention_ms), **safety, **extra},
         )
         for name, extra in wanted.items()
         if settings.topic(name) not in existing

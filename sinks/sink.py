@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
@@ -40,6 +40,7 @@ from ops.kafka_info import TopicsInfo, describe_topics
 from ops.settings import Settings
 from sinks.store import Store, StoreError
 from sinks.writers import WRITERS, Writer
+from streams.pipeline import Item, Outcome, dead_letter_headers
 
 log = logging.getLogger("skillstream.sink")
 
@@ -47,7 +48,11 @@ ROWS = Counter("skillstream_sink_rows_total", "Rows written to ClickHouse", ["ta
 BATCH_SECONDS = Histogram("skillstream_sink_batch_seconds", "Time to write one batch")
 STORE_ERRORS = Counter("skillstream_sink_store_errors_total", "Failed ClickHouse writes (retried)")
 INGEST_LAG = Gauge("skillstream_ingest_lag_ms", "now − oldest accepted event not yet in ClickHouse")
-BAD_RECORDS = Counter("skillstream_sink_bad_records_total", "Undecodable derived records skipped")
+BAD_RECORDS = Counter(
+    "skillstream_sink_bad_records_total",
+    "Derived records the sink could not turn into a row: dead-lettered",
+    ["table"],
+)
 
 
 @dataclass
@@ -83,6 +88,25 @@ Stored = dict[tuple[str, int, str], int]  # (topic, partition, topic id) -> next
 Plans = dict[tuple[str, int, str], tuple[int, int]]  # ... -> planned (start, end)
 
 
+@dataclass
+class BadRecord:
+    """A record some table could not take; dead-lettered once per record."""
+
+    msg: object  # the confluent_kafka Message
+    reasons: dict[str, str] = field(default_factory=dict)  # table -> why
+
+    @property
+    def step(self) -> str:
+        return "sink." + "+".join(sorted(self.reasons))
+
+    @property
+    def error(self) -> str:
+        return "; ".join(f"{t}: {why}" for t, why in sorted(self.reasons.items()))[:1000]
+
+
+BadRecords = dict[tuple[str, int, int], BadRecord]  # (topic, partition, offset) -> it
+
+
 class SinkError(RuntimeError):
     """ClickHouse and Kafka disagree in a way the sink must not guess past."""
 
@@ -93,6 +117,24 @@ class Start:
     topic_id: str  # carried by the batches (and so the tokens) of this partition
     replay_end: int | None = None
     note: str = ""
+
+
+def _reason(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _letter_headers(rec: BadRecord) -> list[tuple[str, bytes]]:
+    m = rec.msg
+    item = Item(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers() or [])
+    return dead_letter_headers(Outcome(item, False, failed_step=rec.step, error=rec.error))
+
+
+def _on_delivery(failed: list[BadRecord], rec: BadRecord):
+    def report(err, _msg) -> None:
+        if err is not None:
+            failed.append(rec)
+
+    return report
 
 
 def resume_point(key: tuple[str, int], kafka: TopicsInfo, stored: Stored, plans: Plans) -> Start:
@@ -144,6 +186,8 @@ class Sink:
         self.group = group or f"{settings.topic_prefix}-sink"
         self.by_topic = {settings.topic(w.topic): w for w in WRITERS}
         self.clean_topic = settings.topic("events.clean")
+        self.dead_letter_topic = settings.topic("events.dead_letter")
+        self._producer: Producer | None = None  # for dead letters, made on first need
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -338,12 +382,16 @@ class Sink:
                 for table, _ in b.writer.targets:
                     by_table.setdefault(table, []).append(b)
             written: dict[str, list[dict]] = {}
+            bad: BadRecords = {}
             for table, group in by_table.items():
-                rows = written[table] = [r for b in group for r in self._rows(b, table)]
+                rows = written[table] = [r for b in group for r in self._rows(b, table, bad)]
                 token = round_token(table, group)
                 self._with_retries(lambda t=table, r=rows, k=token: self.store.insert(t, r, k))
             if self.crash_after_insert:
                 raise SystemExit("sink crash injected after insert")
+            # acknowledged by Kafka before the offsets move past them: a crash
+            # in between replays the round and letters them again (at least once)
+            self._dead_letter(list(bad.values()))
             offsets = [
                 {"topic": b.topic, "topic_id": b.topic_id, "partition": b.partition,
                  "next_offset": b.end}
@@ -364,7 +412,9 @@ class Sink:
             [b for b in batches if b.topic == self.clean_topic], written.get("events", [])
         )
 
-    def _rows(self, batch: Batch, table: str) -> list[dict]:
+    def _rows(self, batch: Batch, table: str, bad: BadRecords) -> list[dict]:
+        """The table's rows of a batch; a record that cannot become one is
+        noted in ``bad`` (with the table and why) for the dead-letter topic."""
         to_row = dict(batch.writer.targets)[table]
         rows = []
         for m in batch.messages:
@@ -374,12 +424,44 @@ class Sink:
                 row = to_row(orjson.loads(m.value()))
                 if row is not None:
                     rows.append(row)
-            except (ValueError, KeyError, TypeError) as exc:
-                BAD_RECORDS.inc()
-                log.error(
-                    "skipping bad record %s:%s@%s: %s", m.topic(), m.partition(), m.offset(), exc
-                )
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                BAD_RECORDS.labels(table).inc()
+                key = (m.topic(), m.partition(), m.offset())
+                bad.setdefault(key, BadRecord(m)).reasons[table] = _reason(exc)
+                log.error("dead-lettering %s:%s@%s for %s: %s", *key, table, _reason(exc))
         return rows
+
+    def _dead_letter(self, bad: list[BadRecord]) -> None:
+        """Send each bad record to the dead-letter topic with the step
+        (``sink.<table>``) and the reason; retried until Kafka acknowledges
+        all of them (the round waits, as for a store outage)."""
+        if not bad:
+            return
+        if self._producer is None:
+            self._producer = Producer(
+                {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all"}
+            )
+        pending = bad
+        while pending and not self._stop.is_set():
+            failed: list[BadRecord] = []
+            for rec in pending:
+                self._producer.produce(
+                    self.dead_letter_topic,
+                    rec.msg.value(),
+                    rec.msg.key(),
+                    headers=_letter_headers(rec),
+                    on_delivery=_on_delivery(failed, rec),
+                )
+            # every delivery report arrives before flush returns 0; only the
+            # ones Kafka refused are sent again
+            while self._producer.flush(5) and not self._stop.is_set():
+                log.warning("dead letters not yet acknowledged by Kafka (waiting)")
+            pending = failed
+            if pending:
+                log.warning("Kafka refused %d dead letter(s) (retrying)", len(pending))
+                self._stop.wait(1)
+        if pending or len(self._producer):
+            raise SinkError("stopped before Kafka acknowledged the sink's dead letters")
 
     def _advance_freshness(self, batches: list[Batch], rows: list[dict]) -> None:
         with self._lock:

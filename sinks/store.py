@@ -81,6 +81,13 @@ def insert_sql(table: str, dedup_token: str | None) -> str:
     return f"INSERT INTO {table}{settings} FORMAT JSONEachRow"
 
 
+# ClickHouse reads a query parameter's text in its Escaped (TSV) form: a raw
+# tab, newline or backslash in a string would end or bend the value (a user id
+# with a tab was a 500: BAD_QUERY_PARAMETER), so they travel escaped.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r",
+                          "\0": "\\0", "\b": "\\b", "\f": "\\f"})  # fmt: skip
+
+
 def _literal(value: Any) -> str:
     """A value in ClickHouse's text form for query parameters (chdb takes text;
     clickhouse-connect formats lists itself)."""
@@ -88,12 +95,14 @@ def _literal(value: Any) -> str:
         return "[" + ",".join(_quoted(v) for v in value) + "]"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
     return value
 
 
 def _quoted(value: Any) -> str:
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return "'" + value.translate(_ESCAPES).replace("'", "\\'") + "'"
     return str(_literal(value))
 
 
@@ -178,19 +187,37 @@ class ServerStore:
     kind = "server"
 
     def __init__(self, url: str) -> None:
-        import clickhouse_connect
+        self._url = urlparse(url)
+        # One client per thread (the sink's, the jobs', the API's pool): a
+        # clickhouse-connect client is not safe for concurrent use, and a
+        # shared session id makes the server refuse concurrent queries
+        # ("session is locked"). No session: nothing here needs one.
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
 
-        u = urlparse(url)
-        self._client = clickhouse_connect.get_client(
-            host=u.hostname or "localhost",
-            port=u.port or (8443 if u.scheme == "https" else 8123),
-            username=u.username or "default",
-            password=u.password or "",
-            database=(u.path or "/").strip("/") or "default",
-            secure=u.scheme == "https",
-            # JSONEachRow output keeps both engines' results identical.
-            settings={"output_format_json_quote_64bit_integers": 0},
-        )
+    @property
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            import clickhouse_connect
+
+            u = self._url
+            client = clickhouse_connect.get_client(
+                host=u.hostname or "localhost",
+                port=u.port or (8443 if u.scheme == "https" else 8123),
+                username=u.username or "default",
+                password=u.password or "",
+                database=(u.path or "/").strip("/") or "default",
+                secure=u.scheme == "https",
+                autogenerate_session_id=False,
+                # JSONEachRow output keeps both engines' results identical.
+                settings={"output_format_json_quote_64bit_integers": 0},
+            )
+            self._local.client = client
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> list[Row]:
         try:
@@ -232,7 +259,10 @@ class ServerStore:
         return bool(self._client.ping())
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
 
 
 def open_store(clickhouse_url: str | None, chdb_path: Path) -> Store:

@@ -7,9 +7,11 @@ restarted worker recovers from local state plus the changelog topics.
 from __future__ import annotations
 
 import faust
+from confluent_kafka.admin import AdminClient
 from faust.types import ProducerT
 
 from ops.settings import Settings
+from ops.topics import durability
 from streams import faust_fixes
 from streams.rdkafka_producer import RdKafkaProducer
 
@@ -25,6 +27,8 @@ class App(faust.App):
 
 def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-worker") -> faust.App:
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    replicas, _ = durability(admin)  # for the topics Faust creates itself (its leader topic)
     app = App(
         app_id,
         broker=f"kafka://{bootstrap}",
@@ -33,6 +37,7 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         web_enabled=False,
         topic_partitions=settings.topic_partitions,
         topic_allow_declare=True,
+        topic_replication_factor=replicas,
         consumer_auto_offset_reset="earliest",
         # At-least-once, with every state update idempotent per source
         # offset (see streams/aggregates.py, streams/steps/dedupe.py): faust's
@@ -49,6 +54,12 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # timeout of its dead self, and no rebalance reshuffles partitions
         # mid-recovery (the SIGKILL test in tests/test_stream.py).
         consumer_group_instance_id=f"{app_id}-{settings.worker_id}",
+        # No standby copies of other workers' partitions: a standby applies
+        # changelog records as they come, including ones whose input the
+        # owner never committed, and its state would be taken as is after a
+        # failover. The new owner restores from the changelog instead,
+        # keeping only what committed input wrote (streams/state.py).
+        table_standby_replicas=0,
         # Batch the many small records one event emits (clean event, rows,
         # score) into few produce requests: per-message requests dominated
         # the worker's profile (bench/stream.py).

@@ -14,7 +14,9 @@ this guard, with manual acks:
   in this process, so only acknowledged.
 
 The first expected offset of a partition is the group's committed offset
-(or the partition's first offset), read once from Kafka itself.
+(or the partition's first offset), read from Kafka itself when the
+partition is (re)assigned: a partition this worker lost may have been
+processed and committed past by another worker meanwhile.
 """
 
 from __future__ import annotations
@@ -69,6 +71,18 @@ class InOrder:
             finally:
                 if checkpoint is not None:
                     checkpoint.leave()
+
+    def forget(self, lost: set[TP]) -> None:
+        """Partitions now owned elsewhere: if one comes back, it resumes
+        where the group committed, not where this worker stopped."""
+        for tp in lost:
+            key = (tp.topic, tp.partition)
+            self._next.pop(key, None)
+            self._caught_up.pop(key, None)
+            self._skipped_at.pop(key, None)
+            rewinding = self._rewinding.pop(key, None)
+            if rewinding is not None:
+                rewinding.cancel()
 
     async def admit(self, stream: StreamT, event: EventT) -> bool:
         """True when the event is the next one of its partition."""

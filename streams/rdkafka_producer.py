@@ -97,7 +97,7 @@ class RdKafkaProducer(AIOKafkaProducer):
             await asyncio.sleep(0 if served else POLL_IDLE_S)
 
     def produce(
-        self, topic: str, key: bytes | None, value: bytes, headers: list | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list | None = None
     ) -> None:
         """Send an output record without a future (see the module docstring)."""
         gen = self._gen

@@ -184,6 +184,23 @@ class StateTable(faust.Table):
             it.next()
         return out
 
+    def items_with_prefix(self, partition: int, prefix: str) -> dict[str, Any]:
+        """Every live key of one partition starting with ``prefix``, and its
+        value: one RocksDB seek, pending writes included."""
+        out: dict[str, Any] = {}
+        start = prefix.encode() if self.raw_keys else self.data._encode_key(prefix)[:-1]
+        it = self._db(partition).iter()
+        it.seek(start)
+        while it.valid() and it.key().startswith(start):
+            raw_key = it.key()
+            key = raw_key.decode() if self.raw_keys else self.data._decode_key(raw_key)
+            out[key] = self.data._decode_value(it.value())
+            it.next()
+        for (p, key), (value, *_) in self._dirty.items():
+            if p == partition and key.startswith(prefix):
+                out[key] = value
+        return {k: v for k, v in out.items() if v is not _DELETED and v is not None}
+
     def items_in(self, partition: int) -> Iterator[tuple[Any, Any]]:
         """Every live key of one partition, pending writes included."""
         pending = {k: v[0] for (p, k), v in self._dirty.items() if p == partition}

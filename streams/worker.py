@@ -7,6 +7,10 @@ and every table key is only ever touched by one partition):
   events.attributed   opt-out → enrich → emit   (anonymous events, now a user's)
   identity.links      remember the link; forward the visitor's pending events
   control.recompute   nightly/on-demand score snapshot + dedupe sweep
+  control.erasure     a learner's (or a visitor's) erasure (streams/erasure.py)
+
+Several workers share the partitions through the consumer group, each with
+its own WORKER_ID and state directory (docs/streams.md, Scaling out).
 
 Delivery is at least once (Faust flushes every send before it commits an
 offset); every state update is idempotent per source offset and every
@@ -34,14 +38,17 @@ import orjson
 from aiokafka.errors import KafkaError
 from confluent_kafka import Producer
 from faust.exceptions import PartitionsMismatch
+from faust.types import TP
 from mode import Worker
 
 from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
+from ops.topics import durability
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
 from streams.checkpoint import RECORDS_OUT, Checkpoint
+from streams.erasure import Eraser
 from streams.ordering import InOrder
 from streams.pipeline import Item, Outcome, Pipeline, Step, dead_letter_headers
 from streams.records import iso_day, normalise, origin_headers
@@ -64,7 +71,9 @@ def _headers(msg) -> list[tuple[str, bytes]]:
     return list(h.items()) if isinstance(h, dict) else list(h)
 
 
-INPUT_TOPICS = ("events.raw", "events.attributed", "identity.links", "control.recompute")
+INPUT_TOPICS = (
+    "events.raw", "events.attributed", "identity.links", "control.recompute", "control.erasure",
+)  # fmt: skip
 
 
 @dataclass
@@ -79,6 +88,7 @@ class Topics:
     scores: faust.TopicT
     optout: faust.TopicT
     ticks: faust.TopicT
+    erasure: faust.TopicT
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -92,6 +102,7 @@ class Topics:
             topic("events.attributed"), topic("identity.links"), topic("events.clean"),
             topic("aggregates.learner_daily"), topic("aggregates.program_weekly"),
             topic("scores.learner"), topic("optout.state"), topic("control.recompute"),
+            topic("control.erasure"),
         )  # fmt: skip
 
 
@@ -162,6 +173,19 @@ class Outputs:
         # each commit waits for these too (streams/rdkafka_producer.py).
         self.app.producer.produce(topic, key.encode(), orjson.dumps(value), headers=headers)
         RECORDS_OUT.labels(topic).inc()
+
+    def send_now(self, t: faust.TopicT, key: str, value: dict) -> None:
+        self._produce(t.get_topic_name(), key, value, origin_headers())
+
+    def tombstone(self, t: faust.TopicT, key: str) -> None:
+        """Delete ``key`` from a compacted topic."""
+        topic = t.get_topic_name()
+        self.app.producer.produce(topic, key.encode(), None, headers=origin_headers())
+        RECORDS_OUT.labels(topic).inc()
+
+    def forget_learner(self, partition: int, tenant: str, user: str) -> None:
+        """No live score for an erased learner at the next checkpoint."""
+        self._scores = {k for k in self._scores if k[:3] != (partition, tenant, user)}
 
     def hold(self, t: faust.TopicT, key: str, row: dict, partition: int, row_id: str) -> None:
         """Send ``row`` at the checkpoint unless a newer one of ``row_id`` replaces it."""
@@ -317,7 +341,9 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     # Every agent applies its partitions strictly in order, acking by hand
     # (see streams/ordering.py): the idempotent state depends on it.
     in_order = InOrder(app, bootstrap, app.checkpoint)
-    watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links)}
+    _follow_rebalances(app, in_order)
+    watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links,
+                                            topics.erasure)}  # fmt: skip
 
     @app.timer(interval=STALL_CHECK_S)
     async def watch_progress() -> None:
@@ -350,6 +376,12 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
     async def process_links(stream):
         await in_order.consume(stream, lambda e: out.forward_pending(e.value, e.message.offset))
 
+    eraser = Eraser(topics, tables, out)
+
+    @app.agent(topics.erasure)
+    async def process_erasure(stream):
+        await in_order.consume(stream, lambda e: eraser.apply(e.value, e.message.partition))
+
     @app.agent(topics.ticks)
     async def process_ticks(stream):
         async for event in stream.events():
@@ -366,8 +398,35 @@ def _agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
 
     @app.crontab(settings.recompute_cron, timezone=UTC)
     async def nightly_recompute() -> None:
+        # Every worker runs this crontab; one sends the ticks: whoever owns
+        # the first partition of the ticks topic. Each tick is then applied
+        # by the owner of its partition.
+        if TP(topics.ticks.get_topic_name(), 0) not in app.consumer.assignment():
+            return
         yesterday = (datetime.now(UTC) - timedelta(days=1)).date()
         request_recompute(bootstrap, settings, yesterday)
+
+
+def _follow_rebalances(app: faust.App, in_order: InOrder) -> None:
+    """A partition this worker keeps keeps everything pending for it (state,
+    held rows, the offset expected next: they agree with each other); one
+    it lost forgets all of it, since its next owner processes again what
+    was not committed. Faust revokes everything at each rebalance, so
+    "lost" is known only once the new assignment is."""
+    revoked: set[TP] = set()
+
+    async def on_revoked(sender: Any, tps: set[TP], **kwargs: Any) -> None:
+        revoked.update(tps)
+
+    async def on_assigned(sender: Any, tps: set[TP], **kwargs: Any) -> None:
+        lost = revoked - tps
+        revoked.clear()
+        in_order.forget(lost)
+        kept = {tp.partition for tp in tps}
+        app.checkpoint.drop_partitions({tp.partition for tp in lost} - kept)
+
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
 
 
 async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
@@ -392,8 +451,11 @@ def ensure_changelogs(app: faust.App, bootstrap: str, settings: Settings) -> Non
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     names = [t.changelog_topic.get_topic_name() for t in app.tables.values()]
     existing = set(admin.list_topics(timeout=10).topics)
+    replicas, safety = durability(admin)
     new = [
-        NewTopic(n, settings.topic_partitions, 1, config={"cleanup.policy": "compact"})
+        NewTopic(
+            n, settings.topic_partitions, replicas, config={"cleanup.policy": "compact", **safety}
+        )  # fmt: skip
         for n in names
         if n not in existing
     ]
@@ -498,6 +560,19 @@ def discard_state_after_crash(state_dir: Path) -> bool:
     return False
 
 
+def adopt_unnamed_state(settings: Settings) -> None:
+    """A run directory from before workers had their own state directories
+    holds one worker's state straight under ``state/``: it is worker 0's."""
+    root = settings.state_dir.parent
+    if settings.worker_id != "0" or settings.state_dir.exists() or not root.is_dir():
+        return
+    unnamed = [p for p in root.iterdir() if not p.name.startswith("worker-")]
+    if unnamed:
+        settings.state_dir.mkdir(parents=True)
+        for p in unnamed:
+            p.rename(settings.state_dir / p.name)
+
+
 def main() -> None:
     settings = get_settings()
     setup_logging("worker", settings, logging.WARNING)
@@ -509,6 +584,7 @@ def main() -> None:
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    adopt_unnamed_state(settings)
     if discard_state_after_crash(settings.state_dir):
         log.warning("previous run did not stop cleanly: restoring tables from changelogs")
     app = build(settings, settings.kafka_bootstrap)

@@ -31,10 +31,13 @@ def main() -> None:
     ap.add_argument("--format", choices=["csv", "pdf"], default="csv")
     args = ap.parse_args()
 
+    from cryptography.fernet import Fernet
+
     from api.exports.model import ExportRepo, new_export
     from api.exports.runner import ExportRunner
     from api.exports.storage import LocalObjectStore
     from api.notify.fanout import Notifier
+    from api.sealing import Sealer
     from bench.export import seed
     from ops.settings import Settings
     from sinks.store import open_store
@@ -47,7 +50,8 @@ def main() -> None:
     seed(store, tenant, args.rows)
     seed_s = time.perf_counter() - t0
     objects = LocalObjectStore(tmp / "exports", "perf-secret")
-    runner = ExportRunner(store, settings, objects, Notifier(store, settings, None))
+    sealer = Sealer(Fernet.generate_key().decode(), "webhook secrets")
+    runner = ExportRunner(store, settings, objects, Notifier(store, settings, None, sealer))
     e = new_export(
         tenant_id=tenant,
         user="perf",

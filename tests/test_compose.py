@@ -34,23 +34,41 @@ def test_compose_file_matches_the_compose_specification():
 
 def test_every_expected_service_is_present():
     services = _compose()["services"]
-    expected = {"kafka", "schema-registry", "clickhouse", "minio", "prometheus", "grafana"}
-    assert expected | {"api", "worker"} <= set(services)
+    expected = {"kafka-1", "kafka-2", "kafka-3", "schema-registry", "clickhouse", "minio"}
+    assert expected | {"prometheus", "grafana", "api", "worker", "worker-1"} <= set(services)
 
 
 def test_app_services_get_the_settings_our_code_reads():
     services = _compose()["services"]
     aliases = {f.alias for f in Settings.model_fields.values() if f.alias}
-    for name in ("api", "worker"):
+    for name in ("api", "worker", "worker-1"):
         env = services[name]["environment"]
         for var in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "S3_ENDPOINT"):
             assert var in env, f"{name} lacks {var}"
         skillstream_vars = {k for k in env if not k.startswith("AWS_")}
         assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
-    assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    # one key per purpose, for the API only (the worker signs and opens nothing)
+    secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET",
+               "SKILLSTREAM_PII_KEYS", "SKILLSTREAM_WEBHOOK_KEYS"}  # fmt: skip
+    assert secrets <= set(services["api"]["environment"])
+    for worker in ("worker", "worker-1"):
+        assert not secrets & set(services[worker]["environment"])
+    brokers = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
+    assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == brokers
     assert "clickhouse:8123" in services["api"]["environment"]["CLICKHOUSE_URL"]
     assert services["api"]["command"][-1] == "api.main"
-    assert services["worker"]["command"][-1] == "streams.worker"
+    assert services["worker"]["command"] == ["skillstream", "worker"]
+
+
+def test_three_brokers_and_workers_that_share_nothing():
+    services = _compose()["services"]
+    nodes = [services[f"kafka-{i}"]["environment"] for i in (1, 2, 3)]
+    assert sorted(int(n["KAFKA_NODE_ID"]) for n in nodes) == [1, 2, 3]
+    assert all(n["KAFKA_CONTROLLER_QUORUM_VOTERS"].count("@") == 3 for n in nodes)
+    assert all(int(n["KAFKA_MIN_INSYNC_REPLICAS"]) == 2 for n in nodes)
+    workers = [services[w] for w in ("worker", "worker-1")]
+    assert len({w["environment"]["WORKER_ID"] for w in workers}) == 2
+    assert len({w["volumes"][0].split(":")[0] for w in workers}) == 2
 
 
 def test_prometheus_scrapes_the_api():

@@ -118,3 +118,42 @@ def test_dlq_cli_lists_and_replays_each_letter_once(settings, kafka_bootstrap, u
     assert [m.value() for m in back] == [value]
     assert dict(back[0].headers()) == {"persona": b"student"}  # dlq.* headers stripped
     assert SingleObjectCodec().decode(back[0].value())["client_event_id"] == f"{unique}-fixed"
+
+
+def _letter_headers(step: str, source: str) -> list[tuple[str, bytes]]:
+    return [
+        ("dlq.step", step.encode()),
+        ("dlq.error", f"{step} failed".encode()),
+        ("dlq.source_topic", source.encode()),
+    ]
+
+
+def test_replay_of_one_step_leaves_other_steps_letters_replayable(
+    settings, kafka_bootstrap, unique
+):
+    """Letters of two steps interleaved on one partition: replaying one step
+    first must not mark the other's letters replayed (one group per step)."""
+    ensure_topics(kafka_bootstrap, settings)
+    raw, dead = settings.topic("events.raw"), settings.topic("events.dead_letter")
+    steps = ["decode", "enrich", "decode", "enrich", "decode"]
+    values = {i: _valid_bytes(f"{unique}-{i}") for i in range(len(steps))}
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    for i, step in enumerate(steps):  # one key: one partition, this order
+        p.produce(dead, values[i], b"t_x:u1", headers=_letter_headers(step, raw))
+    assert p.flush(15) == 0
+
+    assert dlq.replay(kafka_bootstrap, dead, step="enrich") == 2
+    assert dlq.replay(kafka_bootstrap, dead, step="enrich") == 0
+    assert dlq.replay(kafka_bootstrap, dead, dry_run=True) == 3  # the decode letters wait
+    assert dlq.replay(kafka_bootstrap, dead) == 3
+    assert dlq.replay(kafka_bootstrap, dead) == 0
+    assert dlq.replay(kafka_bootstrap, dead, step="decode") == 0
+
+    back = read_all(kafka_bootstrap, raw, expect=len(steps))
+    assert sorted(m.value() for m in back) == sorted(values.values())  # each exactly once
+    # a new letter of an already replayed step is replayed on its own
+    p.produce(
+        dead, _valid_bytes(f"{unique}-late"), b"t_x:u1", headers=_letter_headers("enrich", raw)
+    )
+    assert p.flush(15) == 0
+    assert dlq.replay(kafka_bootstrap, dead) == 1

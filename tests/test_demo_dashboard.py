@@ -104,6 +104,9 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
         assert loading and all(LOADING.match(text) for text in loading), loading
         # no zeros as if they were data: the tiles appear only with the history
         assert all(s["wau"] not in ("0", "–") for _, s in seen if s["main"]), seen
+        # the page says it is a demo, where anyone on the machine may view as any role
+        assert "Demo mode" in page.locator("#demo-banner").inner_text()
+        assert page.locator("#demo-banner").is_visible()
         page.screenshot(path=str(artifacts / "dashboard-demo.png"))
     finally:
         code = stack.stop()  # Ctrl-C, to the whole group

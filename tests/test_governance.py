@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from api.audit.chain import audit, verify
+from api.retention.erasure import settle_erasures
 from api.retention.holds import place_hold
 from api.retention.policies import set_policy
 from api.retention.purge import purge_tenant
@@ -224,6 +225,48 @@ def test_hold_refuses_erasure_and_audit_export_filters_by_hold(api, store):
         f"{api.url}/v1/governance/deletion-requests", headers=admin, json={"user_id": "u1"}
     )
     assert r.status_code == 200
+    (v,) = verify(store, tid)
+    assert v.ok
+
+
+def test_an_erasures_second_pass_removes_what_landed_after_it(api, store):
+    """Rows of the user that reach ClickHouse after the request (events that
+    were still in the worker or the sink then) go in the second pass; a
+    request under a hold placed since is left, with the reason."""
+    tid, name = _tenant(api)
+    now = datetime.now(UTC)
+    store.insert("events", [_event(tid, u, "session_started", now) for u in ("u1", "u2", "u3")])
+    admin = _h(api, tid, name, "company_admin")
+    for user in ("u1", "u3"):
+        r = httpx.post(
+            f"{api.url}/v1/governance/deletion-requests", headers=admin, json={"user_id": user}
+        )
+        assert r.status_code == 200, r.text
+    # late arrivals of both, after the first pass; then a hold on u3
+    store.insert("events", [_event(tid, u, "lesson_completed", now) for u in ("u1", "u3")])
+    place_hold(store, tenant_id=tid, kind="user", user_id="u3", from_ts=None, to_ts=None,
+               reason="case 7", actor_id="dpo", actor_role="company_admin")  # fmt: skip
+    sent: list[tuple[str, str]] = []
+    n = settle_erasures(store, lambda t, u, _: sent.append((t, u)), 600, now + timedelta(hours=1))
+    assert n >= 2 and [x for x in sent if x[0] == tid] == [(tid, "u1")]  # the store is shared
+    left = store.query(
+        "SELECT learner_id, event_name FROM events WHERE tenant_id = {t:String} ORDER BY 1",
+        {"t": tid},
+    )
+    assert [(x["learner_id"], x["event_name"]) for x in left] == [
+        ("u2", "session_started"), ("u3", "lesson_completed")
+    ]  # fmt: skip
+    status = {
+        x["user_id"]: (x["status"], x["reason"])
+        for x in store.query(
+            "SELECT user_id, status, reason FROM deletion_requests FINAL"
+            " WHERE tenant_id = {t:String}",
+            {"t": tid},
+        )
+    }
+    assert status["u1"] == ("settled", "") and status["u3"][0] == "settled"
+    assert "case 7" in status["u3"][1]
+    assert settle_erasures(store, None, 600, now + timedelta(hours=2)) == 0  # once
     (v,) = verify(store, tid)
     assert v.ok
 

@@ -174,3 +174,73 @@ def test_examples_are_valid(live_api, unique, name):
     _, key = live_api.new_tenant(f"ex-{name}-{unique}")
     r = post(live_api, key, [example_event(name)])
     assert r.json()["rejected"] == [] and len(r.json()["accepted"]) == 1
+
+
+def _whole_body_then_answer(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    """What http.client (and so urllib and requests) does: write every byte
+    of the body, only then read the answer (in 1 MB writes)."""
+    import http.client
+    import time
+    from urllib.parse import urlsplit
+
+    def paced(chunk: int = 1024 * 1024):
+        for i in range(0, len(body), chunk):
+            yield body[i : i + chunk]
+            time.sleep(0.02)
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        headers = {**headers, "Content-Length": str(len(body))}
+        conn.request("POST", u.path, body=paced(), headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(params=["h11", "httptools"])
+def api_on(request, live_api):
+    """The same app under each of uvicorn's HTTP implementations (h11 closes
+    a connection whose request body was not read; httptools reads it on)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+    from ops.kafka_launcher import free_port
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(live_api.ctx), host="127.0.0.1", port=port, http=request.param,
+            log_level="warning",
+        )
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.mark.parametrize("auth", ["valid key", "unknown key"])
+def test_a_client_that_writes_the_whole_body_first_gets_the_answer(live_api, api_on, unique, auth):
+    """22 MB to a 5 MiB limit: the 413 (or the 401), not a connection reset."""
+    _, key = live_api.new_tenant(f"big-{unique}")
+    url = f"{api_on}/v1/events/batch"
+    body = b'{"events": ["' + b"x" * (22 * 1024 * 1024) + b'"]}'
+    headers = {
+        "Authorization": f"Bearer {key if auth == 'valid key' else 'nope'}",
+        "Content-Type": "application/json",
+    }
+    status, answer = _whole_body_then_answer(url, body, headers)
+    assert status == (413 if auth == "valid key" else 401), answer
+    if status == 413:
+        assert b"body larger than" in answer
+    # and the server is fine afterwards
+    assert httpx.get(f"{api_on}/health", timeout=30).status_code in (200, 503)

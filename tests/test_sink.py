@@ -88,3 +88,44 @@ def test_crash_between_insert_and_commit_replays_nothing(settings, store, kafka_
     # plain count (no FINAL): no row was inserted twice
     assert _count(store, tenant) == 400
     assert second.rounds_written >= 2  # the replayed round, then the new records
+
+
+def test_undecodable_rows_are_dead_lettered_with_the_reason(
+    settings, store, kafka_bootstrap, unique
+):
+    """A derived record that is not JSON, or lacks a column, is neither
+    written nor dropped: it goes to the dead-letter topic with the sink's
+    step and why; its good neighbours land and tombstones stay skipped."""
+    from ops import dlq
+
+    ensure_topics(kafka_bootstrap, settings)
+    tenant, topic = f"t_{unique}", settings.topic("optout.state")
+    p = Producer({"bootstrap.servers": kafka_bootstrap})
+    _produce_optout_rows(kafka_bootstrap, topic, tenant, 2)
+    p.produce(topic, b"{not json", f"{tenant}:bad1".encode(), headers=[("tenant_id", b"x")])
+    p.produce(topic, json.dumps({"tenant_id": tenant}).encode(), f"{tenant}:bad2".encode())
+    p.produce(topic, None, f"{tenant}:gone".encode())  # a tombstone: skipped, not a letter
+    assert p.flush(15) == 0
+    _produce_optout_rows(kafka_bootstrap, topic, tenant, 2, first=2)
+    sink = Sink(settings, store, kafka_bootstrap)
+    sink.start()
+    dead = settings.topic("events.dead_letter")
+    letters: list = []
+
+    def written_and_lettered() -> bool:
+        letters[:] = dlq.list_dead_letters(kafka_bootstrap, dead)
+        return _count(store, tenant) >= 4 and len(letters) >= 2
+
+    try:
+        _wait(written_and_lettered)
+    finally:
+        sink.stop()
+    assert _count(store, tenant) == 4
+    by_value = {d.value: d for d in letters}
+    assert set(by_value) == {b"{not json", json.dumps({"tenant_id": tenant}).encode()}
+    garbled, partial = by_value[b"{not json"], by_value[json.dumps({"tenant_id": tenant}).encode()]
+    assert garbled.h("dlq.step") == partial.h("dlq.step") == "sink.optout_state"
+    assert garbled.h("dlq.error").startswith("optout_state: JSONDecodeError")
+    assert partial.h("dlq.error") == "optout_state: KeyError: 'user_id'"
+    assert garbled.h("dlq.source_topic") == topic and garbled.h("tenant_id") == "x"
+    assert garbled.key == f"{tenant}:bad1".encode()

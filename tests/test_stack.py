@@ -60,7 +60,7 @@ def _accepted(url: str) -> float:
 
 def test_up_serves_health_and_cli_works_alongside_then_stops_on_sigint(stack_env):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.cli", "up"],
+        [sys.executable, "-m", "ops.cli", "up", "--demo"],
         env={**stack_env, "DEMO_EVENTS_PER_S": "40", "DEMO_LEARNERS": "200"},
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
@@ -186,7 +186,7 @@ def test_up_says_why_a_child_died(stack_env):
     # a schedule only the worker parses: the worker dies at start-up
     env = {**stack_env, "RECOMPUTE_CRON": "every tuesday-ish"}
     out = subprocess.run(
-        [sys.executable, "-m", "ops.cli", "up", "--no-demo"],
+        [sys.executable, "-m", "ops.cli", "up"],
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

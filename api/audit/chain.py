@@ -19,14 +19,32 @@ import json
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from sinks.store import Store
 
 log = logging.getLogger("skillstream.audit")
+AUDIT_FAILURES = Counter(
+    "skillstream_audit_write_failures_total",
+    "Audit rows the store refused (the change they record was refused too, denials excepted)",
+    ["action"],
+)
+# Outcomes that record a refusal, not a change: nothing happened, so a 403
+# stays a 403 when the audit store fails (logged and counted instead).
+REFUSALS = frozenset({"denied"})
+
+
+class AuditUnavailable(RuntimeError):
+    """The audit row could not be written, so the change it records must not
+    happen (audit or nothing). The API answers 503 with Retry-After."""
+
+
 GENESIS = "0" * 64
 FIELDS = (
     "seq",
@@ -206,8 +224,10 @@ def audit(
     outcome: str,
     detail: dict[str, Any] | str = "",
 ) -> None:
-    """Append one audit event; a failing audit write is logged, never raised,
-    so a refusal is still a 403 when the store hiccups."""
+    """Append one audit event. A failed write raises ``AuditUnavailable``
+    (audit or nothing: call this *before* the change it records, see
+    ``audit_first``), except for refusals, which are only logged: the request
+    was refused either way."""
     log.info("%s %s %s by %s/%s", action, outcome, resource, actor_role, actor_id)
     try:
         chain_for(store).append(
@@ -219,8 +239,54 @@ def audit(
             outcome=outcome,
             detail=detail,
         )
-    except Exception:  # noqa: BLE001 (the audit must not turn a 403 into a 500)
-        log.exception("audit write failed")
+    except Exception as exc:
+        AUDIT_FAILURES.labels(action).inc()
+        if outcome in REFUSALS:
+            log.exception("audit write failed (refusal %s stands)", action)
+            return
+        # the store's own error stays in the log: callers learn only what matters to them
+        log.error("audit write for %s refused by the store: %s", action, exc)
+        raise AuditUnavailable(f"audit log unavailable, {action} not done") from exc
+
+
+@contextmanager
+def audit_first(store: Store, **row: Any) -> Iterator[None]:
+    """Audit or nothing: the row is appended before the change runs in the
+    ``with`` block; if the append fails the block never runs. If the change
+    then fails, a second row with outcome ``failed`` says so (best effort:
+    the first row already names the attempt)."""
+    audit(store, **row)
+    try:
+        yield
+    except Exception as exc:
+        detail = row.get("detail") or {}
+        if not isinstance(detail, dict):
+            detail = {"detail": detail}
+        try:
+            audit(store, **{**row, "outcome": "failed", "detail": {**detail, "error": str(exc)}})
+        except AuditUnavailable:
+            log.exception("could not record that %s failed", row.get("action"))
+        raise
+
+
+def audit_or_undo(store: Store, undo: Callable[[], Any], **row: Any) -> None:
+    """For a change whose audit row needs what the change produced (an id):
+    append after it, and undo the change if the append fails."""
+    try:
+        audit(store, **row)
+    except AuditUnavailable:
+        undo()
+        raise
+
+
+def as_row(principal: Any, tenant_id: str | None = None) -> dict[str, str]:
+    """Who acted, from their verified token; the tenant is theirs unless the
+    action targets another (platform admins)."""
+    return {
+        "tenant_id": principal.tenant_id if tenant_id is None else tenant_id,
+        "actor_id": principal.user_id or "",
+        "actor_role": principal.role,
+    }
 
 
 def audit_as(
@@ -237,9 +303,7 @@ def audit_as(
     tenant is theirs unless the action targets another (platform admins)."""
     audit(
         store,
-        tenant_id=principal.tenant_id if tenant_id is None else tenant_id,
-        actor_id=principal.user_id or "",
-        actor_role=principal.role,
+        **as_row(principal, tenant_id),
         action=action,
         resource=resource,
         outcome=outcome,

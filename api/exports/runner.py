@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.audit.chain import audit
+from api.audit.chain import audit, audit_first
 from api.exports import sources
 from api.exports.csv_writer import write_csv
 from api.exports.model import LIVE, Export, ExportRepo
@@ -157,16 +157,8 @@ class ExportRunner:
             n, size = self._clickhouse_csv(key, scope, p)
         else:
             n, size = self._python_file(key, e, p, scope)
-        now = datetime.now(UTC)
-        e = self.repo.update(
-            e,
-            status="written",
-            object_key=key,
-            rows=n,
-            bytes=size,
-            finished_at=now,
-            link_expires_at=now + timedelta(seconds=s.export_link_ttl_s),
-        )
+        # on record before the export can hand out a link (audit or nothing:
+        # a failure here fails the export; the sweep removes its object)
         audit(
             self.store,
             tenant_id=e.tenant_id,
@@ -177,7 +169,16 @@ class ExportRunner:
             outcome="ok",
             detail={"rows": n, "bytes": size, "report": e.report, "format": e.format},
         )
-        return e
+        now = datetime.now(UTC)
+        return self.repo.update(
+            e,
+            status="written",
+            object_key=key,
+            rows=n,
+            bytes=size,
+            finished_at=now,
+            link_expires_at=now + timedelta(seconds=s.export_link_ttl_s),
+        )
 
     def _clickhouse_csv(self, key: str, scope: Scope, p: sources.ExportParams) -> tuple[int, int]:
         """ClickHouse writes the CSV (the screen's query, FORMAT CSV), one key
@@ -289,9 +290,7 @@ class ExportRunner:
         now = now or datetime.now(UTC)
         expired = 0
         for e in self.repo.lapsed(now):
-            self.objects.delete(e.object_key)
-            self.repo.update(e, status="expired")
-            audit(
+            with audit_first(
                 self.store,
                 tenant_id=e.tenant_id,
                 actor_id="system",
@@ -300,7 +299,9 @@ class ExportRunner:
                 resource=f"export:{e.export_id}",
                 outcome="ok",
                 detail={"object_key": e.object_key},
-            )
+            ):
+                self.objects.delete(e.object_key)
+                self.repo.update(e, status="expired")
             expired += 1
         return {"expired": expired, "orphans": self.delete_orphans()}
 

@@ -3,23 +3,33 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import smtplib
-import time
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 import httpx
 from confluent_kafka import Producer
-from tenacity import RetryCallState, Retrying, stop_after_attempt, wait_exponential
+from standardwebhooks import Webhook as StandardWebhook
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
+from api.notify.destinations import Destination, DestinationRefused, Networks, check
 from schemas import ready
 from sinks.store import Store
 
-SIGNATURE_HEADER = "X-SkillStream-Signature"
+EVENT_TYPE = "report.ready"
+
+
+class Refused(RuntimeError):
+    """A delivery that must not happen (capability off, destination not public):
+    logged as `refused`, never retried by the backoff."""
 
 
 def in_app(store: Store, key: str, event: dict[str, Any]) -> None:
@@ -57,22 +67,30 @@ def email(host: str, port: int, sender: str, to: str, key: str, event: dict[str,
         smtp.send_message(msg)
 
 
-def sign(secret: str, body: bytes, ts: int) -> str:
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={ts},v1={mac}"
+# A webhook tells a tenant's system that a file is ready; it does not hand
+# the file's bearer link to whoever runs the receiver (as the Kafka record,
+# it carries status_url: the receiver fetches the link with a token).
+_NOT_IN_WEBHOOKS = frozenset({"download_url"})
 
 
-def verify_signature(secret: str, header: str, body: bytes, tolerance_s: int = 300) -> bool:
-    """What a receiver runs: HMAC-SHA256 over ``"<t>." + body`` with the
-    webhook's secret, and a timestamp bound against replays."""
-    try:
-        parts = dict(p.split("=", 1) for p in header.split(","))
-        ts = int(parts["t"])
-    except (ValueError, KeyError):
-        return False
-    if abs(time.time() - ts) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, body, ts), header)
+def envelope(event: dict[str, Any]) -> bytes:
+    """The Standard Webhooks payload shape: type, timestamp, data."""
+    data = {k: v for k, v in event.items() if k not in _NOT_IN_WEBHOOKS}
+    body = {"type": EVENT_TYPE, "timestamp": event["occurred_at"], "data": data}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def signed_headers(secret: str, msg_id: str, body: bytes) -> dict[str, str]:
+    """`webhook-id`, `webhook-timestamp`, `webhook-signature` (Standard
+    Webhooks v1: HMAC-SHA256 over "id.timestamp.body", signed by the
+    maintained `standardwebhooks` library), so a receiver verifies with any
+    off-the-shelf implementation."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": StandardWebhook(secret).sign(msg_id, now, body.decode()),
+    }
 
 
 def webhook(
@@ -81,40 +99,59 @@ def webhook(
     key: str,
     event: dict[str, Any],
     *,
+    allow: Networks,
     attempts: int,
     backoff_s: float,
     timeout_s: float,
     on_attempt: Any = None,
 ) -> int:
     """POST the signed event; retry with exponential backoff. Returns the
-    number of attempts used; raises after the last failure."""
-    body = json.dumps(event, sort_keys=True, separators=(",", ":")).encode()
+    number of attempts used; raises after the last failure. The destination
+    is checked again before each attempt and the request goes to the address
+    that passed (DNS rebinding); redirects are not followed and no proxy from
+    the environment is used."""
+    body = envelope(event)
 
     def log_attempt(state: RetryCallState) -> None:
         if on_attempt and state.outcome is not None and state.outcome.failed:
             on_attempt(state.attempt_number, repr(state.outcome.exception()))
 
-    for attempt in Retrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential(multiplier=backoff_s, max=30),
-        after=log_attempt,
-        reraise=True,
-    ):
-        with attempt:
-            ts = int(time.time())
-            r = httpx.post(
-                url,
-                content=body,
-                timeout=timeout_s,
-                headers={
-                    "Content-Type": "application/json",
-                    SIGNATURE_HEADER: sign(secret, body, ts),
-                    "Idempotency-Key": key,
-                    "X-SkillStream-Event": "report.ready",
-                },
-            )
-            r.raise_for_status()
+    try:
+        for attempt in Retrying(
+            stop=stop_after_attempt(attempts),
+            wait=wait_exponential(multiplier=backoff_s, max=30),
+            retry=retry_if_not_exception_type(DestinationRefused),  # a refusal is final
+            after=log_attempt,
+            reraise=True,
+        ):
+            with attempt:
+                _post(check(url, allow), secret, key, body, timeout_s)
+    except DestinationRefused as exc:
+        raise Refused(str(exc)) from exc
     return attempt.retry_state.attempt_number
+
+
+def _post(dest: Destination, secret: str, key: str, body: bytes, timeout_s: float) -> None:
+    headers = {
+        "Content-Type": "application/json",
+        "Host": dest.host_header(),
+        "Idempotency-Key": key,
+        "X-SkillStream-Event": EVENT_TYPE,
+        **signed_headers(secret, key, body),
+    }
+    # Streamed and never read: a receiver's answer is not ours to fetch
+    # (nor to hold in memory, however large it is).
+    with (
+        httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client,
+        client.stream(
+            "POST",
+            dest.pinned_url(),
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": dest.hostname},
+        ) as r,
+    ):
+        r.raise_for_status()
 
 
 class ReadyPublisher:

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from api.capabilities import CapabilityError, require_flag
 from api.notify import channels
-from api.notify.config import get_prefs, webhooks
+from api.notify.config import Webhook, get_prefs, webhooks
+from api.sealing import Sealer
 from ops.settings import Settings
 from sinks.store import Store
 
@@ -43,11 +45,16 @@ class Target:
 
 class Notifier:
     def __init__(
-        self, store: Store, settings: Settings, publisher: channels.ReadyPublisher | None = None
+        self,
+        store: Store,
+        settings: Settings,
+        publisher: channels.ReadyPublisher | None,
+        webhook_sealer: Sealer,
     ) -> None:
         self.store = store
         self.settings = settings
         self.publisher = publisher
+        self.webhook_sealer = webhook_sealer
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -95,23 +102,28 @@ class Notifier:
                     ),
                 )
             )
-        for hook in webhooks(self.store, tenant):
+        for hook in webhooks(self.store, tenant, self.webhook_sealer):
             out.append(Target("webhook", hook.webhook_id, self._webhook_sender(hook, event)))
         if self.publisher is not None:
             pub = self.publisher
             out.append(Target("kafka", pub.topic, lambda _k: pub.publish(event)))
         return out
 
-    def _webhook_sender(self, hook: Any, event: dict[str, Any]) -> Callable[[str], None]:
+    def _webhook_sender(self, hook: Webhook, event: dict[str, Any]) -> Callable[[str], None]:
         s = self.settings
 
         def send(key: str) -> None:
             t = Target("webhook", hook.webhook_id, send)
+            try:  # the flag is read at each delivery: switching it off stops the next one
+                require_flag(self.store, hook.tenant_id, "webhooks")
+            except CapabilityError as exc:
+                raise channels.Refused(str(exc)) from exc
             channels.webhook(
                 hook.url,
                 hook.secret,
                 key,
                 event,
+                allow=s.webhook_allowed_networks,
                 attempts=s.webhook_max_attempts,
                 backoff_s=s.webhook_backoff_s,
                 timeout_s=s.webhook_timeout_s,
@@ -132,6 +144,11 @@ class Notifier:
                     continue
                 try:
                     t.send(key)
+                except channels.Refused as exc:  # policy, not a failure: logged as such
+                    log.warning("notification %s refused: %s", name, exc)
+                    self._log(key, event, t, "refused", 0, str(exc))
+                    outcome[name] = "refused"
+                    continue
                 except Exception as exc:  # noqa: BLE001 (one channel never blocks the others)
                     log.warning("notification %s failed: %s", name, exc)
                     self._log(key, event, t, "failed", 0, repr(exc))

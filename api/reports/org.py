@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.audit.chain import audit
+from api.audit.chain import audit, audit_first
 from sinks.store import Store
 
 __all__ = ["audit", "Link", "OrgError", "OrgRegistry", "RELATIONS"]
@@ -46,22 +46,17 @@ class OrgRegistry:
         for name in ("subject_id", "object_id"):
             if not _ID.match(getattr(link, name)):
                 raise OrgError(f"{name}: 1-128 of letters, digits, _ . : @ -")
-        self.store.insert(
-            "org_links",
-            [
-                {
-                    "tenant_id": link.tenant_id,
-                    "relation": link.relation,
-                    "subject_id": link.subject_id,
-                    "object_id": link.object_id,
-                    "deleted": int(deleted),
-                    "changed_by": actor,
-                    "changed_at": datetime.now(UTC),
-                    "version": time.time_ns(),
-                }
-            ],
-        )
-        audit(
+        row = {
+            "tenant_id": link.tenant_id,
+            "relation": link.relation,
+            "subject_id": link.subject_id,
+            "object_id": link.object_id,
+            "deleted": int(deleted),
+            "changed_by": actor,
+            "changed_at": datetime.now(UTC),
+            "version": time.time_ns(),
+        }
+        with audit_first(
             self.store,
             tenant_id=link.tenant_id,
             actor_id=actor,
@@ -69,7 +64,8 @@ class OrgRegistry:
             action="org.unlink" if deleted else "org.link",
             resource=f"{link.relation}:{link.subject_id}->{link.object_id}",
             outcome="ok",
-        )
+        ):
+            self.store.insert("org_links", [row])
 
     def link(self, link: Link, *, actor: str, actor_role: str) -> None:
         self._write(link, deleted=False, actor=actor, actor_role=actor_role)
@@ -94,8 +90,7 @@ class OrgRegistry:
                     "version": v + i,
                 }
             )
-        self.store.insert("org_links", rows)
-        for tenant in sorted({lk.tenant_id for lk in links}):
+        for tenant in sorted({lk.tenant_id for lk in links}):  # audited before the insert
             audit(
                 self.store,
                 tenant_id=tenant,
@@ -106,6 +101,7 @@ class OrgRegistry:
                 outcome="ok",
                 detail={"links": sum(1 for lk in links if lk.tenant_id == tenant)},
             )
+        self.store.insert("org_links", rows)
 
     def unlink(self, link: Link, *, actor: str, actor_role: str) -> None:
         self._write(link, deleted=True, actor=actor, actor_role=actor_role)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from api.audit.chain import audit
+from api.audit.chain import audit_first
 from sinks.store import Store
 
 KINDS = ("tenant", "user", "range")
@@ -166,9 +166,7 @@ def place_hold(
         created_by=actor_id,
         created_at=now,
     )
-    _write(store, hold)
-    sync_event_flags(store, tenant_id)
-    audit(
+    with audit_first(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -177,7 +175,9 @@ def place_hold(
         resource=f"legal_hold:{hold.hold_id}",
         outcome="ok",
         detail=hold.as_dict(),
-    )
+    ):
+        _write(store, hold)
+        sync_event_flags(store, tenant_id)
     return hold
 
 
@@ -188,9 +188,7 @@ def release_hold(
     if not found:
         raise HoldError(f"no active hold {hold_id!r} in this tenant")
     hold = Hold(**{**found[0].__dict__, "released": True})
-    _write(store, hold, released_at=datetime.now(UTC))
-    sync_event_flags(store, tenant_id)
-    audit(
+    with audit_first(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -199,7 +197,9 @@ def release_hold(
         resource=f"legal_hold:{hold_id}",
         outcome="ok",
         detail=hold.as_dict(),
-    )
+    ):
+        _write(store, hold, released_at=datetime.now(UTC))
+        sync_event_flags(store, tenant_id)
     return hold
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from api.audit.chain import audit
+from api.audit.chain import audit_first
 from ops.settings import Settings
 from schemas.dictionary import BY_NAME, DEFAULT_RETENTION_YEARS
 from sinks.store import Store
@@ -56,6 +56,27 @@ def set_policy(
         raise PolicyError(f"unknown subject {subject!r}: an event name, aggregates or exports")
     if days is not None and not 1 <= days <= 36_500:
         raise PolicyError("retention_days must be 1..36500")
+    value = days if days is not None else defaults(settings)[subject]
+    with audit_first(
+        store,
+        tenant_id=tenant_id,
+        actor_id=actor_id,
+        actor_role=actor_role,
+        action="retention.policy",
+        resource=f"retention:{subject}",
+        outcome="ok",
+        detail={"subject": subject, "retention_days": value, "reset": days is None},
+    ):
+        _store_policy(store, tenant_id, subject, days, actor_id)
+        now = effective(store, settings, tenant_id)
+        if subject in BY_NAME:
+            _lengthen_ttl(store, tenant_id, subject, now[subject])
+    return now
+
+
+def _store_policy(
+    store: Store, tenant_id: str, subject: str, days: int | None, actor_id: str
+) -> None:
     store.insert(
         "retention_policies",
         [
@@ -69,30 +90,20 @@ def set_policy(
             }
         ],
     )
-    now = effective(store, settings, tenant_id)
-    if subject in BY_NAME:
-        # The events table's TTL reads each row's retention_days (the
-        # dictionary's, set by the sink). Only ever lengthen it, so a longer
-        # tenant policy is not cut short by the TTL; shortening is the purge's
-        # job, which respects legal holds and records what it removed.
-        keep = max(now[subject], BY_NAME[subject].retention_days)
-        where = "tenant_id = {t:String} AND event_name = {e:String} AND retention_days < {d:UInt16}"
-        p = {"d": min(keep, 65_535), "t": tenant_id, "e": subject}
-        # a mutation rewrites parts: only start one when a row needs it
-        if int(store.query(f"SELECT count() AS n FROM events WHERE {where}", p)[0]["n"]):
-            store.command(
-                "ALTER TABLE events UPDATE retention_days = {d:UInt16}"
-                f" WHERE {where} SETTINGS mutations_sync = 1",
-                p,
-            )
-    audit(
-        store,
-        tenant_id=tenant_id,
-        actor_id=actor_id,
-        actor_role=actor_role,
-        action="retention.policy",
-        resource=f"retention:{subject}",
-        outcome="ok",
-        detail={"subject": subject, "retention_days": now[subject], "reset": days is None},
-    )
-    return now
+
+
+def _lengthen_ttl(store: Store, tenant_id: str, subject: str, days: int) -> None:
+    # The events table's TTL reads each row's retention_days (the
+    # dictionary's, set by the sink). Only ever lengthen it, so a longer
+    # tenant policy is not cut short by the TTL; shortening is the purge's
+    # job, which respects legal holds and records what it removed.
+    keep = max(days, BY_NAME[subject].retention_days)
+    where = "tenant_id = {t:String} AND event_name = {e:String} AND retention_days < {d:UInt16}"
+    p = {"d": min(keep, 65_535), "t": tenant_id, "e": subject}
+    # a mutation rewrites parts: only start one when a row needs it
+    if int(store.query(f"SELECT count() AS n FROM events WHERE {where}", p)[0]["n"]):
+        store.command(
+            "ALTER TABLE events UPDATE retention_days = {d:UInt16}"
+            f" WHERE {where} SETTINGS mutations_sync = 1",
+            p,
+        )

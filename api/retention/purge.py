@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.audit.chain import audit
+from api.audit.chain import audit_first
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
-from api.retention.holds import held_sql, list_holds
+from api.retention.holds import Hold, held_sql, list_holds
 from api.retention.policies import UNKNOWN_EVENT_DAYS, effective
 from ops.settings import Settings
 from sinks.store import Store
@@ -41,17 +41,30 @@ class PurgeReport:
     kept_on_hold: dict[str, int] = field(default_factory=dict)
 
 
-def _delete(store: Store, table: str, where: str, params: dict[str, Any]) -> int:
-    n = int(store.query(f"SELECT count() AS n FROM {table} WHERE {where}", params)[0]["n"])
-    if n:
-        store.command(
-            f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params
-        )
-    return n
+@dataclass
+class _Deletion:
+    """One ``ALTER ... DELETE`` and the count of its very predicate."""
+
+    table: str
+    where: str
+    params: dict[str, Any]
+    rows: int
+
+
+@dataclass
+class _Plan:
+    deletions: list[_Deletion] = field(default_factory=list)
+    exports: list[Any] = field(default_factory=list)  # Export records to mark purged
 
 
 def _count(store: Store, table: str, where: str, params: dict[str, Any]) -> int:
     return int(store.query(f"SELECT count() AS n FROM {table} WHERE {where}", params)[0]["n"])
+
+
+def _planned(store: Store, plan: _Plan, table: str, where: str, params: dict[str, Any]) -> int:
+    n = _count(store, table, where, params)
+    plan.deletions.append(_Deletion(table, where, params, n))
+    return n
 
 
 def purge_tenant(
@@ -63,12 +76,39 @@ def purge_tenant(
     *,
     actor_id: str = "system",
 ) -> PurgeReport:
+    """Count, audit, then delete (audit or nothing: a purge the audit log
+    cannot record does not run)."""
     now = now or datetime.now(UTC)
+    rep, plan = PurgeReport(tenant_id), _Plan()
     policy = effective(store, settings, tenant_id)
     holds = list_holds(store, tenant_id)
-    rep = PurgeReport(tenant_id)
+    _plan_events(store, plan, rep, policy, holds, tenant_id, now)
+    _plan_aggregates(store, plan, rep, policy, holds, tenant_id, now)
+    _plan_exports(store, plan, rep, policy, holds, tenant_id, now)
+    with audit_first(
+        store,
+        tenant_id=tenant_id,
+        actor_id=actor_id,
+        actor_role="system",
+        action="retention.purge",
+        resource=f"tenant:{tenant_id}",
+        outcome="ok",
+        detail={"now": _ms(now), "removed": rep.removed, "kept_on_hold": rep.kept_on_hold},
+    ):
+        _execute(store, objects, plan)
+    return rep
 
-    # raw events: each event type by its own retention
+
+def _plan_events(
+    store: Store,
+    plan: _Plan,
+    rep: PurgeReport,
+    policy: dict[str, int],
+    holds: list[Hold],
+    tenant_id: str,
+    now: datetime,
+) -> None:
+    """Raw events: each event type by its own retention."""
     names = sorted(k for k in policy if k not in ("aggregates", "exports"))
     held, hp = held_sql(holds, user_col="learner_id", time_col="event_timestamp")
     base = (
@@ -87,49 +127,68 @@ def purge_tenant(
     rep.kept_on_hold["events"] = _count(
         store, "events", f"{base} AND ({held} OR legal_hold = 1)", p
     )
-    rep.removed["events"] = _delete(
-        store, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
+    rep.removed["events"] = _planned(
+        store, plan, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
     )
     # the KPIs' read model of the same events (api/reports/queries.py)
-    rep.removed["events_by_time"] = _delete(store, "events_by_time", f"{base} AND NOT ({held})", p)
+    rep.removed["events_by_time"] = _planned(
+        store, plan, "events_by_time", f"{base} AND NOT ({held})", p
+    )
 
-    # aggregates
+
+def _plan_aggregates(
+    store: Store,
+    plan: _Plan,
+    rep: PurgeReport,
+    policy: dict[str, int],
+    holds: list[Hold],
+    tenant_id: str,
+    now: datetime,
+) -> None:
     cutoff = (now - timedelta(days=policy["aggregates"])).date().isoformat()
     for table, (tcol, ucol) in AGGREGATES.items():
         held, hp = held_sql(holds, user_col=ucol, time_col=tcol)
         where = f"tenant_id = {{tenant:String}} AND {tcol} < {{cutoff:Date}}"
         q = {"tenant": tenant_id, "cutoff": cutoff, **hp}
         rep.kept_on_hold[table] = _count(store, table, f"{where} AND ({held})", q)
-        rep.removed[table] = _delete(store, table, f"{where} AND NOT ({held})", q)
+        rep.removed[table] = _planned(store, plan, table, f"{where} AND NOT ({held})", q)
 
-    # exports: the record is kept as 'purged' (the audit names it), the file goes
-    repo = ExportRepo(store)
-    old = repo.where(
+
+def _plan_exports(
+    store: Store,
+    plan: _Plan,
+    rep: PurgeReport,
+    policy: dict[str, int],
+    holds: list[Hold],
+    tenant_id: str,
+    now: datetime,
+) -> None:
+    """Exports: the record is kept as 'purged' (the audit names it), the file goes."""
+    old = ExportRepo(store).where(
         "tenant_id = {t:String} AND status != 'purged' AND created_at < {c:DateTime64(3)}",
         {"t": tenant_id, "c": _ms(now - timedelta(days=policy["exports"]))},
     )
-    purged = kept = 0
+    kept = 0
     for e in old:
         if any(h.covers(user_id=e.requested_by, at=e.created_at) for h in holds):
             kept += 1
-            continue
+        else:
+            plan.exports.append(e)
+    rep.removed["exports"], rep.kept_on_hold["exports"] = len(plan.exports), kept
+
+
+def _execute(store: Store, objects: ObjectStore | None, plan: _Plan) -> None:
+    for d in plan.deletions:
+        if d.rows:  # a mutation rewrites parts: only when a row goes
+            store.command(
+                f"ALTER TABLE {d.table} DELETE WHERE {d.where} SETTINGS mutations_sync = 1",
+                d.params,
+            )
+    repo = ExportRepo(store)
+    for e in plan.exports:
         if objects is not None and e.object_key:
             objects.delete(e.object_key)
         repo.update(e, status="purged")
-        purged += 1
-    rep.removed["exports"], rep.kept_on_hold["exports"] = purged, kept
-
-    audit(
-        store,
-        tenant_id=tenant_id,
-        actor_id=actor_id,
-        actor_role="system",
-        action="retention.purge",
-        resource=f"tenant:{tenant_id}",
-        outcome="ok",
-        detail={"now": _ms(now), "removed": rep.removed, "kept_on_hold": rep.kept_on_hold},
-    )
-    return rep
 
 
 def tenants_with_data(store: Store) -> list[str]:
@@ -154,19 +213,7 @@ def set_cadence(
     """Per-tenant purge cadence (None: back to ``PURGE_INTERVAL_S``); audited."""
     if every_s is not None and not 60 <= every_s <= 366 * 86400:
         raise ValueError("every_s must be 60 s .. 366 days")
-    store.insert(
-        "purge_schedules",
-        [
-            {
-                "tenant_id": tenant_id,
-                "every_s": every_s or 0,
-                "deleted": int(every_s is None),
-                "changed_by": actor_id,
-                "version": time.time_ns(),
-            }
-        ],
-    )
-    audit(
+    with audit_first(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -175,16 +222,31 @@ def set_cadence(
         resource=f"tenant:{tenant_id}",
         outcome="ok",
         detail={"every_s": every_s},
-    )
+    ):
+        store.insert(
+            "purge_schedules",
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "every_s": every_s or 0,
+                    "deleted": int(every_s is None),
+                    "changed_by": actor_id,
+                    "version": time.time_ns(),
+                }
+            ],
+        )
 
 
 def last_purge(store: Store, tenant_id: str) -> datetime | None:
+    """When the tenant's last purge ran, from its audit rows; a purge whose
+    last row says it failed counts as not run (the next check retries it)."""
     rows = store.query(
-        "SELECT toString(max(at)) AS last, count() AS n FROM audit_events"
-        " WHERE tenant_id = {t:String} AND action = 'retention.purge'",
+        "SELECT toString(at) AS last, outcome FROM audit_events"
+        " WHERE tenant_id = {t:String} AND action = 'retention.purge'"
+        " ORDER BY at DESC, seq DESC LIMIT 1",
         {"t": tenant_id},
     )
-    if not rows or not int(rows[0]["n"]):
+    if not rows or rows[0]["outcome"] == "failed":
         return None
     return datetime.fromisoformat(rows[0]["last"]).replace(tzinfo=UTC)
 

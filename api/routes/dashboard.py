@@ -1,5 +1,10 @@
 """The dashboard page (static files, no build step) and, in demo mode only,
-short-lived tokens for a demo user of each role ("view as")."""
+short-lived tokens for a demo user of each role ("view as").
+
+The demo routes are a router of their own that ``create_app`` mounts only
+in demo mode (`skillstream up --demo`): without it they do not exist (404,
+absent from the OpenAPI document). Even then they answer loopback clients
+only (``require_loopback_client``)."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
 from api.demo_history import progress as demo_progress
-from api.deps import Ctx
+from api.deps import Ctx, LoopbackOnly
 from api.reports.org import OrgRegistry
 from api.security import ROLES, issue_token
 
@@ -19,6 +24,7 @@ STATIC = Path(__file__).resolve().parents[1] / "static"
 DEMO_TOKEN_TTL_S = 15 * 60
 
 router = APIRouter(tags=["dashboard"])
+demo_router = APIRouter(tags=["demo"], dependencies=[LoopbackOnly])
 
 
 @router.get("/", include_in_schema=False)
@@ -77,26 +83,22 @@ def demo_users(ctx, tenant_name: str | None) -> list[dict]:
     return out
 
 
-@router.get("/v1/demo/tokens", tags=["dashboard"])
+@demo_router.get("/v1/demo/tokens")
 async def demo_tokens(
     ctx: Ctx, tenant: Annotated[str | None, Query(description="Tenant name.")] = None
 ) -> dict:
-    """Demo mode only (404 otherwise): a 15-minute token per role for a demo
-    user who has data, so the dashboard can "view as" each role."""
-    if not ctx.settings.demo_mode:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "demo mode is off")
+    """Demo mode only, loopback clients only: a 15-minute token per role for
+    a demo user who has data, so the dashboard can "view as" each role."""
     users = await run_in_threadpool(demo_users, ctx, tenant)
     names = [t.name for t in await run_in_threadpool(ctx.tenants.all)]
     return {"tenants": names, "users": users, "ttl_s": DEMO_TOKEN_TTL_S}
 
 
-@router.get("/v1/demo/history", tags=["dashboard"])
+@demo_router.get("/v1/demo/history")
 async def demo_history(ctx: Ctx) -> dict:
-    """Demo mode only (404 otherwise): how much of the demo's history the
-    reports can see yet (`loading`, `loaded` of `days`), for the loading
+    """Demo mode only, loopback clients only: how much of the demo's history
+    the reports can see yet (`loading`, `loaded` of `days`), for the loading
     state the dashboard shows instead of zeros."""
-    if not ctx.settings.demo_mode:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "demo mode is off")
     fresh = ctx.sink.data_fresh_as_of if ctx.sink else lambda _tenant: None
     ids = {t.name: t.tenant_id for t in await run_in_threadpool(ctx.tenants.all)}
     run_dir = ctx.settings.run_dir

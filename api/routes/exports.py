@@ -96,7 +96,7 @@ async def request_export(body: ExportRequest, ctx: Ctx, principal: CurrentPrinci
         fmt=body.format,
         params=params,
     )
-    await run_in_threadpool(ExportRepo(ctx.store).save, e)
+    # audit or nothing: no export is queued unless the request is on record
     await run_in_threadpool(
         lambda: _audit(
             ctx,
@@ -109,6 +109,7 @@ async def request_export(body: ExportRequest, ctx: Ctx, principal: CurrentPrinci
             params=params,
         )
     )
+    await run_in_threadpool(ExportRepo(ctx.store).save, e)
     ctx.exports.submit(e.export_id)
     return ExportAccepted(
         export_id=e.export_id, status=e.status, status_url=f"/v1/exports/{e.export_id}"

@@ -181,6 +181,7 @@ async def deletion_request(body: ErasureIn, ctx: Ctx, principal: CurrentPrincipa
             user_id=body.user_id,
             actor_id=principal.user_id or "",
             actor_role=principal.role,
+            publish=ctx.publish_erasure,
         )
     )
     if r.status == "refused":

@@ -10,12 +10,13 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.audit.chain import audit_as
+from api.audit.chain import as_row, audit_first, audit_or_undo
+from api.capabilities import CapabilityError, require_flag
 from api.deps import Ctx, CurrentPrincipal
 from api.notify.config import ConfigError, add_webhook, remove_webhook, set_prefs, webhooks
 from api.notify.config import get_prefs as load_prefs
 from api.routes.org import _tenant
-from api.routes.reports import ERRORS
+from api.routes.reports import ERRORS, deny
 
 router = APIRouter(tags=["notifications"])
 
@@ -87,6 +88,7 @@ async def get_prefs(ctx: Ctx, principal: CurrentPrincipal) -> dict:
 async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dict:
     """Email opt-in / opt-out (audited)."""
     me = _me(principal)
+    before = await run_in_threadpool(load_prefs, ctx.store, principal.tenant_id, me)
     try:
         p = await run_in_threadpool(
             set_prefs, ctx.store, principal.tenant_id, me, body.email, body.email_opt_in
@@ -94,9 +96,12 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_as(
+        lambda: audit_or_undo(
             ctx.store,
-            principal,
+            lambda: set_prefs(
+                ctx.store, principal.tenant_id, me, before.email, before.email_opt_in
+            ),
+            **as_row(principal),
             action="notify.email_opt_in" if p.email_opt_in else "notify.email_opt_out",
             resource=f"user:{me}",
             outcome="ok",
@@ -106,25 +111,41 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
 
 
 class WebhookIn(BaseModel):
-    url: str = Field(description="Receives POSTs of report.ready events, HMAC-signed.")
+    url: str = Field(
+        description="Receives POSTs of report.ready events, signed the Standard Webhooks way; "
+        "must resolve to public addresses only (or WEBHOOK_ALLOW_NETWORKS)."
+    )
     tenant_id: str | None = Field(None, description="platform_admin only.")
 
 
 @router.post("/v1/webhooks", status_code=status.HTTP_201_CREATED, responses=ERRORS)
 async def create_webhook(body: WebhookIn, ctx: Ctx, principal: CurrentPrincipal) -> dict:
-    """Register a webhook (company_admin). The signing secret is shown once."""
+    """Register a webhook (company_admin; the tenant's `webhooks` flag on).
+    The signing secret (`whsec_…`) is shown once."""
     tenant = _tenant(ctx, principal, body.tenant_id, "webhook.create")
     try:
+        await run_in_threadpool(require_flag, ctx.store, tenant, "webhooks")
+    except CapabilityError as exc:
+        raise deny(ctx, principal, "webhook.create", str(exc), {"tenant_id": tenant}) from exc
+    try:
         hook = await run_in_threadpool(
-            add_webhook, ctx.store, tenant, body.url, principal.user_id or ""
+            add_webhook,
+            ctx.store,
+            tenant,
+            body.url,
+            principal.user_id or "",
+            ctx.webhook_sealer,
+            ctx.settings.webhook_allowed_networks,
         )
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_as(
+        lambda: audit_or_undo(
             ctx.store,
-            principal,
-            tenant_id=tenant,
+            lambda: remove_webhook(
+                ctx.store, tenant, hook.webhook_id, principal.user_id or "", ctx.webhook_sealer
+            ),
+            **as_row(principal, tenant),
             action="webhook.create",
             resource=f"webhook:{hook.webhook_id}",
             outcome="ok",
@@ -139,7 +160,7 @@ async def list_webhooks(
     ctx: Ctx, principal: CurrentPrincipal, tenant_id: str | None = None
 ) -> list[dict]:
     tenant = _tenant(ctx, principal, tenant_id, "webhook.list")
-    hooks = await run_in_threadpool(webhooks, ctx.store, tenant)
+    hooks = await run_in_threadpool(webhooks, ctx.store, tenant, ctx.webhook_sealer)
     return [{"webhook_id": h.webhook_id, "url": h.url} for h in hooks]
 
 
@@ -148,22 +169,26 @@ async def delete_webhook(
     ctx: Ctx, principal: CurrentPrincipal, webhook_id: str, tenant_id: str | None = None
 ) -> dict:
     tenant = _tenant(ctx, principal, tenant_id, "webhook.delete")
-    try:
-        await run_in_threadpool(
-            remove_webhook, ctx.store, tenant, webhook_id, principal.user_id or ""
-        )
-    except ConfigError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    await run_in_threadpool(
-        lambda: audit_as(
+    known = await run_in_threadpool(webhooks, ctx.store, tenant, ctx.webhook_sealer)
+    if webhook_id not in {h.webhook_id for h in known}:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook {webhook_id!r}")
+
+    def delete() -> None:
+        with audit_first(
             ctx.store,
-            principal,
-            tenant_id=tenant,
+            **as_row(principal, tenant),
             action="webhook.delete",
             resource=f"webhook:{webhook_id}",
             outcome="ok",
-        )
-    )
+        ):
+            remove_webhook(
+                ctx.store, tenant, webhook_id, principal.user_id or "", ctx.webhook_sealer
+            )
+
+    try:
+        await run_in_threadpool(delete)
+    except ConfigError as exc:  # deleted meanwhile
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     return {"webhook_id": webhook_id, "deleted": True}
 
 

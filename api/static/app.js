@@ -191,6 +191,7 @@
     const hash = new URLSearchParams(location.hash.slice(1));
     if (hash.get("token")) { useToken(hash.get("token")); history.replaceState(null, "", location.pathname); return; }
     if (state.config.demo) {
+      $("demo-banner").hidden = false;
       // the demo registers its tenants and their org data just after `up` prints the URL
       while (!((await demoHistory()) || {}).tenants?.length) {
         renderLoading("loading demo history: starting"); await new Promise((ok) => setTimeout(ok, 1000));

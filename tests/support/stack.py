@@ -28,11 +28,13 @@ def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Com
 class Stack:
     """One `skillstream up` in its own process group, as a terminal runs it."""
 
-    def __init__(self, env: dict[str, str], log: Path, demo: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, demo: bool = False, args: tuple[str, ...] = ()
+    ) -> None:
         self.env = env
         self.stderr = open(log, "ab")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.cli", "up", *([] if demo else ["--no-demo"])],
+            [sys.executable, "-m", "ops.cli", "up", *(["--demo"] if demo else []), *args],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,

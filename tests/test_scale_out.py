@@ -1,0 +1,144 @@
+"""Scale-out, compared with ground truth: two workers in one consumer group
+(the second joins while the first is mid-backlog, so a rebalance takes
+partitions from a worker with coalesced state pending; then the first is
+SIGKILLed mid-stream and started again), and `skillstream up --brokers 3
+--workers 2` as a user runs it, one broker killed mid-run. Every event
+counts once."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from api.ingest.recent import RecentIds
+from ops.kafka_launcher import KafkaCluster
+from tests.support.kafka import progress
+from tests.support.stack import Stack, cli
+from tests.test_restarts import (  # noqa: F401 (the fixture)
+    _active_learners,
+    _events,
+    _ingest,
+    _status,
+    _stored_event_ids,
+    _token,
+    _wait_for,
+    run_env,
+)
+from tests.test_stream import (  # noqa: F401 (the fixture)
+    _setup,
+    live_api_with_sink,
+    post_all,
+    start_worker,
+    stop,
+    wait_for_truth,
+)
+
+
+def test_two_workers_share_the_partitions_and_count_once(
+    live_api_with_sink,  # noqa: F811 (the fixture)
+    settings,
+    kafka_bootstrap,
+    unique,
+):
+    api = live_api_with_sink
+    names, tenant_ids, keys, scen, want = _setup(api, unique, learners=240)
+    half = len(scen.batches) // 2
+    post_all(api, keys, scen.batches[:half])
+    clean, raw = settings.topic("events.clean"), settings.topic("events.raw")
+    group = f"{settings.topic_prefix}-worker"
+    first = start_worker(settings, kafka_bootstrap, WORKER_ID="0")
+    second = None
+    try:
+        _wait_outputs(kafka_bootstrap, clean, 1)
+        second = start_worker(settings, kafka_bootstrap, WORKER_ID="1")
+        post_all(api, keys, scen.batches[half:])
+        outputs = progress(kafka_bootstrap, clean)[1]
+        _wait_outputs(kafka_bootstrap, clean, outputs + 300)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        committed, total = progress(kafka_bootstrap, raw, group)
+        assert committed < total, "everything was committed: not killed mid-stream"
+        first = start_worker(settings, kafka_bootstrap, WORKER_ID="0")
+        api.ctx.recent = RecentIds()  # only the stream can dedupe the replay
+        post_all(api, keys, scen.replay)
+        problems = wait_for_truth(api.ctx.store.query, tenant_ids.values(), want, timeout=240)
+        assert not problems, "\n".join(problems[:20])
+        for worker_id in ("0", "1"):  # each kept its own state
+            state = settings.run_dir / "state" / f"worker-{worker_id}"
+            assert state.is_dir() and any(state.iterdir()), f"worker {worker_id} held no state"
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def _wait_outputs(bootstrap: str, topic: str, at_least: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while progress(bootstrap, topic)[1] < at_least:
+        assert time.monotonic() < deadline, f"{topic} never reached {at_least} records"
+        time.sleep(0.05)
+
+
+@pytest.mark.timeout(900)
+def test_up_with_three_brokers_and_two_workers_loses_and_doubles_nothing(
+    run_env,  # noqa: F811 (the fixture)
+    tmp_path,
+):
+    """`up --brokers 3 --workers 2` as a user runs it: topics replicated three
+    ways with two in sync required; one broker SIGKILLed mid-run (`up`
+    starts it again); Ctrl-C; then a plain `up` on the same run directory
+    (the same three brokers, one worker taking every partition)."""
+    env, log = run_env, tmp_path / "up.stderr"
+    stack = Stack(env, log, args=("--workers", "2", "--brokers", "3"))
+    accepted: list[str] = []
+    try:
+        created = cli(env, "tenant", "create", "scaled")
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip().splitlines()[-1]
+        tenant_id = re.search(r"tenant scaled created: (\S+)", created.stderr).group(1)
+        token = _token(env, "scaled")
+        status = _status(env)
+        assert any(ln.startswith("worker-1") for ln in status.splitlines()), status
+        _assert_replicated(env)
+        accepted += _ingest(stack, key, _events(0, 300))
+        _wait_for(stack, token, 300)
+        cluster = KafkaCluster.load(Path(env["SKILLSTREAM_RUN_DIR"]) / "kafka")
+        cluster.stop_node(2, hard=True)
+        accepted += _ingest(stack, key, _events(300, 200))
+        _wait_for(stack, token, 500)
+        assert stack.stop() == 0
+
+        stack = Stack(env, log)
+        assert len(KafkaCluster.load(Path(env["SKILLSTREAM_RUN_DIR"]) / "kafka").nodes) == 3
+        accepted += _ingest(stack, key, _events(500, 100))
+        _wait_for(stack, token, 600)
+        time.sleep(3)  # a late duplicate would show now
+        assert _active_learners(stack, token) == 600
+        assert stack.stop() == 0
+    finally:
+        if stack.alive():
+            stack.stop()
+    stored = _stored_event_ids(env, tenant_id)
+    assert sorted(stored) == sorted(set(accepted)) and set(stored.values()) == {1}
+
+
+def _assert_replicated(env: dict[str, str]) -> None:
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    bootstrap = json.loads((Path(env["SKILLSTREAM_RUN_DIR"]) / "stack.json").read_text())["kafka"]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    prefix = env["TOPIC_PREFIX"]
+    ours = [t for t in topics if t.startswith(prefix)]
+    assert any(t.endswith("-changelog") for t in ours), ours
+    for name in ours:
+        for p in topics[name].partitions.values():
+            assert len(p.replicas) == 3, f"{name}[{p.id}] has {len(p.replicas)} replicas"
+    res = ConfigResource(ConfigResource.Type.TOPIC, f"{prefix}.events.raw")
+    config = admin.describe_configs([res])[res].result()
+    assert config["min.insync.replicas"].value == "2"
