@@ -83,11 +83,15 @@ def seed(store, tenant: str, rows: int) -> None:
 
 
 def export(store, settings, objects, fmt: str, tenant: str) -> dict:
+    from cryptography.fernet import Fernet
+
     from api.exports.model import ExportRepo, new_export
     from api.exports.runner import ExportRunner
     from api.notify.fanout import Notifier
+    from api.sealing import Sealer
 
-    runner = ExportRunner(store, settings, objects, Notifier(store, settings, None))
+    sealer = Sealer(Fernet.generate_key().decode(), "webhook secrets")  # no webhooks here
+    runner = ExportRunner(store, settings, objects, Notifier(store, settings, None, sealer))
     e = new_export(tenant_id=tenant, user="bench", role="company_admin", report="learners",
                    fmt=fmt, params={})  # fmt: skip
     ExportRepo(store).save(e)
