@@ -113,6 +113,7 @@ class Report:
     operations: int = 0
     profiles: int = 0
     healthy_after: bool | None = None
+    health_checks: dict[str, str] = field(default_factory=dict)
 
     def distinct(self) -> dict[tuple, Finding]:
         out: dict[tuple, Finding] = {}
@@ -134,6 +135,7 @@ class Report:
             "leaks": kinds["leak"],
             "transport_errors": kinds["transport"],
             "healthy_after": self.healthy_after,
+            "health_checks": self.health_checks,
             "generation_errors": dict(self.generation_errors),
             "findings": [f.__dict__ for f in self.distinct().values()][:50],
         }
@@ -152,7 +154,6 @@ class World:
 def seed(api: Any) -> World:
     """Tenants A and B with report rows, org links, a hold and a webhook;
     ``api`` is a running ``tests.conftest.LiveApi``."""
-    from api.notify.config import add_webhook
     from api.reports.org import Link, OrgRegistry
     from api.retention.holds import place_hold
     from tests.support import reports_data as rd
@@ -169,7 +170,7 @@ def seed(api: Any) -> World:
     hold = place_hold(api.ctx.store, tenant_id=tb.tenant_id, kind="user", user_id=b.users[2],
                       from_ts=None, to_ts=None, reason=f"vic{u} litigation", actor_id="dpo",
                       actor_role="company_admin")  # fmt: skip
-    hook = add_webhook(api.ctx.store, tb.tenant_id, f"http://vic{u}.invalid/hook", "boss")
+    hook = _victim_webhook(api, tb, u)
     ids = {
         "tenant_id": tb.tenant_id,
         "tenant_name": tb.name,
@@ -177,7 +178,7 @@ def seed(api: Any) -> World:
         "program": b.owned[0],
         "cohort": b.owned[0] + "-c1",
         "hold_id": hold.hold_id,
-        "webhook_id": hook.webhook_id,
+        "webhook_id": hook.get("webhook_id", "wh_" + u),
         "export_id": "ex_" + u,
     }
     # Everything of B is a marker except the user, program and cohort ids that
@@ -188,9 +189,7 @@ def seed(api: Any) -> World:
         tb.name,
         hold.hold_id,
         hold.reason,
-        hook.webhook_id,
-        hook.url,
-        hook.secret,
+        *hook.values(),
         b.manager,
         b.mentor,
         b.owner,
@@ -200,6 +199,18 @@ def seed(api: Any) -> World:
     markers -= {ids["user"], ids["program"], ids["cohort"]}  # fmt: skip
     return World(api.url, _profiles(api, ta, a, key_a), Victim(ids, frozenset(markers)),
                  key_a, _bearer(_token(api, ta, "company_admin", "boss")))  # fmt: skip
+
+
+def _victim_webhook(api: Any, tenant: Any, u: str) -> dict[str, str]:
+    """B's webhook through the API itself (id, url, secret become markers);
+    none when the tenant may not have one (capability, URL policy)."""
+    r = requests.post(
+        f"{api.url}/v1/webhooks",
+        json={"url": f"https://vic{u}.example.com/h"},
+        headers=_bearer(_token(api, tenant, "company_admin", "boss")),
+        timeout=30,
+    )
+    return {k: r.json()[k] for k in ("webhook_id", "url", "secret")} if r.status_code == 201 else {}
 
 
 def _token(api: Any, tenant: Any, role: str, user: str, ttl: int = 600) -> str:
@@ -331,21 +342,28 @@ def _describe(case: Any) -> str:
     return json.dumps(parts, default=repr)
 
 
-def healthy(world: World) -> bool:
-    """The server after the run: health answers, a batch is ingested, a report served."""
+def health_after(world: World) -> dict[str, Any]:
+    """The server after the run: health answers, a batch is ingested, a report
+    served; each check's status and, when it failed, the answer."""
     from schemas.examples import example_event
 
-    h = requests.get(f"{world.url}/health", timeout=30)
-    ingest = requests.post(
-        f"{world.url}/v1/events/batch",
-        json={"events": [example_event("session_started", client_event_id=uuid.uuid4().hex)]},
-        headers=_bearer(world.a_write_key),
-        timeout=30,
-    )
-    report = requests.get(f"{world.url}/v1/reports/kpis", headers=world.a_company_admin,
-                          timeout=60)  # fmt: skip
-    accepted = ingest.status_code == 200 and len(ingest.json().get("accepted", [])) == 1
-    return h.status_code == 200 and accepted and report.status_code == 200
+    event = example_event("session_started", client_event_id=uuid.uuid4().hex)
+    answers = {
+        "health": requests.get(f"{world.url}/health", timeout=30),
+        "ingest": requests.post(f"{world.url}/v1/events/batch", json={"events": [event]},
+                                headers=_bearer(world.a_write_key), timeout=30),
+        "report": requests.get(f"{world.url}/v1/reports/kpis", headers=world.a_company_admin,
+                               timeout=60),
+    }  # fmt: skip
+    ok = {
+        "health": answers["health"].status_code == 200,
+        "ingest": answers["ingest"].status_code == 200
+        and len(answers["ingest"].json().get("accepted", [])) == 1,
+        "report": answers["report"].status_code == 200,
+    }
+    return {
+        name: "ok" if ok[name] else f"{r.status_code} {r.text[:300]}" for name, r in answers.items()
+    }
 
 
 def fuzz(api: Any, requests_target: int, examples: int) -> Report:
@@ -362,7 +380,9 @@ def fuzz(api: Any, requests_target: int, examples: int) -> Report:
               file=sys.stderr, flush=True)  # fmt: skip
         if fuzzer.report.requests == before:
             break
-    fuzzer.report.healthy_after = healthy(world)
+    checks = health_after(world)
+    fuzzer.report.healthy_after = all(v == "ok" for v in checks.values())
+    fuzzer.report.health_checks = checks
     return fuzzer.report
 
 
