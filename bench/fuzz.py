@@ -154,6 +154,7 @@ class World:
 def seed(api: Any) -> World:
     """Tenants A and B with report rows, org links, a hold and a webhook;
     ``api`` is a running ``tests.conftest.LiveApi``."""
+    from api.notify.config import add_webhook
     from api.reports.org import Link, OrgRegistry
     from api.retention.holds import place_hold
     from tests.support import reports_data as rd
@@ -170,7 +171,7 @@ def seed(api: Any) -> World:
     hold = place_hold(api.ctx.store, tenant_id=tb.tenant_id, kind="user", user_id=b.users[2],
                       from_ts=None, to_ts=None, reason=f"vic{u} litigation", actor_id="dpo",
                       actor_role="company_admin")  # fmt: skip
-    hook = _victim_webhook(api, tb, u)
+    hook = add_webhook(api.ctx.store, tb.tenant_id, f"http://vic{u}.invalid/hook", "boss")
     ids = {
         "tenant_id": tb.tenant_id,
         "tenant_name": tb.name,
@@ -178,7 +179,7 @@ def seed(api: Any) -> World:
         "program": b.owned[0],
         "cohort": b.owned[0] + "-c1",
         "hold_id": hold.hold_id,
-        "webhook_id": hook.get("webhook_id", "wh_" + u),
+        "webhook_id": hook.webhook_id,
         "export_id": "ex_" + u,
     }
     # Everything of B is a marker except the user, program and cohort ids that
@@ -189,7 +190,9 @@ def seed(api: Any) -> World:
         tb.name,
         hold.hold_id,
         hold.reason,
-        *hook.values(),
+        hook.webhook_id,
+        hook.url,
+        hook.secret,
         b.manager,
         b.mentor,
         b.owner,
@@ -199,18 +202,6 @@ def seed(api: Any) -> World:
     markers -= {ids["user"], ids["program"], ids["cohort"]}  # fmt: skip
     return World(api.url, _profiles(api, ta, a, key_a), Victim(ids, frozenset(markers)),
                  key_a, _bearer(_token(api, ta, "company_admin", "boss")))  # fmt: skip
-
-
-def _victim_webhook(api: Any, tenant: Any, u: str) -> dict[str, str]:
-    """B's webhook through the API itself (id, url, secret become markers);
-    none when the tenant may not have one (capability, URL policy)."""
-    r = requests.post(
-        f"{api.url}/v1/webhooks",
-        json={"url": f"https://vic{u}.example.com/h"},
-        headers=_bearer(_token(api, tenant, "company_admin", "boss")),
-        timeout=30,
-    )
-    return {k: r.json()[k] for k in ("webhook_id", "url", "secret")} if r.status_code == 201 else {}
 
 
 def _token(api: Any, tenant: Any, role: str, user: str, ttl: int = 600) -> str:
