@@ -114,6 +114,7 @@ class Report:
     operations: int = 0
     profiles: int = 0
     healthy_after: bool | None = None
+    health_checks: dict[str, str] = field(default_factory=dict)
 
     def distinct(self) -> dict[tuple, Finding]:
         out: dict[tuple, Finding] = {}
@@ -135,6 +136,7 @@ class Report:
             "leaks": kinds["leak"],
             "transport_errors": kinds["transport"],
             "healthy_after": self.healthy_after,
+            "health_checks": self.health_checks,
             "generation_errors": dict(self.generation_errors),
             "findings": [f.__dict__ for f in self.distinct().values()][:50],
         }
@@ -334,21 +336,28 @@ def _describe(case: Any) -> str:
     return json.dumps(parts, default=repr)
 
 
-def healthy(world: World) -> bool:
-    """The server after the run: health answers, a batch is ingested, a report served."""
+def health_after(world: World) -> dict[str, Any]:
+    """The server after the run: health answers, a batch is ingested, a report
+    served; each check's status and, when it failed, the answer."""
     from schemas.examples import example_event
 
-    h = requests.get(f"{world.url}/health", timeout=30)
-    ingest = requests.post(
-        f"{world.url}/v1/events/batch",
-        json={"events": [example_event("session_started", client_event_id=uuid.uuid4().hex)]},
-        headers=_bearer(world.a_write_key),
-        timeout=30,
-    )
-    report = requests.get(f"{world.url}/v1/reports/kpis", headers=world.a_company_admin,
-                          timeout=60)  # fmt: skip
-    accepted = ingest.status_code == 200 and len(ingest.json().get("accepted", [])) == 1
-    return h.status_code == 200 and accepted and report.status_code == 200
+    event = example_event("session_started", client_event_id=uuid.uuid4().hex)
+    answers = {
+        "health": requests.get(f"{world.url}/health", timeout=30),
+        "ingest": requests.post(f"{world.url}/v1/events/batch", json={"events": [event]},
+                                headers=_bearer(world.a_write_key), timeout=30),
+        "report": requests.get(f"{world.url}/v1/reports/kpis", headers=world.a_company_admin,
+                               timeout=60),
+    }  # fmt: skip
+    ok = {
+        "health": answers["health"].status_code == 200,
+        "ingest": answers["ingest"].status_code == 200
+        and len(answers["ingest"].json().get("accepted", [])) == 1,
+        "report": answers["report"].status_code == 200,
+    }
+    return {
+        name: "ok" if ok[name] else f"{r.status_code} {r.text[:300]}" for name, r in answers.items()
+    }
 
 
 def fuzz(api: Any, requests_target: int, examples: int) -> Report:
@@ -365,7 +374,9 @@ def fuzz(api: Any, requests_target: int, examples: int) -> Report:
               file=sys.stderr, flush=True)  # fmt: skip
         if fuzzer.report.requests == before:
             break
-    fuzzer.report.healthy_after = healthy(world)
+    checks = health_after(world)
+    fuzzer.report.healthy_after = all(v == "ok" for v in checks.values())
+    fuzzer.report.health_checks = checks
     return fuzzer.report
 
 

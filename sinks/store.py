@@ -51,12 +51,17 @@ class Store(Protocol):
 
 def _json_default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _ch_time(value)
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, (set, frozenset)):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _ch_time(value: datetime) -> str:
+    # %Y is not zero-padded below year 1000 on glibc: "233-03-26" is no time to ClickHouse
+    return f"{value.year:04d}-{value:%m-%d %H:%M:%S.%f}"
 
 
 _ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE
@@ -94,7 +99,7 @@ def _literal(value: Any) -> str:
     if isinstance(value, (list, tuple, set)):
         return "[" + ",".join(_quoted(v) for v in value) + "]"
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return _ch_time(value)
     if isinstance(value, str):
         return value.translate(_ESCAPES)
     return value

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api.audit.chain import audit_first
+from api.timebounds import storable
 from sinks.store import Store
 
 KINDS = ("tenant", "user", "range")
@@ -152,6 +153,10 @@ def place_hold(
         raise HoldError("a legal hold needs a reason")
     if kind == "user" and not (user_id and _ID.match(user_id)):
         raise HoldError("a user hold needs a valid user_id")
+    try:
+        from_ts, to_ts = storable("from_ts", from_ts), storable("to_ts", to_ts)
+    except ValueError as exc:
+        raise HoldError(str(exc)) from exc
     if kind == "range" and not (from_ts and to_ts and from_ts < to_ts):
         raise HoldError("a range hold needs from_ts < to_ts")
     now = datetime.now(UTC)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from api.audit.chain import audit, audit_as
 from api.capabilities import CapabilityError, check_export
@@ -19,6 +19,7 @@ from api.exports.storage import LocalObjectStore
 from api.reports.scope import ADMIN_ROLES
 from api.routes.reports import ERRORS, _scope, deny
 from api.security import Principal
+from api.timebounds import storable
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 
@@ -36,6 +37,11 @@ class ExportRequest(BaseModel):
     since: datetime | None = Field(None, description="audit: from this time (inclusive).")
     until: datetime | None = Field(None, description="audit: to this time (exclusive).")
     legal_hold: bool | None = Field(None, description="audit: only rows under (not under) hold.")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _storable(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        return storable(info.field_name, value)  # 422 naming the field, not a 500 later
 
 
 class ExportAccepted(BaseModel):
