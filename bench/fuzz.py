@@ -222,7 +222,8 @@ def _profiles(api: Any, tenant: Any, org: Any, write_key: str) -> list[Profile]:
     from api.security import ROLES, issue_token
 
     users = {"platform_admin": "root", "company_admin": "boss", "program_owner": org.owner,
-             "manager": org.manager, "mentor": org.mentor, "learner": org.learner}  # fmt: skip
+             "manager": org.manager, "mentor": org.mentor, "learner": org.learner,
+             "analyst": "analyst"}  # fmt: skip
     forged = issue_token("not-the-secret-" + "x" * 32, tenant_id=tenant.tenant_id,
                          tenant_name=tenant.name, role="platform_admin", user_id="root",
                          ttl_s=600)  # fmt: skip

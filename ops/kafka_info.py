@@ -19,7 +19,7 @@ class TopicsInfo:
     ends: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
-def _settling(exc: BaseException) -> bool:
+def settling(exc: BaseException) -> bool:
     """A new topic's leader still being elected, a broker restarting: ask again."""
     if not isinstance(exc, KafkaException):
         return False
@@ -36,12 +36,16 @@ def _settling(exc: BaseException) -> bool:
     )
 
 
-@retry(
-    retry=retry_if_exception(_settling),
+# Ask Kafka again while it elects leaders or a broker restarts (up to a minute).
+while_settling = retry(
+    retry=retry_if_exception(settling),
     wait=wait_exponential(multiplier=0.1, max=2),
     stop=stop_after_delay(60),
     reraise=True,
 )
+
+
+@while_settling
 def describe_topics(bootstrap: str, topics: list[str], timeout: float = 10) -> TopicsInfo:
     from confluent_kafka import TopicCollection, TopicPartition
     from confluent_kafka.admin import AdminClient, OffsetSpec

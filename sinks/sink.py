@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
@@ -195,6 +202,8 @@ class Sink:
         self._unsunk_oldest: dict[tuple[str, int], int] = {}  # received_at ms per TP
         self._replay: dict[tuple[str, int], int] = {}  # open plan: TP -> end offset
         self._topic_ids: dict[tuple[str, int], str] = {}  # TP -> the id its batches carry
+        self._batches: dict[tuple[str, int], Batch] = {}  # being read, not yet written
+        self._held: dict[tuple[str, int], list] = {}  # past a replayed plan's end: next round
         self.crash_after_insert = False  # test hook: die between insert and commit
         self.batches_written = 0
         self.rounds_written = 0
@@ -250,9 +259,17 @@ class Sink:
             }
         )
 
+        def forget(_: Consumer, partitions: list[TopicPartition]) -> None:
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                self._batches.pop(key, None)
+                self._held.pop(key, None)
+                self._replay.pop(key, None)
+
         def on_assign(consumer: Consumer, partitions: list[TopicPartition]) -> None:
             kafka = describe_topics(self.bootstrap, sorted({tp.topic for tp in partitions}))
             stored, plans = self._stored_offsets(), self._open_plans()
+            forget(consumer, partitions)  # read again from what ClickHouse holds
             for tp in partitions:
                 key = (tp.topic, tp.partition)
                 start = resume_point(key, kafka, stored, plans)
@@ -264,7 +281,7 @@ class Sink:
                     log.warning("%s[%d]: %s", tp.topic, tp.partition, start.note)
             consumer.assign(partitions)
 
-        c.subscribe(list(self.by_topic), on_assign=on_assign)
+        c.subscribe(list(self.by_topic), on_assign=on_assign, on_revoke=forget)
         return c
 
     def _stored_offsets(self) -> Stored:
@@ -296,8 +313,7 @@ class Sink:
 
     def run(self) -> None:
         consumer = self._consumer()
-        batches: dict[tuple[str, int], Batch] = {}
-        held: dict[tuple[str, int], list] = {}  # past a replayed plan's end: next round
+        batches, held = self._batches, self._held
         try:
             while not self._stop.is_set():
                 for msg in consumer.consume(num_messages=2000, timeout=0.1):
@@ -400,10 +416,7 @@ class Sink:
             self._with_retries(
                 lambda: self.store.insert("sink_offsets", offsets, round_token("offsets", batches))
             )
-        consumer.commit(
-            offsets=[TopicPartition(b.topic, b.partition, b.end) for b in batches],
-            asynchronous=False,
-        )
+        self._commit(consumer, batches)
         for table, rows in written.items():
             ROWS.labels(table).inc(len(rows))
         self.batches_written += len(batches)
@@ -411,6 +424,19 @@ class Sink:
         self._advance_freshness(
             [b for b in batches if b.topic == self.clean_topic], written.get("events", [])
         )
+
+    @staticmethod
+    def _commit(consumer: Consumer, batches: list[Batch]) -> None:
+        """The group's offsets in Kafka only show lag to tools (`sink_offsets`
+        is where the sink resumes), so a commit refused while the group
+        rebalances (a broker lost, a member timed out) is not an error."""
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(b.topic, b.partition, b.end) for b in batches],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            log.warning("Kafka commit skipped (ClickHouse holds the offsets): %s", exc)
 
     def _rows(self, batch: Batch, table: str, bad: BadRecords) -> list[dict]:
         """The table's rows of a batch; a record that cannot become one is

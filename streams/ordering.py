@@ -26,10 +26,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import TP, AppT, EventT, StreamT
 from prometheus_client import Counter
 
+from ops.kafka_info import while_settling
 from streams.checkpoint import Checkpoint
 
 log = logging.getLogger("skillstream.worker")
@@ -150,15 +151,20 @@ class InOrder:
             key = (tp.topic, tp.partition)
             if tp.topic not in topics or key in self._rewinding:
                 continue
-            if key not in self._next:
-                self._next[key] = await self._start_offset(*key)
-            high = await asyncio.get_running_loop().run_in_executor(None, self._high, *key)
+            try:
+                if key not in self._next:
+                    self._next[key] = await self._start_offset(*key)
+                high = await asyncio.get_running_loop().run_in_executor(None, self._high, *key)
+            except KafkaException as exc:  # a broker down for over a minute: next tick
+                log.warning("%s[%d]: cannot read its end offset: %s", *key, exc)
+                continue
             if high > self._next[key]:
                 REWINDS.inc()
                 log.warning("%s[%d]: stalled before offset %d: rewinding", *key, self._next[key])
                 self._skipped_at[key] = now
                 self._rewinding[key] = asyncio.ensure_future(self._rewind(key))
 
+    @while_settling
     def _high(self, topic: str, partition: int) -> int:
         _, high = self._lookup.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
         return high
@@ -168,6 +174,7 @@ class InOrder:
             None, self._committed_or_first, topic, partition
         )
 
+    @while_settling
     def _committed_or_first(self, topic: str, partition: int) -> int:
         (tp,) = self._lookup.committed([TopicPartition(topic, partition)], timeout=30)
         if tp.offset >= 0:

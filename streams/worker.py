@@ -41,6 +41,7 @@ from faust.exceptions import PartitionsMismatch
 from faust.types import TP
 from mode import Worker
 
+from ops.kafka_info import while_settling
 from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
 from ops.topics import durability
@@ -473,6 +474,7 @@ def ensure_changelogs(app: faust.App, bootstrap: str, settings: Settings) -> Non
         time.sleep(0.2)
 
 
+@while_settling
 def committed_offsets(bootstrap: str, group: str, settings: Settings) -> dict[tuple[str, int], int]:
     """The group's committed offset of every input partition (0 where none):
     where processing resumes, and so what a restored table may contain."""

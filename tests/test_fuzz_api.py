@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 
+from api.security import ROLES
 from bench.fuzz import fuzz
 from ops.settings import Settings
 
@@ -35,7 +36,7 @@ def test_fuzz_every_endpoint_as_every_caller(api):
     summary = report.summary()
     print({k: v for k, v in summary.items() if k != "findings"})
     assert report.requests >= 2000, summary
-    assert report.operations >= 45 and report.profiles == 12, summary
+    assert report.operations >= 45 and report.profiles == 6 + len(ROLES), summary
     assert summary["5xx"] == 0, summary["findings"]
     assert summary["leaks"] == 0, summary["findings"]
     assert summary["transport_errors"] == 0, summary["findings"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -56,12 +57,16 @@ def test_two_workers_share_the_partitions_and_count_once(
     try:
         _wait_outputs(kafka_bootstrap, clean, 1)
         second = start_worker(settings, kafka_bootstrap, WORKER_ID="1")
-        post_all(api, keys, scen.batches[half:])
         outputs = progress(kafka_bootstrap, clean)[1]
+        # posted while the first worker is killed, so the kill is mid-stream
+        # however fast the workers keep up
+        posting = threading.Thread(target=post_all, args=(api, keys, scen.batches[half:]))
+        posting.start()
         _wait_outputs(kafka_bootstrap, clean, outputs + 300)
         first.send_signal(signal.SIGKILL)
         first.wait()
         committed, total = progress(kafka_bootstrap, raw, group)
+        posting.join()
         assert committed < total, "everything was committed: not killed mid-stream"
         first = start_worker(settings, kafka_bootstrap, WORKER_ID="0")
         api.ctx.recent = RecentIds()  # only the stream can dedupe the replay
