@@ -14,6 +14,7 @@ from api.ingest.ratelimit import RateLimiter
 from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
+from api.leases import Leases
 from api.notify.channels import ReadyPublisher
 from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
@@ -74,7 +75,10 @@ class AppContext:
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
     scheduler: Scheduler | None = None
+    leases: Leases | None = None
     lag: LagMonitor | None = None
+    _stored_rounds: int = field(default=0, init=False, repr=False)
+    _rounds_read_at: float = field(default=float("-inf"), init=False, repr=False)
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -105,29 +109,39 @@ class AppContext:
             max_age_s=s.report_cache_max_age_s,
         )
 
-    def start_jobs(self) -> Scheduler:
-        """Resume unfinished exports and start the export sweep and the purge."""
+    def start_jobs(self, leases: Leases | None = None) -> Scheduler:
+        """Resume unfinished exports and start the export sweep, the purge and
+        the erasure second pass. With ``leases`` (job runners sharing one
+        ClickHouse server) each runs only where its lease is held, and owned
+        exports are claimed from the store as they are requested."""
         from api.retention.erasure import settle_erasures
         from api.retention.purge import purge_due
 
         s = self.settings
+        self.leases = leases
+        once = 0 if leases else None  # the share of the jobs that must run once
+        if leases:
+            self.exports.owns = leases.holds_key
         self.exports.recover()
-        self.scheduler = Scheduler(
-            [
-                Periodic("export sweep", s.export_sweep_s, self.exports.sweep),
-                # each tenant is purged on its own cadence; this only looks
-                Periodic(
-                    "retention purge",
-                    s.purge_check_s,
-                    lambda: purge_due(self.store, s, self.objects),
-                ),
-                Periodic(
-                    "erasure second pass",
-                    max(1.0, s.erasure_settle_s / 4),
-                    lambda: settle_erasures(self.store, self.publish_erasure, s.erasure_settle_s),
-                ),
-            ]
-        )
+        jobs = [
+            Periodic("export sweep", s.export_sweep_s, self.exports.sweep, once),
+            # each tenant is purged on its own cadence; this only looks
+            Periodic(
+                "retention purge",
+                s.purge_check_s,
+                lambda: purge_due(self.store, s, self.objects),
+                once,
+            ),
+            Periodic(
+                "erasure second pass",
+                max(1.0, s.erasure_settle_s / 4),
+                lambda: settle_erasures(self.store, self.publish_erasure, s.erasure_settle_s),
+                once,
+            ),
+        ]
+        if leases:
+            jobs.append(Periodic("export claim", s.export_claim_s, self.exports.recover))
+        self.scheduler = Scheduler(jobs, leases)
         self.scheduler.start()
         return self.scheduler
 
@@ -143,7 +157,17 @@ class AppContext:
         return self.lag
 
     def sink_rounds(self) -> int:
-        return self.sink.rounds_written if self.sink else 0
+        """What changes whenever the sink writes a round: its own count when
+        it runs here; else the sum of the offsets the sinks stored (they only
+        grow), read at most every half second."""
+        if self.sink:
+            return self.sink.rounds_written
+        now = time.monotonic()
+        if now - self._rounds_read_at > 0.5:
+            rows = self.store.query("SELECT sum(next_offset) AS n FROM sink_offsets FINAL")
+            self._stored_rounds = int(rows[0]["n"]) if rows else 0
+            self._rounds_read_at = now
+        return self._stored_rounds
 
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
         """The freshness watermark (ops/lag.py) for a tenant that has data;
@@ -164,6 +188,8 @@ class AppContext:
             alive["lag_monitor"] = self.lag.alive()
         if self.scheduler is not None:
             alive["scheduler"] = self.scheduler.alive()
+        if self.leases is not None:
+            alive["leases"] = self.leases.alive()
         alive.update(stack_children_alive(self.settings))
         return alive
 
@@ -176,6 +202,8 @@ class AppContext:
         if self.scheduler:
             self.scheduler.stop()
         self.exports.stop()
+        if self.leases:
+            self.leases.stop()
         if self.notifier.publisher:
             self.notifier.publisher.close()
         if self.sink:

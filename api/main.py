@@ -1,7 +1,10 @@
-"""The API process: owns the ClickHouse store, runs the sink and the HTTP API.
+"""The API process: the HTTP API, and with the embedded store also the
+sink and the jobs (exports, sweeps, purges).
 
 chdb allows one process per data path, so this process is the only one that
-opens the embedded store; the CLI reaches it over HTTP while it runs.
+opens the embedded store; the CLI reaches it over HTTP while it runs. With
+a ClickHouse server, API replicas can leave the sink and the jobs to
+processes of their own (``API_RUNS_SINK`` / ``API_RUNS_JOBS``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ def main() -> None:
         sys.exit("KAFKA_BOOTSTRAP must be set for the API process (skillstream up sets it)")
     if not settings.api_port:
         sys.exit("API_PORT must be set for the API process (skillstream up picks one)")
+    if not settings.clickhouse_url and not (settings.api_runs_sink and settings.api_runs_jobs):
+        sys.exit("API_RUNS_SINK/API_RUNS_JOBS=false need CLICKHOUSE_URL: with the embedded "
+                 "store only the API process may open it")  # fmt: skip
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ctx = AppContext(
         settings=settings,
@@ -38,9 +44,14 @@ def main() -> None:
         secrets=load_secrets(settings),
         kafka_bootstrap=settings.kafka_bootstrap,
     )
-    ctx.start_sink()  # this process owns the store, so it runs the sink
+    # With the embedded store this process owns it, so it runs the sink and
+    # the jobs that touch it; with a server they may run as processes of
+    # their own (`skillstream sink`, `skillstream jobs`).
+    if settings.api_runs_sink:
+        ctx.start_sink()
     ctx.start_lag_monitor()
-    ctx.start_jobs()  # ... and the jobs that touch it (exports, sweep, purge)
+    if settings.api_runs_jobs:
+        ctx.start_jobs()
     app = create_app(ctx)
     url = f"http://{settings.api_host}:{settings.api_port}"
     settings.api_file.write_text(json.dumps({"url": url, "pid": os.getpid()}))

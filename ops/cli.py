@@ -32,6 +32,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace) -> int:
+    from sinks.main import main
+
+    return main()
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from api.jobs_main import main
+
+    return main()
+
+
 def cmd_tenant_create(args: argparse.Namespace) -> int:
     from ops.control import control_for
 
@@ -319,6 +331,16 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", help="run one stream worker (KAFKA_BOOTSTRAP, WORKER_ID; what other hosts run)"
     )
     worker.set_defaults(func=cmd_worker)
+    sink = sub.add_parser(
+        "sink", help="run the Kafka → ClickHouse sink on its own (needs CLICKHOUSE_URL)"
+    )
+    sink.set_defaults(func=cmd_sink)
+    jobs = sub.add_parser(
+        "jobs",
+        help="run exports, notifications, sweeps and purges on their own, sharing them "
+        "with other runners under leases (needs CLICKHOUSE_URL)",
+    )
+    jobs.set_defaults(func=cmd_jobs)
 
     tenant = sub.add_parser("tenant", help="manage tenants")
     tsub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")

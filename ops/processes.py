@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ops.settings import Settings
@@ -36,3 +39,28 @@ def stack_children_alive(settings: Settings) -> dict[str, bool]:
     """Each child of the running `up` (worker, api, demo): alive or not."""
     stack = read_stack(settings) or {}
     return {name: pid_alive(int(child["pid"])) for name, child in stack.get("children", {}).items()}
+
+
+def server_mode_only(settings: Settings, process: str) -> None:
+    """chdb admits one process per data path, and the API process holds it:
+    a sink or job runner of its own needs a ClickHouse server."""
+    if not settings.clickhouse_url:
+        raise SystemExit(
+            f"skillstream {process} needs CLICKHOUSE_URL (a ClickHouse server): with the "
+            "embedded store the API process runs it (`skillstream up`)"
+        )
+    if not settings.kafka_bootstrap:
+        raise SystemExit(f"KAFKA_BOOTSTRAP must be set for skillstream {process}")
+
+
+def serve_until_signalled(alive: Callable[[], bool], every_s: float = 1.0) -> int:
+    """Block until SIGTERM/SIGINT (0) or until ``alive`` says no (1): a
+    background thread that died takes its process down, so the supervisor
+    (compose, systemd, Kubernetes) starts it again."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(every_s):
+        if not alive():
+            return 1
+    return 0

@@ -101,6 +101,23 @@ class Settings(BaseSettings):
     export_pdf_max_rows: int = Field(
         20_000, alias="EXPORT_PDF_MAX_ROWS", description="Most table rows in one PDF export."
     )
+    export_claim_s: float = Field(
+        1.0,
+        alias="EXPORT_CLAIM_S",
+        description="How often a `skillstream jobs` runner looks for exports it owns (s).",
+    )
+    api_runs_sink: bool = Field(
+        True,
+        alias="API_RUNS_SINK",
+        description="The API process runs the sink (required with the embedded store; "
+        "false where `skillstream sink` runs on its own against CLICKHOUSE_URL).",
+    )
+    api_runs_jobs: bool = Field(
+        True,
+        alias="API_RUNS_JOBS",
+        description="The API process runs exports, sweeps and purges (required with the "
+        "embedded store; false where `skillstream jobs` runners share them).",
+    )
     export_sweep_s: float = Field(
         300,
         alias="EXPORT_SWEEP_S",

@@ -20,6 +20,7 @@ TOPICS: dict[str, dict[str, str]] = {
     "optout.state": COMPACT,
     "control.recompute": {},  # recompute ticks, one per partition
     "control.erasure": {},  # erasure requests, keyed tenant:user (or tenant:anonymous_id)
+    "control.jobs": {},  # never written: its partitions are the job runners' leases
     "reports.ready": {},  # export finished (Avro, schemas/avro/reports_ready.v1.avsc)
 }
 

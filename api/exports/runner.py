@@ -1,5 +1,8 @@
-"""The export worker: runs in the API process (it owns the store), one job
-at a time on its own thread so report traffic keeps its share of the store.
+"""The export worker: one job at a time on its own thread, so report
+traffic keeps its share of the store. With the embedded store it runs in
+the API process; with a server, in `skillstream jobs` processes, each
+running the exports whose lease it holds (``owns``, api/leases.py) and
+checking it again before the file and before the notifications.
 
 ``run`` is idempotent and resumable from the recorded status: a job that
 was queued or running when the process died is rebuilt from scratch; one
@@ -14,7 +17,7 @@ import logging
 import queue
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,10 +84,12 @@ class ExportRunner:
     objects: ObjectStore
     notifier: Notifier
     crash_after_write: bool = False  # test hook
+    owns: Callable[[str], bool] = lambda _export_id: True
 
     def __post_init__(self) -> None:
         self.repo = ExportRepo(self.store)
         self._queue: queue.Queue[str | None] = queue.Queue()
+        self._queued: set[str] = set()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -94,6 +99,10 @@ class ExportRunner:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="exports", daemon=True)
                 self._thread.start()
+        with self._lock:
+            if export_id in self._queued:
+                return
+            self._queued.add(export_id)
         self._queue.put(export_id)
 
     def _loop(self) -> None:
@@ -104,6 +113,9 @@ class ExportRunner:
                 log.warning("export %s: simulated crash after write", export_id)
             except Exception:  # noqa: BLE001 (the worker outlives one bad job)
                 log.exception("export %s failed", export_id)
+            finally:
+                with self._lock:
+                    self._queued.discard(export_id)
 
     def stop(self) -> None:
         if self._thread and self._thread.is_alive():
@@ -111,7 +123,10 @@ class ExportRunner:
             self._thread.join(10)
 
     def recover(self) -> int:
-        pending = self.repo.pending()
+        """Queue every unfinished export this runner owns (at start-up, and
+        periodically where runners share the work: one that died left its
+        exports queued, running or written, and their new owner resumes them)."""
+        pending = [e for e in self.repo.pending() if self.owns(e.export_id)]
         for e in pending:
             self.submit(e.export_id)
         return len(pending)
@@ -119,7 +134,7 @@ class ExportRunner:
     # --- one job ----------------------------------------------------------------
     def run(self, export_id: str) -> Export | None:
         e = self.repo.get(export_id)
-        if e is None:
+        if e is None or not self.owns(export_id):
             return None
         if e.status in ("queued", "running"):
             e = self.repo.update(e, status="running")
@@ -142,7 +157,7 @@ class ExportRunner:
                 raise
             if self.crash_after_write:
                 raise SimulatedCrash(export_id)
-        if e.status == "written":
+        if e.status == "written" and self.owns(export_id):
             self.notifier.fan_out(self.ready_event(e))
             e = self.repo.update(e, status="done")
         return e

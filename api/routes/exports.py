@@ -116,7 +116,8 @@ async def request_export(body: ExportRequest, ctx: Ctx, principal: CurrentPrinci
         )
     )
     await run_in_threadpool(ExportRepo(ctx.store).save, e)
-    ctx.exports.submit(e.export_id)
+    if ctx.settings.api_runs_jobs:  # else a `skillstream jobs` runner claims it
+        ctx.exports.submit(e.export_id)
     return ExportAccepted(
         export_id=e.export_id, status=e.status, status_url=f"/v1/exports/{e.export_id}"
     )

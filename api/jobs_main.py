@@ -1,0 +1,61 @@
+"""`skillstream jobs`: exports, notifications, the link sweep, purges and
+the erasure second pass as a process of their own, for a ClickHouse server
+(``CLICKHOUSE_URL``); with the embedded store the API process runs them.
+Any number may run: each job that must run once takes a lease (a
+partition of ``control.jobs``, api/leases.py), so two runners never do the
+same work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+
+from api.context import AppContext
+from api.leases import Leases
+from ops.logs import setup_logging
+from ops.processes import serve_until_signalled, server_mode_only
+from ops.secrets import load_secrets
+from ops.settings import Settings, get_settings
+from ops.topics import ensure_topics
+from sinks.store import open_store
+
+log = logging.getLogger("skillstream.jobs")
+
+
+def job_leases(settings: Settings, bootstrap: str, member: str | None = None) -> Leases:
+    ensure_topics(bootstrap, settings, {"control.jobs": {}})
+    return Leases(
+        bootstrap,
+        settings.topic("control.jobs"),
+        f"{settings.topic_prefix}-jobs",
+        member or f"jobs-{socket.gethostname()}-{os.getpid()}",
+    ).start()
+
+
+def main() -> int:
+    settings = get_settings()
+    setup_logging("jobs", settings)
+    server_mode_only(settings, "jobs")
+    store = open_store(settings.clickhouse_url, settings.chdb_path)
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        secrets=load_secrets(settings),
+        kafka_bootstrap=settings.kafka_bootstrap,
+    )
+    leases = job_leases(settings, settings.kafka_bootstrap)
+    scheduler = ctx.start_jobs(leases)
+    try:
+        code = serve_until_signalled(lambda: scheduler.alive() and leases.alive())
+    finally:
+        ctx.close()
+        store.close()
+    if code:
+        log.error("a job thread stopped: exiting so the supervisor restarts the process")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
