@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import re
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -234,7 +236,20 @@ class KafkaCluster:
         jar_dir = (s.cache_dir / "kafka" / s.kafka_version).resolve()
         return cls(data_dir, s.kafka_version, jar_dir, nodes=nodes, cluster_id=cluster_id)
 
+    @contextlib.contextmanager
+    def _descriptor_lock(self) -> Iterator[None]:
+        """`up` (restarting nodes) and `skillstream kafka stop` both record
+        pids: one at a time, so neither overwrites the other's."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "cluster.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
     def save(self) -> None:
+        with self._descriptor_lock():
+            self._write_descriptor()
+
+    def _write_descriptor(self) -> None:
         self.descriptor.write_text(
             json.dumps(
                 {
@@ -316,16 +331,27 @@ class KafkaCluster:
         """Stop every node at once; the data and the descriptor stay for the
         next start. (One by one, the last node of a multi-node cluster waits
         out its controlled shutdown with no controller quorum left.)"""
-        live = [n for n in self.nodes if n.pid and pid_alive(n.pid)]
-        for node in live:
-            os.kill(node.pid, signal.SIGTERM)
+        live = {n.node_id: n.pid for n in self.nodes if n.pid and pid_alive(n.pid)}
+        for pid in live.values():
+            os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        for node in live:
-            self._wait_exit(node.pid, deadline)
+        for pid in live.values():
+            self._wait_exit(pid, deadline)
         for node in self.nodes:
             node.pid = None
         if self.descriptor.exists():
-            self.save()
+            self._record_stopped(live)
+
+    def _record_stopped(self, stopped: dict[int, int | None]) -> None:
+        """Clear the pids of the nodes stopped here, against the descriptor
+        as it is now: a running `up` may have started a node again meanwhile
+        (it watches its cluster), and that node's pid must stay recorded."""
+        with self._descriptor_lock():
+            now = KafkaCluster.load(self.data_dir) or self
+            for node in now.nodes:
+                if node.pid == stopped.get(node.node_id) or (node.pid and not pid_alive(node.pid)):
+                    node.pid = None
+            now._write_descriptor()
 
     def stop_node(self, node_id: int, timeout: float = 30.0, hard: bool = False) -> None:
         """Stop one node (SIGTERM, SIGKILL after ``timeout``); failure tests use ``hard``."""
