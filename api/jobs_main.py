@@ -3,19 +3,18 @@ the erasure second pass as a process of their own, for a ClickHouse server
 (``CLICKHOUSE_URL``); with the embedded store the API process runs them.
 Any number may run: each job that must run once takes a lease (a
 partition of ``control.jobs``, api/leases.py), so two runners never do the
-same work."""
+same work. Its audit rows go to chains of its own (api/audit/chain.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import sys
 
+from api.audit.chain import use_writer
 from api.context import AppContext
 from api.leases import Leases
 from ops.logs import setup_logging
-from ops.processes import serve_until_signalled, server_mode_only
+from ops.processes import process_name, serve_until_signalled, server_mode_only
 from ops.secrets import load_secrets
 from ops.settings import Settings, get_settings
 from ops.topics import ensure_topics
@@ -30,7 +29,7 @@ def job_leases(settings: Settings, bootstrap: str, member: str | None = None) ->
         bootstrap,
         settings.topic("control.jobs"),
         f"{settings.topic_prefix}-jobs",
-        member or f"jobs-{socket.gethostname()}-{os.getpid()}",
+        member or process_name("jobs"),
     ).start()
 
 
@@ -38,6 +37,7 @@ def main() -> int:
     settings = get_settings()
     setup_logging("jobs", settings)
     server_mode_only(settings, "jobs")
+    use_writer(process_name("jobs"))
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ctx = AppContext(
         settings=settings,

@@ -18,8 +18,10 @@ import sys
 import uvicorn
 
 from api.app import create_app
+from api.audit.chain import use_writer
 from api.context import AppContext
 from ops.logs import setup_logging
+from ops.processes import process_name
 from ops.secrets import load_secrets
 from ops.settings import get_settings
 from sinks.store import open_store
@@ -37,6 +39,8 @@ def main() -> None:
     if not settings.clickhouse_url and not (settings.api_runs_sink and settings.api_runs_jobs):
         sys.exit("API_RUNS_SINK/API_RUNS_JOBS=false need CLICKHOUSE_URL: with the embedded "
                  "store only the API process may open it")  # fmt: skip
+    if settings.clickhouse_url:  # replicas share the server: each its own audit chains
+        use_writer(process_name("api"))
     store = open_store(settings.clickhouse_url, settings.chdb_path)
     ctx = AppContext(
         settings=settings,

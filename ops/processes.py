@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +40,11 @@ def stack_children_alive(settings: Settings) -> dict[str, bool]:
     """Each child of the running `up` (worker, api, demo): alive or not."""
     stack = read_stack(settings) or {}
     return {name: pid_alive(int(child["pid"])) for name, child in stack.get("children", {}).items()}
+
+
+def process_name(kind: str) -> str:
+    """A name no other live process has: its kind, host and pid."""
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}"
 
 
 def server_mode_only(settings: Settings, process: str) -> None:

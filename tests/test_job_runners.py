@@ -7,6 +7,7 @@ purges) is never held by both."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -71,14 +72,16 @@ def test_two_runners_do_each_export_and_notification_once(tmp_path, store, kafka
     try:
         _wait(lambda: a.leases.held() and b.leases.held(), "the two runners never split the shares")
         assert not a.leases.held() & b.leases.held()
+        gate = _hold_exports(a)  # a claims its exports and gets stuck on the first
         ids = [
             world.post("manager", {"report": "learners"}).json()["export_id"]
             for _ in range(EXPORTS)
         ]
-        _wait(lambda: _done(api, ids) >= EXPORTS // 4, "no export finished")
-        orphaned = _die_between_jobs(a)  # b takes every share, and a's unfinished exports
+        _wait(lambda: _done(api, ids) >= EXPORTS // 4, "runner b finished no export")
+        _wait(lambda: len(a.exports._queued) >= 2, "runner a claimed nothing")
+        orphaned = _die(a, gate)  # b takes every share, and a's unfinished exports
         running.remove(a)
-        assert orphaned, "runner a had nothing left to hand over"
+        assert orphaned and not {i for i in orphaned if _status(api, i) == "done"}
         _wait(lambda: _done(api, ids) == EXPORTS, f"exports stuck at {_done(api, ids)}", 120)
         every = set(range(b.leases.shares))
         _wait(lambda: b.leases.held() == every, f"b holds only {b.leases.held()}", 30)
@@ -106,20 +109,29 @@ def test_two_runners_do_each_export_and_notification_once(tmp_path, store, kafka
         api.close()
 
 
-def _die_between_jobs(ctx: AppContext) -> set[str]:
-    """As a runner killed between two exports: the ones it claimed and had
-    not started stay queued in the store. Returns their ids."""
-    orphaned = set()
+def _hold_exports(ctx: AppContext) -> threading.Event:
+    """Make the runner's export thread wait before each job until released."""
+    gate, run = threading.Event(), ctx.exports.run
+    ctx.exports.run = lambda export_id: gate.wait() and run(export_id)
+    return gate
+
+
+def _die(ctx: AppContext, gate: threading.Event) -> set[str]:
+    """As a runner killed mid-work: what it claimed stays queued in the store
+    (the one in its hands too: it never starts). Returns their ids."""
     ctx.exports.owns = lambda _export_id: False
-    while not ctx.exports._queue.empty():
-        if (export_id := ctx.exports._queue.get_nowait()) is not None:
-            orphaned.add(export_id)
+    orphaned = set(ctx.exports._queued)
+    gate.set()
     ctx.close()
     return orphaned
 
 
+def _status(api, export_id: str) -> str:
+    return api.ctx.exports.repo.get(export_id).status
+
+
 def _done(api, ids: list[str]) -> int:
-    return sum(api.ctx.exports.repo.get(i).status == "done" for i in ids)
+    return sum(_status(api, i) == "done" for i in ids)
 
 
 def _webhook_export(body: bytes) -> str:

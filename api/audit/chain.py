@@ -6,10 +6,14 @@ tenant's previous row's hash (64 zeros for the first). Editing any stored
 field breaks that row's hash; deleting or inserting a row breaks the link or
 the sequence. ``verify`` recomputes every chain and names the first break.
 
-One writer per store: the process that owns the store (the API, or the CLI
-when no API runs) appends; the chain head per tenant is cached in memory
-under a lock and read back from the store on first use. No code path
-updates or deletes audit rows (retention keeps them: the log is permanent).
+One chain per tenant and writer: each process that appends names itself
+(``use_writer``; the embedded store's one process is the writer ''), and
+its chain's head per tenant is cached in memory under a lock and read back
+from the store on first use. Two processes against one ClickHouse server
+(API replicas, job runners) thus never race for a head and fork a chain;
+``verify`` checks every writer's chain. A named writer's rows hash their
+writer too, so a row moved to another chain breaks. No code path updates
+or deletes audit rows (retention keeps them: the log is permanent).
 """
 
 from __future__ import annotations
@@ -65,7 +69,9 @@ def _at_text(at: datetime) -> str:
 
 
 def canonical(row: dict[str, Any]) -> str:
-    return json.dumps({k: row[k] for k in FIELDS}, sort_keys=True, separators=(",", ":"))
+    # the writer '' hashes as rows did before chains were per writer
+    fields = (*FIELDS, "writer") if row.get("writer") else FIELDS
+    return json.dumps({k: row[k] for k in fields}, sort_keys=True, separators=(",", ":"))
 
 
 def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
@@ -73,17 +79,18 @@ def row_hash(prev_hash: str, row: dict[str, Any]) -> str:
 
 
 class AuditChain:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, writer: str = "") -> None:
         self.store = store
+        self.writer = writer
         self._lock = threading.Lock()
         self._heads: dict[str, tuple[int, str]] = {}
 
     def _head(self, tenant_id: str) -> tuple[int, str]:
         if tenant_id not in self._heads:
             rows = self.store.query(
-                "SELECT seq, hash FROM audit_events WHERE tenant_id = {t:String} AND seq > 0"
-                " ORDER BY seq DESC LIMIT 1",
-                {"t": tenant_id},
+                "SELECT seq, hash FROM audit_events WHERE tenant_id = {t:String}"
+                " AND writer = {w:String} AND seq > 0 ORDER BY seq DESC LIMIT 1",
+                {"t": tenant_id, "w": self.writer},
             )
             self._heads[tenant_id] = (
                 (int(rows[0]["seq"]), rows[0]["hash"]) if rows else (0, GENESIS)
@@ -108,6 +115,7 @@ class AuditChain:
                 "seq": seq + 1,
                 "at": _at_text(datetime.now(UTC)),
                 "tenant_id": tenant_id,
+                "writer": self.writer,
                 "actor_id": actor_id,
                 "actor_role": actor_role,
                 "action": action,
@@ -126,21 +134,33 @@ class AuditChain:
             self._heads[tenant_id] = (row["seq"], row["hash"])
         return row
 
-    def rows(self, tenant_id: str, chunk: int = 20_000) -> Iterator[dict[str, Any]]:
-        """The tenant's chained rows in seq order, a chunk at a time (keyset)."""
+    def rows(
+        self, tenant_id: str, writer: str | None = None, chunk: int = 20_000
+    ) -> Iterator[dict[str, Any]]:
+        """One writer's chained rows of the tenant (this chain's by default)
+        in seq order, a chunk at a time (keyset)."""
         after = 0
         while True:
             got = self.store.query(
-                "SELECT seq, toString(at) AS at, tenant_id, actor_id, actor_role, action,"
-                " resource, outcome, detail, prev_hash, hash FROM audit_events"
-                " WHERE tenant_id = {t:String} AND seq > {after:UInt64}"
+                "SELECT seq, toString(at) AS at, tenant_id, writer, actor_id, actor_role,"
+                " action, resource, outcome, detail, prev_hash, hash FROM audit_events"
+                " WHERE tenant_id = {t:String} AND writer = {w:String} AND seq > {after:UInt64}"
                 " ORDER BY seq LIMIT {n:UInt32}",
-                {"t": tenant_id, "after": after, "n": chunk},
-            )
+                {"t": tenant_id, "w": self.writer if writer is None else writer,
+                 "after": after, "n": chunk},
+            )  # fmt: skip
             yield from got
             if len(got) < chunk:
                 return
             after = int(got[-1]["seq"])
+
+    def writers(self, tenant_id: str) -> list[str]:
+        rows = self.store.query(
+            "SELECT DISTINCT writer FROM audit_events WHERE tenant_id = {t:String} AND seq > 0"
+            " ORDER BY writer",
+            {"t": tenant_id},
+        )
+        return [r["writer"] for r in rows]
 
     def tenants(self) -> list[str]:
         return [
@@ -168,23 +188,33 @@ class Verdict:
 
 
 def verify_tenant(store: Store, tenant_id: str) -> Verdict:
-    chain = chain_for(store)
+    """Every writer's chain of the tenant, in turn; the first break found."""
+    chain, n = chain_for(store), 0
+    for writer in chain.writers(tenant_id):
+        rows, broken_seq, why = _verify_chain(chain.rows(tenant_id, writer))
+        n += rows
+        if broken_seq is not None:
+            why = f"writer {writer}: {why}" if writer else why
+            return Verdict(tenant_id, n, _unchained(store, tenant_id), broken_seq, why)
+    return Verdict(tenant_id, n, _unchained(store, tenant_id))
+
+
+def _verify_chain(rows: Iterator[dict[str, Any]]) -> tuple[int, int | None, str]:
+    """(rows read, seq of the first broken row or None, why)."""
     prev, expect, n = GENESIS, 1, 0
-    for row in chain.rows(tenant_id):
+    for row in rows:
         seq = int(row["seq"])
         row = {**row, "seq": seq}
         n += 1
         if seq != expect:
             why = "duplicate seq" if seq < expect else f"rows {expect}..{seq - 1} missing"
-            return Verdict(tenant_id, n, _unchained(store, tenant_id), seq, why)
+            return n, seq, why
         if row["prev_hash"] != prev:
-            return Verdict(tenant_id, n, _unchained(store, tenant_id), seq, "prev_hash mismatch")
+            return n, seq, "prev_hash mismatch"
         if row_hash(prev, row) != row["hash"]:
-            return Verdict(
-                tenant_id, n, _unchained(store, tenant_id), seq, "content does not match hash"
-            )
+            return n, seq, "content does not match hash"
         prev, expect = row["hash"], seq + 1
-    return Verdict(tenant_id, n, _unchained(store, tenant_id))
+    return n, None, ""
 
 
 def _unchained(store: Store, tenant_id: str) -> int:
@@ -204,12 +234,22 @@ _CHAINS: weakref.WeakKeyDictionary[Any, AuditChain] = weakref.WeakKeyDictionary(
 _CHAINS_LOCK = threading.Lock()
 
 
+_WRITER = ""
+
+
+def use_writer(name: str) -> None:
+    """Name this process's chains (at start-up, before it audits anything):
+    each process against a shared ClickHouse server needs a name of its own."""
+    global _WRITER
+    _WRITER = name
+
+
 def chain_for(store: Store) -> AuditChain:
     """The one appender of this store in this process (the chain head lives there)."""
     with _CHAINS_LOCK:
         chain = _CHAINS.get(store)
         if chain is None:
-            chain = _CHAINS[store] = AuditChain(store)
+            chain = _CHAINS[store] = AuditChain(store, _WRITER)
         return chain
 
 

@@ -1,4 +1,5 @@
-"""Audit rows for the auditors' CSV export: a tenant's chain in seq order,
+"""Audit rows for the auditors' CSV export: a tenant's chains (one per
+writer, api/audit/chain.py), each in seq order,
 narrowed to a time range, each flagged ``legal_hold`` when a hold covers it
 (tenant hold; a user hold on its actor or target; a range hold on its time)
 or when it records a hold itself."""
@@ -42,16 +43,17 @@ def audit_rows(
     chunk: int = 20_000,
 ) -> Iterator[dict[str, Any]]:
     holds = list_holds(store, tenant_id)
-    after = 0
+    writer, after = "", 0
     while True:
         got = store.query(
-            "SELECT seq, toString(at) AS at_s, tenant_id, actor_id, actor_role, action, resource,"
-            " outcome, detail, prev_hash, hash FROM audit_events"
-            " WHERE tenant_id = {t:String} AND seq > {after:UInt64}"
+            "SELECT seq, toString(at) AS at_s, tenant_id, writer, actor_id, actor_role, action,"
+            " resource, outcome, detail, prev_hash, hash FROM audit_events"
+            " WHERE tenant_id = {t:String} AND (writer, seq) > ({w:String}, {after:UInt64})"
             " AND at >= {since:DateTime64(3)} AND at < {until:DateTime64(3)}"
-            " ORDER BY seq LIMIT {n:UInt32}",
+            " ORDER BY writer, seq LIMIT {n:UInt32}",
             {
                 "t": tenant_id,
+                "w": writer,
                 "after": after,
                 "since": _ms(since or datetime(1970, 1, 1, tzinfo=UTC)),
                 "until": _ms(until or datetime(2200, 1, 1, tzinfo=UTC)),
@@ -65,4 +67,4 @@ def audit_rows(
                 yield r
         if len(got) < chunk:
             return
-        after = int(got[-1]["seq"])
+        writer, after = got[-1]["writer"], int(got[-1]["seq"])

@@ -42,7 +42,7 @@ ENGAGEMENT_COLUMNS = (
     "completion_rate",
 )
 KPI_COLUMNS = ("key", "label", "persona", "value", "unit", "numerator", "denominator", "definition")
-AUDIT_COLUMNS = (*AUDIT_FIELDS, "legal_hold", "prev_hash", "hash")
+AUDIT_COLUMNS = (*AUDIT_FIELDS, "writer", "legal_hold", "prev_hash", "hash")
 
 
 @dataclass(frozen=True)
