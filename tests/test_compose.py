@@ -35,24 +35,32 @@ def test_compose_file_matches_the_compose_specification():
 def test_every_expected_service_is_present():
     services = _compose()["services"]
     expected = {"kafka-1", "kafka-2", "kafka-3", "schema-registry", "clickhouse", "minio"}
-    assert expected | {"prometheus", "grafana", "api", "worker", "worker-1"} <= set(services)
+    app = {"api", "sink", "jobs", "jobs-1", "worker", "worker-1"}
+    assert expected | {"prometheus", "grafana"} | app <= set(services)
 
 
 def test_app_services_get_the_settings_our_code_reads():
     services = _compose()["services"]
     aliases = {f.alias for f in Settings.model_fields.values() if f.alias}
-    for name in ("api", "worker", "worker-1"):
+    for name in ("api", "sink", "jobs", "jobs-1", "worker", "worker-1"):
         env = services[name]["environment"]
         for var in ("KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "SCHEMA_REGISTRY_URL", "S3_ENDPOINT"):
             assert var in env, f"{name} lacks {var}"
         skillstream_vars = {k for k in env if not k.startswith("AWS_")}
         assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
-    # one key per purpose, for the API only (the worker signs and opens nothing)
+    # one key per purpose, for the API and the job runners (the worker and
+    # the sink sign and open nothing)
     secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET",
                "SKILLSTREAM_PII_KEYS", "SKILLSTREAM_WEBHOOK_KEYS"}  # fmt: skip
-    assert secrets <= set(services["api"]["environment"])
-    for worker in ("worker", "worker-1"):
-        assert not secrets & set(services[worker]["environment"])
+    for name in ("api", "jobs", "jobs-1"):
+        assert secrets <= set(services[name]["environment"]), name
+    for name in ("sink", "worker", "worker-1"):
+        assert not secrets & set(services[name]["environment"]), name
+    # the API leaves the sink and the jobs to their own services
+    assert services["api"]["environment"]["API_RUNS_SINK"] == "false"
+    assert services["api"]["environment"]["API_RUNS_JOBS"] == "false"
+    assert services["sink"]["command"] == ["skillstream", "sink"]
+    assert services["jobs"]["command"] == services["jobs-1"]["command"] == ["skillstream", "jobs"]
     brokers = "kafka-1:9092,kafka-2:9092,kafka-3:9092"
     assert services["api"]["environment"]["KAFKA_BOOTSTRAP"] == brokers
     assert "clickhouse:8123" in services["api"]["environment"]["CLICKHOUSE_URL"]
