@@ -48,7 +48,10 @@ class Settings(BaseSettings):
         "skillstream", alias="TOPIC_PREFIX", description="Prefix of every topic name."
     )
     topic_partitions: int = Field(
-        6, alias="TOPIC_PARTITIONS", description="Partitions of topics created at start-up."
+        12,
+        alias="TOPIC_PARTITIONS",
+        description="Partitions of topics created at start-up: the most workers a group can "
+        "use (existing topics keep theirs).",
     )
     topic_retention_ms: int = Field(
         14 * 24 * 3600 * 1000,

@@ -30,7 +30,7 @@ import httpx
 from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, die_with_parent, free_port
 from ops.processes import read_stack
 from ops.settings import Settings
-from ops.topics import ensure_topics
+from ops.topics import ensure_topics, existing_partitions
 
 Out = Callable[..., None]
 
@@ -202,6 +202,7 @@ def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dic
         "KAFKA_BOOTSTRAP": bootstrap,
         "API_PORT": str(port),
         "WORKER_METRICS_PORT": str(settings.worker_metrics_port or free_port()),
+        "TOPIC_PARTITIONS": str(settings.topic_partitions),
     }
     # a terminal's stack: the human format (error_tail reads it) unless set
     env.setdefault("LOG_FORMAT", "plain")
@@ -213,6 +214,21 @@ def _child_env(settings: Settings, bootstrap: str, port: int, demo: bool) -> dic
         env["SKILLSTREAM_DEMO"] = "1"
         env.update(demo_history_env(os.environ))
     return env
+
+
+def _adopt_partitions(settings: Settings, bootstrap: str, out: Out) -> Settings:
+    """Topics made by an earlier run keep their partition count: the stack
+    runs with it (changing it is a migration: docs/streams.md, Partitions)."""
+    have = existing_partitions(bootstrap, settings)
+    if have is None or have == settings.topic_partitions:
+        return settings
+    out(
+        f"topics have {have} partitions (TOPIC_PARTITIONS={settings.topic_partitions} applies "
+        "to new topics; docs/streams.md, Partitions): running with "
+        f"{have}",
+        file=sys.stderr,
+    )
+    return settings.model_copy(update={"topic_partitions": have})
 
 
 def _spawn_workers(n: int, env: dict[str, str], log_dir: Path) -> list[Child]:
@@ -268,6 +284,7 @@ def up(
         if not bootstrap:
             out("starting local Kafka ...", file=sys.stderr)
             bootstrap = kafka.start()
+        settings = _adopt_partitions(settings, bootstrap, out)
         ensure_topics(bootstrap, settings)
         port = settings.api_port or free_port()
         url = f"http://127.0.0.1:{port}"

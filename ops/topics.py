@@ -29,6 +29,14 @@ def topic_names(settings: Settings) -> list[str]:
     return [settings.topic(name) for name in TOPICS]
 
 
+def existing_partitions(bootstrap: str, settings: Settings) -> int | None:
+    """Partitions of the existing raw topic (None when it does not exist yet):
+    a topic keeps its count whatever TOPIC_PARTITIONS says later."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    md = admin.list_topics(timeout=10).topics.get(settings.topic("events.raw"))
+    return len(md.partitions) if md is not None and md.partitions else None
+
+
 def durability(admin: AdminClient) -> tuple[int, dict[str, str]]:
     """Replication factor and config for a new topic on this cluster: three
     copies where there are three brokers, and a write (acks=all) needs two

@@ -44,7 +44,7 @@ from mode import Worker
 from ops.kafka_info import while_settling
 from ops.logs import setup_logging
 from ops.settings import Settings, get_settings
-from ops.topics import durability
+from ops.topics import durability, existing_partitions
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
@@ -582,6 +582,13 @@ def main() -> None:
         sys.exit("KAFKA_BOOTSTRAP must be set for the worker (skillstream up sets it)")
     if problem := settings.dedupe_window_problem():
         sys.exit(f"worker not started: {problem}")
+    have = existing_partitions(settings.kafka_bootstrap, settings)
+    if have is not None and have != settings.topic_partitions:
+        sys.exit(
+            f"worker not started: the topics have {have} partitions, TOPIC_PARTITIONS is "
+            f"{settings.topic_partitions}: set it to {have}, or move to new topics "
+            "(docs/streams.md, Partitions)"
+        )
     if settings.worker_metrics_port:
         from prometheus_client import start_http_server
 

@@ -199,3 +199,32 @@ def test_up_says_why_a_child_died(stack_env):
     assert "  | Traceback (most recent call last):" in out.stderr, out.stderr
     assert "CroniterBadCronError: Exactly 5, 6 or 7 columns" in out.stderr, out.stderr
     assert not (Path(env["SKILLSTREAM_RUN_DIR"]) / "stack.json").exists()
+
+
+def test_topics_keep_their_partition_count(stack_env):
+    """Topics made with another count than TOPIC_PARTITIONS: `up` runs with
+    theirs and says so; a worker started on its own refuses, naming both."""
+    from ops.settings import Settings
+    from ops.topics import ensure_topics
+
+    old = Settings(KAFKA_BOOTSTRAP=stack_env["KAFKA_BOOTSTRAP"],
+                   TOPIC_PREFIX=stack_env["TOPIC_PREFIX"], TOPIC_PARTITIONS=2)  # fmt: skip
+    ensure_topics(stack_env["KAFKA_BOOTSTRAP"], old)
+    env = {**stack_env, "TOPIC_PARTITIONS": "12"}
+    alone = _cli("worker", env=env)
+    assert alone.returncode != 0
+    assert "the topics have 2 partitions, TOPIC_PARTITIONS is 12" in alone.stderr, alone.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.cli", "up"], env=env, cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), proc.stderr.read()
+        time.sleep(8)  # a worker refusing its topics would have taken `up` down by now
+        assert proc.poll() is None
+        assert httpx.get(f"{url}/health", timeout=10).json()["status"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert "topics have 2 partitions (TOPIC_PARTITIONS=12 applies to new topics" in err, err
