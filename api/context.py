@@ -109,6 +109,20 @@ class AppContext:
             max_age_s=s.report_cache_max_age_s,
         )
 
+    @classmethod
+    def for_process(cls, settings: Settings) -> AppContext:
+        """An API or job-runner process's context: its store, secrets and
+        Kafka as the settings name them (the caller closes the store)."""
+        from ops.secrets import load_secrets
+        from sinks.store import open_store
+
+        return cls(
+            settings=settings,
+            store=open_store(settings.clickhouse_url, settings.chdb_path),
+            secrets=load_secrets(settings),
+            kafka_bootstrap=settings.kafka_bootstrap or "",
+        )
+
     def start_jobs(self, leases: Leases | None = None) -> Scheduler:
         """Resume unfinished exports and start the export sweep, the purge and
         the erasure second pass. With ``leases`` (job runners sharing one

@@ -15,10 +15,8 @@ from api.context import AppContext
 from api.leases import Leases
 from ops.logs import setup_logging
 from ops.processes import process_name, serve_until_signalled, server_mode_only
-from ops.secrets import load_secrets
 from ops.settings import Settings, get_settings
 from ops.topics import ensure_topics
-from sinks.store import open_store
 
 log = logging.getLogger("skillstream.jobs")
 
@@ -38,13 +36,8 @@ def main() -> int:
     setup_logging("jobs", settings)
     server_mode_only(settings, "jobs")
     use_writer(process_name("jobs"))
-    store = open_store(settings.clickhouse_url, settings.chdb_path)
-    ctx = AppContext(
-        settings=settings,
-        store=store,
-        secrets=load_secrets(settings),
-        kafka_bootstrap=settings.kafka_bootstrap,
-    )
+    ctx = AppContext.for_process(settings)
+    store = ctx.store
     leases = job_leases(settings, settings.kafka_bootstrap)
     scheduler = ctx.start_jobs(leases)
     try:

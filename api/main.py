@@ -22,9 +22,7 @@ from api.audit.chain import use_writer
 from api.context import AppContext
 from ops.logs import setup_logging
 from ops.processes import process_name
-from ops.secrets import load_secrets
 from ops.settings import get_settings
-from sinks.store import open_store
 
 log = logging.getLogger("skillstream.api")
 
@@ -41,13 +39,8 @@ def main() -> None:
                  "store only the API process may open it")  # fmt: skip
     if settings.clickhouse_url:  # replicas share the server: each its own audit chains
         use_writer(process_name("api"))
-    store = open_store(settings.clickhouse_url, settings.chdb_path)
-    ctx = AppContext(
-        settings=settings,
-        store=store,
-        secrets=load_secrets(settings),
-        kafka_bootstrap=settings.kafka_bootstrap,
-    )
+    ctx = AppContext.for_process(settings)
+    store = ctx.store
     # With the embedded store this process owns it, so it runs the sink and
     # the jobs that touch it; with a server they may run as processes of
     # their own (`skillstream sink`, `skillstream jobs`).
