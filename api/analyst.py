@@ -32,6 +32,8 @@ TABLES = (
     "learner_firsts",
     "events_by_time",
     "learner_event_firsts",
+    "task_progress",
+    "planner_time",
     "org_links",
     "audit_events",
 )

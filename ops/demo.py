@@ -31,6 +31,8 @@ from schemas.examples import example_event
 
 log = logging.getLogger("skillstream.demo")
 
+PLANNER = "career_changer_financial_planner_viewed"  # a student browses matches instead
+
 ACTIVITY = (  # (event, relative weight) for an active learner's actions
     ("lesson_completed", 30),
     ("live_session_attended", 8),
@@ -42,6 +44,8 @@ ACTIVITY = (  # (event, relative weight) for an active learner's actions
     ("survey_response_submitted", 1),
     ("resume_parsed", 1),
     ("action_plan_accepted", 1),
+    ("roadmap_task_assigned", 5),
+    (PLANNER, 2),
 )
 REPORTS_PER_MANAGER = 25
 # Eight chart weeks back to a Monday at most 55 days ago, plus margin.
@@ -195,6 +199,8 @@ BROWSING = (  # events that do not score: keep the live stream busy between plan
     ("survey_response_submitted", 1),
     ("resume_parsed", 1),
     ("action_plan_accepted", 1),
+    ("roadmap_task_assigned", 5),
+    (PLANNER, 2),
 )
 
 
@@ -488,6 +494,8 @@ def _activity_event(
     rng: random.Random,
 ) -> dict:
     """One activity event with the properties its type carries."""
+    if name == PLANNER and lr.persona != "career_changer":
+        name = "career_match_viewed"
     ev = example_event(
         name,
         **common,
@@ -504,6 +512,14 @@ def _activity_event(
     if name == "task_completion_logged":
         due = at + timedelta(days=rng.uniform(-3, 5) + 3 * lr.propensity)
         ev["properties"]["due_at"] = due.isoformat().replace("+00:00", "Z")
+        ev["properties"]["task_id"] = f"task_{rng.randint(1, 12)}"
+    if name == "roadmap_task_assigned":
+        due = at + timedelta(days=rng.uniform(2, 10))
+        ev["properties"] = {"task_id": f"task_{rng.randint(1, 12)}",
+                            "due_at": due.isoformat().replace("+00:00", "Z")}  # fmt: skip
+    if name == PLANNER:
+        ev["properties"] = {"duration_ms": int(rng.lognormvariate(11.5, 0.8)),
+                            "session_id": f"{lr.user_id}-{at.date().isoformat()}"}  # fmt: skip
     if name == "survey_response_submitted":
         ev["properties"]["rating"] = rng.randint(1, 5)
     return ev

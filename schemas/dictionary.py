@@ -231,6 +231,24 @@ EVENTS: tuple[EventSpec, ...] = (
         since_version=2,
         free_text_fields=("free_text",),
     ),
+    # --- envelope v3: what two KPIs of seed 003 need -----------------------------
+    EventSpec(
+        "roadmap_task_assigned",
+        "A roadmap task assigned to the learner, with its due date (action plan adherence)",
+        LEARNER_PERSONAS,
+        "RoadmapTaskAssigned",
+        retention_years=4,  # as the plan's other task_progress events
+        requires=("plan_id",),
+        since_version=3,
+    ),
+    EventSpec(
+        "career_changer_financial_planner_viewed",
+        "Time spent in the financial planner on one visit (ROI projection engagement)",
+        ("career_changer",),
+        "CareerChangerFinancialPlannerViewed",
+        retention_years=2,  # as the plan's session metrics
+        since_version=3,
+    ),
 )
 
 BY_NAME: dict[str, EventSpec] = {e.name: e for e in EVENTS}

@@ -33,6 +33,8 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     "lesson_completed": {"lesson_id": "les_1", "duration_minutes": 18},
     "program_completed": {},
     "survey_response_submitted": {"survey_id": "srv_1", "rating": 4, "free_text": "Great"},
+    "roadmap_task_assigned": {"task_id": "task_1", "due_at": "2026-05-30T00:00:00Z"},
+    "career_changer_financial_planner_viewed": {"duration_ms": 95000, "session_id": "ses_1"},
 }
 
 CONDITIONAL_VALUES: dict[str, Any] = {

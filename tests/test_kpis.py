@@ -122,3 +122,105 @@ def test_intervention_effectiveness_matches_ground_truth(store):
     assert (kpi["numerator"], kpi["denominator"]) == (den - after, den)
     assert kpi["value"] == round((den - after) / den, 4)
     assert den > 0 and den != after  # the data exercises both sides
+
+
+def _tenant(store) -> str:
+    tid = f"t_{uuid.uuid4().hex[:10]}"
+    store.insert("tenants", [{"tenant_id": tid, "name": tid, "write_key_hash": "", "pii_salt": "",
+                              "capabilities": [], "created_at": datetime.now(UTC),
+                              "updated_at": datetime.now(UTC)}])  # fmt: skip
+    return tid
+
+
+def _ms(ts: datetime) -> int:
+    return int(ts.timestamp() * 1000)
+
+
+def test_action_plan_adherence_is_over_assigned_tasks(store):
+    tid, other = _tenant(store), _tenant(store)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ago = lambda d: now - timedelta(days=d)  # noqa: E731
+    # task -> (assignments as (assigned, due or None), completions as (done, due or None))
+    tasks = {
+        ("u1", "p1", "on-time"): ([(ago(20), ago(5))], [(ago(6), None)]),
+        ("u1", "p1", "late"): ([(ago(20), ago(3))], [(ago(1), None)]),
+        ("u1", "p1", "open"): ([(ago(20), ago(2))], []),
+        ("u1", "p2", "old"): ([(ago(60), ago(40))], [(ago(41), None)]),  # due before the window
+        ("u1", "p2", "future"): ([(ago(2), now + timedelta(days=3))], []),
+        # moved: due 10 days ago, then re-planned to yesterday; done 5 days ago
+        ("u2", "p1", "moved"): ([(ago(20), ago(10)), (ago(12), ago(1))], [(ago(5), None)]),
+        ("u2", "p1", "unassigned"): ([], [(ago(8), ago(4))]),  # the completion's due date
+        ("u2", "p1", "undated"): ([(ago(9), None)], [(ago(3), None)]),  # cannot be late
+        ("u3", "p9", "open2"): ([(ago(15), ago(6))], []),
+    }  # fmt: skip
+    rows = []
+    for (user, plan, task), (assigned, done) in tasks.items():
+        for kind, items in (("roadmap_task_assigned", assigned), ("task_completion_logged", done)):
+            for i, (at_, due) in enumerate(items):
+                props = {"task_id": task, "due_at": _ms(due) if due else None}
+                ev = rd._event(tid, f"{task}-{kind}-{i}", user, kind, at_, None, props)
+                rows.append({**ev, "plan_id": plan})
+    rows.append({**rows[0], "version": 2})  # replays of an assignment and a completion
+    rows.append({**rows[1], "version": 2})
+    # the same keys in another tenant: never counted here
+    rows += [{**r, "tenant_id": other, "event_id": "x" + r["event_id"]} for r in rows]
+    store.insert("events", rows)
+
+    def truth(users: set[str]) -> tuple[int, int]:
+        num = den = 0
+        for (user, _plan, _task), (assigned, done) in tasks.items():
+            if user not in users:
+                continue
+            dated = [(a, d) for a, d in assigned if d]
+            due = max(dated)[1] if dated else min((d for _, d in done if d), default=None)
+            if due is None or not ago(30) <= due <= now:
+                continue
+            den += 1
+            num += bool(done) and min(t for t, _ in done) <= due
+        return num, den
+
+    base = {"actor_id": "x", "tenant_id": tid, "programs": None}
+    for learners in (None, ("u1",), ("u2", "u3")):
+        scope = Scope(role="company_admin" if learners is None else "manager",
+                      learners=learners, **base)  # fmt: skip
+        kpis = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+        got = kpis["action_plan_adherence"]
+        num, den = truth(set(learners or ("u1", "u2", "u3")))
+        assert (got["numerator"], got["denominator"]) == (num, den), learners
+        assert got["value"] == round(num / den, 4)
+    assert truth({"u1", "u2", "u3"}) == (3, 6)  # the data exercises every case
+
+
+def test_roi_projection_engagement_is_the_median_session(store):
+    tid = _tenant(store)
+    now = datetime.now(UTC).replace(microsecond=0)
+    ago = lambda d: now - timedelta(days=d)  # noqa: E731
+    visits = [  # (user, session or None, seconds, days ago)
+        ("u1", "s1", 60.0, 2), ("u1", "s1", 30.0, 2), ("u1", "s2", 20.0, 3),
+        ("u2", "s3", 40.5, 5), ("u2", None, 200.0, 6), ("u2", None, 10.0, 7),
+        ("u3", "s4", 999.0, 45),  # outside the 30-day window
+    ]  # fmt: skip
+    rows = []
+    for i, (user, session, secs, days) in enumerate(visits):
+        props = {"duration_ms": int(secs * 1000), "session_id": session}
+        ev = rd._event(tid, f"v{i}", user, "career_changer_financial_planner_viewed", ago(days),
+                       None, props)  # fmt: skip
+        rows.append({**ev, "persona": "career_changer"})
+    rows.append({**rows[3], "version": 2})  # a replayed visit counts once
+    store.insert("events", rows)
+
+    sessions: dict[tuple, float] = {}
+    for i, (user, session, secs, days) in enumerate(visits):
+        if days <= 30:
+            key = (user, session or f"visit-{i}")
+            sessions[key] = sessions.get(key, 0.0) + secs
+    scope = Scope(role="company_admin", actor_id="x", tenant_id=tid, learners=None, programs=None)
+    got = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+    kpi = got["roi_projection_engagement"]
+    assert kpi["denominator"] == len(sessions) == 5
+    assert kpi["value"] == round(statistics.median(sessions.values()), 1) == 40.5
+    assert kpi["unit"] == "seconds"
+    empty = Scope(role="company_admin", actor_id="x", tenant_id=_tenant(store), learners=None,
+                  programs=None)  # fmt: skip
+    none = {k["key"]: k for k in queries.kpis(store, empty, now=now)["kpis"]}
+    assert none["roi_projection_engagement"]["value"] is None

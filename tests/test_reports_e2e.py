@@ -83,6 +83,48 @@ def expected_week(activity: dict, tenant: str, week: date, today: date) -> dict:
     }
 
 
+def kpi_events(users: list[str]) -> tuple[list[dict], tuple[int, int], float]:
+    """Task assignments and completions (one learner in two late) and
+    financial-planner visits, with the KPIs they must give."""
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def task(u: str, eid: str, name: str, at: datetime, **props) -> dict:
+        props = {k: v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v
+                 for k, v in props.items()}  # fmt: skip
+        return example_event(name, client_event_id=eid, at=at, user_id=u, anonymous_id=f"anon-{u}",
+                             plan_id="plan-e2e", properties=props)  # fmt: skip
+
+    out, num, den = [], 0, 0
+    for i, u in enumerate(users):
+        due = now - timedelta(days=2)
+        done = due - timedelta(hours=1) if i % 2 == 0 else now - timedelta(hours=20)
+        out.append(task(u, f"{u}-assign", "roadmap_task_assigned", now - timedelta(days=3),
+                        task_id="t1", due_at=due))  # fmt: skip
+        out.append(task(u, f"{u}-done", "task_completion_logged", done, task_id="t1"))
+        num, den = num + (done <= due), den + 1
+    soon = now - timedelta(hours=2)  # due in the window, never done
+    out.append(task(users[0], f"{users[0]}-open", "roadmap_task_assigned",
+                    now - timedelta(days=3), task_id="t2", due_at=soon))  # fmt: skip
+    den += 1
+    sessions: dict[str, float] = {}
+    visits = [(users[0], "s-a", 30.0), (users[0], "s-a", 50.0), (users[1], "s-b", 20.0),
+              (users[2], None, 100.0)]  # fmt: skip
+    for k, (u, session, secs) in enumerate(visits):
+        out.append(
+            example_event(
+                "career_changer_financial_planner_viewed",
+                client_event_id=f"{u}-visit-{k}",
+                at=now - timedelta(hours=k + 1),
+                user_id=u,
+                anonymous_id=f"anon-{u}",
+                properties={"duration_ms": int(secs * 1000), "session_id": session},
+            )
+        )
+        key = session or f"visit-{k}"
+        sessions[key] = sessions.get(key, 0.0) + secs
+    return out, (num, den), round(statistics.median(sessions.values()), 1)
+
+
 def test_reports_match_ground_truth_through_the_pipeline(
     live_api_with_sink,  # noqa: F811
     settings,
@@ -166,5 +208,20 @@ def test_reports_match_ground_truth_through_the_pipeline(
         # KPIs: weekly active users = learners with an event in the last 7 days
         kpis = {k["key"]: k for k in get("/v1/reports/kpis")["kpis"]}
         assert kpis["wau"]["value"] == sum(1 for u in learners if activity[(t0, u)])
+
+        # envelope v3's events through the front door: adherence over assigned
+        # tasks and the median planner session, as the tracking plan defines them
+        events, want_adherence, want_median = kpi_events(learners[:4])
+        post_all(api, keys, [events])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            kpis = {k["key"]: k for k in get("/v1/reports/kpis")["kpis"]}
+            adherence = kpis["action_plan_adherence"]
+            got = ((adherence["numerator"], adherence["denominator"]),
+                   kpis["roi_projection_engagement"]["value"])  # fmt: skip
+            if got == (want_adherence, want_median):
+                break
+            time.sleep(1)
+        assert got == (want_adherence, want_median)
     finally:
         stop(worker)

@@ -13,7 +13,7 @@ import pytest
 
 from ops.settings import PROJECT_ROOT
 from schemas import lock
-from schemas.codec import AVRO_DIR
+from schemas.codec import AVRO_DIR, latest
 
 
 @pytest.fixture
@@ -50,13 +50,14 @@ def test_doc_only_edits_keep_the_fingerprint(avro_dir):
 
 
 def test_a_new_field_goes_through_a_new_version(avro_dir):
-    v3 = avro_dir / "event.v3.avsc"
-    shutil.copy(avro_dir / "event.v2.avsc", v3)
-    _add_field(v3, "team_id")
+    newest = latest().version
+    nxt = avro_dir / f"event.v{newest + 1}.avsc"
+    shutil.copy(avro_dir / f"event.v{newest}.avsc", nxt)
+    _add_field(nxt, "team_id")
     assert [(p.schema, "not in the lock" in p.reason) for p in lock.check(avro_dir)] == [
-        ("event.v3.avsc", True)
+        (nxt.name, True)
     ]
-    assert lock.lock(avro_dir) == ["event.v3.avsc"]
+    assert lock.lock(avro_dir) == [nxt.name]
     assert lock.check(avro_dir) == []
 
 

@@ -437,7 +437,6 @@ def learner_events(store: Store, scope: Scope, user_id: str, *, limit: int = 100
 # --- KPIs (seed 003) -----------------------------------------------------------
 IN_WINDOW = "event_timestamp >= {since:DateTime64(3)}"
 ASSESSED = f"event_name = 'assessment_completed' AND readiness_score IS NOT NULL AND {IN_WINDOW}"
-TASK = f"event_name = 'task_completion_logged' AND {IN_WINDOW}"
 
 
 def kpis(
@@ -486,7 +485,6 @@ def kpis(
                    x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
                countIf(assessed >= 2) AS ready_n,
                avgIf(last_r - first_r, assessed >= 2) AS ready_delta,
-               sum(tasks) AS task_den, sum(on_time) AS task_num,
                countIf(cur = 1) AS wau, countIf(prev = 1) AS wau_prev
         FROM (
             SELECT tenant_id, learner_id,
@@ -497,8 +495,6 @@ def kpis(
                    uniqExactIf(event_id, {ASSESSED}) AS assessed,
                    argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
                    argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r,
-                   uniqExactIf(event_id, {TASK}) AS tasks,
-                   uniqExactIf(event_id, {TASK} AND event_timestamp <= due_at) AS on_time,
                    max(event_timestamp > {{wau_since:DateTime64(3)}}) AS cur,
                    max(event_timestamp <= {{wau_since:DateTime64(3)}}
                        AND event_timestamp > {{wau_prev:DateTime64(3)}}) AS prev
@@ -525,7 +521,8 @@ def kpis(
         """,
         {**p, **fo.params},
     )[0]
-    adherence = {"num": w["task_num"], "den": w["task_den"]}
+    adherence = _adherence(store, f, p)
+    planner = _planner_time(store, f, p)
     resume = {"num": w["resume_num"], "den": w["resume_den"]}
     readiness = {"learners": w["ready_n"], "delta": w["ready_delta"]}
     wau = {"cur": w["wau"], "prev": w["wau_prev"]}
@@ -542,12 +539,17 @@ def kpis(
         _kpi("action_plan_adherence", "Action plan adherence", "student",
              ratio(int(adherence["num"]), int(adherence["den"])), "ratio",
              int(adherence["num"]), int(adherence["den"]),
-             "roadmap tasks completed by their due date / tasks completed in the window"),
+             "roadmap tasks due in the window completed by their due date / tasks due in the "
+             "window (due date from the newest roadmap_task_assigned, else from the completion)"),
         _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
              "career_changer", ratio(int(resume["num"]), int(resume["den"])), "ratio",
              int(resume["num"]), int(resume["den"]),
              "learners whose first resume upload in the window led to an accepted action "
              "plan within 14 days"),
+        _kpi("roi_projection_engagement", "ROI projection engagement", "career_changer",
+             planner["median_s"], "seconds", None, planner["sessions"],
+             "median time in the financial planner per session, over sessions with a visit "
+             "in the window"),
         _kpi("advisee_activation_30d", "Advisee activation (30 days)", "advisor",
              ratio(act_num, act_den), "ratio", act_num, act_den,
              "learners assigned to a mentor who signed in during the last 30 days"),
@@ -577,6 +579,51 @@ def kpis(
         "computed_at": _iso(datetime.now(UTC)),
         "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
     }
+
+
+def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, int]:
+    """Roadmap tasks due in the window, and those completed by their due
+    date. A task is (learner, plan, task id); its due date is the newest
+    assignment's, else the one its completion carries; a task without any
+    due date cannot be late and is not counted."""
+    row = store.query(
+        f"""
+        SELECT count() AS den, countIf(completions > 0 AND done <= due) AS num
+        FROM (
+            SELECT tenant_id, learner_id, plan_id, task_id,
+                   ifNull(argMaxIf(due_at, event_timestamp,
+                                   event_name = 'roadmap_task_assigned' AND due_at IS NOT NULL),
+                          minIf(due_at, event_name = 'task_completion_logged')) AS due,
+                   countIf(event_name = 'task_completion_logged') AS completions,
+                   minIf(event_timestamp, event_name = 'task_completion_logged') AS done
+            FROM task_progress WHERE {f.sql}
+            GROUP BY tenant_id, learner_id, plan_id, task_id
+        ) WHERE due >= {{since:DateTime64(3)}} AND due <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+    return {"num": int(row["num"]), "den": int(row["den"])}
+
+
+def _planner_time(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
+    """Median over sessions of the time spent in the financial planner (each
+    visit's duration counted once, however often it was replayed)."""
+    row = store.query(
+        f"""
+        SELECT count() AS sessions, quantileExactInclusive(0.5)(total) AS median_ms
+        FROM (
+            SELECT sum(ms) AS total FROM (
+                SELECT tenant_id, learner_id, session_id, event_id, any(duration_ms) AS ms
+                FROM planner_time
+                WHERE {f.sql} AND {IN_WINDOW} AND event_timestamp <= {{now:DateTime64(3)}}
+                GROUP BY tenant_id, learner_id, session_id, event_id
+            ) GROUP BY tenant_id, learner_id, session_id
+        )
+        """,
+        p,
+    )[0]
+    n = int(row["sessions"])
+    return {"sessions": n, "median_s": round(float(row["median_ms"]) / 1000, 1) if n else None}
 
 
 def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dict[str, Any]:

@@ -84,6 +84,8 @@ TARGETS = {
     "learner_firsts": _USER,
     "events_by_time": "tenant_id = {t:String} AND learner_id = {u:String}",
     "learner_event_firsts": "tenant_id = {t:String} AND learner_id = {u:String}",
+    "task_progress": "tenant_id = {t:String} AND learner_id = {u:String}",
+    "planner_time": "tenant_id = {t:String} AND learner_id = {u:String}",
     "optout_state": _USER,
     "notifications": _USER,
     "notification_prefs": _USER,

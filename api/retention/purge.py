@@ -29,6 +29,9 @@ AGGREGATES = {
     "program_weekly": ("week", None),
 }
 
+# Narrow copies of events the KPIs read, each event's row aged as the event.
+READ_MODEL_EVENTS = ("events_by_time", "task_progress", "planner_time")
+
 
 def _ms(dt: datetime) -> str:
     return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
@@ -131,9 +134,8 @@ def _plan_events(
         store, plan, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
     )
     # the KPIs' read model of the same events (api/reports/queries.py)
-    rep.removed["events_by_time"] = _planned(
-        store, plan, "events_by_time", f"{base} AND NOT ({held})", p
-    )
+    for table in READ_MODEL_EVENTS:
+        rep.removed[table] = _planned(store, plan, table, f"{base} AND NOT ({held})", p)
 
 
 def _plan_aggregates(

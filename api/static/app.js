@@ -25,6 +25,10 @@
     return v == null ? "–" : Number(v).toLocaleString("en-US", { notation: "compact", maximumFractionDigits: 1 });
   }
   function pct(v) { return (Math.round(v * 1000) / 10).toString() + "%"; }
+  function secs(v) {
+    const s = Math.round(v);
+    return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+  }
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, (c) =>
       ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
@@ -119,7 +123,7 @@
   function renderKpis(res) {
     $("kpis").innerHTML = `<table id="kpi-table"><tbody>` + res.kpis.map((k) => {
       const v = k.value == null ? "–" : k.unit === "ratio" ? pct(k.value) : k.unit === "points" ?
-        (k.value > 0 ? "+" : "") + k.value + " pts" : fmtInt(k.value);
+        (k.value > 0 ? "+" : "") + k.value + " pts" : k.unit === "seconds" ? secs(k.value) : fmtInt(k.value);
       const nd = k.denominator != null && k.numerator != null ? `${fmtInt(k.numerator)}/${fmtInt(k.denominator)}` : "";
       return `<tr title="${esc(k.definition)}"><td>${esc(k.label)}</td><td class="num">${esc(v)}</td>
         <td class="num muted">${nd}</td></tr>`;

@@ -313,17 +313,41 @@ def kpis(
         """,
         p,
     )[0]
+    # the same definitions as the read model, scanned from events (issue 14's KPIs)
     adherence = store.query(
         f"""
-        SELECT count() AS den,
-               countIf(event_timestamp <= parseDateTime64BestEffortOrNull(
-                   JSONExtractString(properties, 'due_at'), 3, 'UTC')) AS num
-        {ev} AND event_name = 'task_completion_logged'
-          AND event_timestamp >= {{since:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
+        SELECT count() AS den, countIf(completions > 0 AND done <= due) AS num
+        FROM (
+            SELECT ifNull(argMaxIf(d, event_timestamp,
+                                   event_name = 'roadmap_task_assigned' AND d IS NOT NULL),
+                          minIf(d, event_name = 'task_completion_logged')) AS due,
+                   countIf(event_name = 'task_completion_logged') AS completions,
+                   minIf(event_timestamp, event_name = 'task_completion_logged') AS done
+            FROM (SELECT *, parseDateTime64BestEffortOrNull(
+                      JSONExtractString(properties, 'due_at'), 3, 'UTC') AS d
+                  {ev} AND event_name IN ('roadmap_task_assigned', 'task_completion_logged'))
+            GROUP BY tenant_id, learner_id, ifNull(plan_id, ''),
+                     JSONExtractString(properties, 'task_id')
+        ) WHERE due >= {{since:DateTime64(3)}} AND due <= {{now:DateTime64(3)}}
         """,
         p,
     )[0]
+    planner = store.query(
+        f"""
+        SELECT count() AS sessions, quantileExactInclusive(0.5)(total) AS median_ms
+        FROM (
+            SELECT sum(greatest(0, JSONExtractInt(properties, 'duration_ms'))) AS total
+            {ev} AND event_name = 'career_changer_financial_planner_viewed'
+              AND event_timestamp >= {{since:DateTime64(3)}}
+              AND event_timestamp <= {{now:DateTime64(3)}}
+            GROUP BY tenant_id, learner_id,
+                     if(JSONExtractString(properties, 'session_id') = '',
+                        concat('visit:', event_id), JSONExtractString(properties, 'session_id'))
+        )
+        """,
+        p,
+    )[0]
+    sessions = int(planner["sessions"])
     resume = store.query(
         f"""
         SELECT count() AS den,
@@ -404,12 +428,18 @@ def kpis(
         _kpi("action_plan_adherence", "Action plan adherence", "student",
              ratio(int(adherence["num"]), int(adherence["den"])), "ratio",
              int(adherence["num"]), int(adherence["den"]),
-             "roadmap tasks completed by their due date / tasks completed in the window"),
+             "roadmap tasks due in the window completed by their due date / tasks due in the "
+             "window (due date from the newest roadmap_task_assigned, else from the completion)"),
         _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
              "career_changer", ratio(int(resume["num"]), int(resume["den"])), "ratio",
              int(resume["num"]), int(resume["den"]),
              "learners whose first resume upload in the window led to an accepted action "
              "plan within 14 days"),
+        _kpi("roi_projection_engagement", "ROI projection engagement", "career_changer",
+             round(float(planner["median_ms"]) / 1000, 1) if sessions else None, "seconds",
+             None, sessions,
+             "median time in the financial planner per session, over sessions with a visit "
+             "in the window"),
         _kpi("advisee_activation_30d", "Advisee activation (30 days)", "advisor",
              ratio(act_num, act_den), "ratio", act_num, act_den,
              "learners assigned to a mentor who signed in during the last 30 days"),

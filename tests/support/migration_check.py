@@ -60,7 +60,8 @@ def rows(rng: random.Random, today: date, users: int, first_version: int) -> tup
 
 KPI_EVENTS = ("session_started", "student_onboarding_completed", "resume_parsed",
               "action_plan_accepted", "assessment_completed", "task_completion_logged",
-              "lesson_completed")  # fmt: skip
+              "lesson_completed", "roadmap_task_assigned",
+              "career_changer_financial_planner_viewed")  # fmt: skip
 
 
 def events(rng: random.Random, users: int, tag: str) -> list[dict]:
@@ -74,11 +75,17 @@ def events(rng: random.Random, users: int, tag: str) -> list[dict]:
             name = rng.choice(KPI_EVENTS)
             at = now - timedelta(minutes=rng.randint(0, 60 * 24 * 60))
             props = {}
-            if name == "task_completion_logged":
-                props["due_at"] = (at + timedelta(hours=rng.randint(-48, 48))).isoformat()
+            if name in ("task_completion_logged", "roadmap_task_assigned"):
+                props["task_id"] = f"task_{rng.randint(1, 4)}"
+                if rng.random() < 0.8:
+                    props["due_at"] = (at + timedelta(hours=rng.randint(-48, 96))).isoformat()
+            if name == "career_changer_financial_planner_viewed":
+                props["duration_ms"] = rng.randint(5_000, 600_000)
+                props["session_id"] = rng.choice((None, f"s{rng.randint(1, 3)}"))
             row = reports_data._event(TENANT, f"{tag}-{user}-{k}", user, name, at,
                                       PROGRAMS[i % 3], props)  # fmt: skip
             row["persona"] = "student" if i % 4 else "career_changer"
+            row["plan_id"] = f"plan_{i % 2}"
             if name == "assessment_completed":
                 row["readiness_score"] = float(rng.randint(20, 95))
             out.append(row)
