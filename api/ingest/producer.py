@@ -12,6 +12,7 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Gauge
@@ -70,17 +71,8 @@ class AsyncProducer:
         Raises ProducerUnavailable if the local queue is full before all were
         enqueued (nothing unacknowledged is ever reported as accepted).
         """
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future] = []
-
-        def callback_for(fut: asyncio.Future):
-            def on_delivery(err, _msg) -> None:
-                loop.call_soon_threadsafe(_resolve, fut, err)
-
-            return on_delivery
-
-        for m in messages:
-            fut = loop.create_future()
+        batch = _Batch(asyncio.get_running_loop(), len(messages))
+        for i, m in enumerate(messages):
             try:
                 self._producer.produce(
                     m.topic,
@@ -88,25 +80,16 @@ class AsyncProducer:
                     m.key,
                     headers=m.headers,
                     timestamp=m.timestamp_ms,
-                    on_delivery=callback_for(fut),
+                    on_delivery=partial(batch.delivered, i),
                 )
-            except BufferError as exc:
-                fut.cancel()
+            except (BufferError, KafkaException) as exc:
                 # Wait for what was enqueued so its outcome is known, then refuse.
-                await asyncio.wait(futures, timeout=self.ack_timeout_s + 5) if futures else None
-                raise ProducerUnavailable("producer queue full") from exc
-            except KafkaException as exc:
-                fut.cancel()
-                raise ProducerUnavailable(str(exc)) from exc
-            futures.append(fut)
-        done, pending = await asyncio.wait(futures, timeout=self.ack_timeout_s + 5)
-        results: list[KafkaError | None] = []
-        for fut in futures:
-            if fut in pending:
-                results.append(KafkaError(KafkaError._MSG_TIMED_OUT))
-            else:
-                results.append(fut.result())
-        return results
+                batch.enqueued_only(i)
+                await asyncio.wait([batch.done], timeout=self.ack_timeout_s + 5)
+                reason = "producer queue full" if isinstance(exc, BufferError) else str(exc)
+                raise ProducerUnavailable(reason) from exc
+        await asyncio.wait([batch.done], timeout=self.ack_timeout_s + 5)
+        return batch.results()
 
     def close(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
@@ -114,6 +97,43 @@ class AsyncProducer:
         self._producer.flush(timeout_s)
 
 
-def _resolve(fut: asyncio.Future, err: KafkaError | None) -> None:
+class _Batch:
+    """The delivery results of one ``send_all``. Callbacks arrive on the
+    poll thread; the event loop is woken once, by the last of them, rather
+    than once per message."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, n: int) -> None:
+        self._loop = loop
+        self._results: list[KafkaError | None | object] = [_PENDING] * n
+        self._remaining = n
+        self._lock = threading.Lock()
+        self.done: asyncio.Future[None] = loop.create_future()
+        if n == 0:
+            self.done.set_result(None)
+
+    def delivered(self, i: int, err: KafkaError | None, _msg: object) -> None:
+        self._results[i] = err
+        self._count_down(1)
+
+    def enqueued_only(self, n: int) -> None:
+        """Only the first ``n`` messages reached the producer."""
+        self._count_down(len(self._results) - n)
+
+    def results(self) -> list[KafkaError | None]:
+        timed_out = KafkaError(KafkaError._MSG_TIMED_OUT)
+        return [timed_out if r is _PENDING else r for r in self._results]  # type: ignore[misc]
+
+    def _count_down(self, k: int) -> None:
+        with self._lock:
+            self._remaining -= k
+            last = self._remaining == 0
+        if last:
+            self._loop.call_soon_threadsafe(_finish, self.done)
+
+
+_PENDING = object()
+
+
+def _finish(fut: asyncio.Future[None]) -> None:
     if not fut.done():
-        fut.set_result(err)
+        fut.set_result(None)
