@@ -119,7 +119,7 @@ def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts)
     assert rows.count() == want["at_risk"]
     assert page.locator("#stale-banner").is_hidden()
     assert page.locator("#demo-banner").is_hidden()  # not a demo: no demo banner
-    assert page.locator("#kpi-table tr").count() == 8
+    assert page.locator("#kpi-table tr").count() == 9  # every KPI of seed 003 we compute
     assert value("reports_generated") == "3"  # the failed one and the 40-day-old one aside
     assert value("audit_events") == str(audit_rows(store, org.tenant_id))
     assert (
