@@ -204,10 +204,10 @@ def seed(api: Any) -> World:
     }
     markers -= {ids["user"], ids["program"], ids["cohort"]}  # fmt: skip
     return World(api.url, _profiles(api, ta, a, key_a), Victim(ids, frozenset(markers)),
-                 key_a, _bearer(_token(api, ta, "company_admin", "boss")))  # fmt: skip
+                 key_a, _bearer(_token(api, ta, "company_admin", "boss", ttl=86400)))  # fmt: skip
 
 
-def _token(api: Any, tenant: Any, role: str, user: str, ttl: int = 600) -> str:
+def _token(api: Any, tenant: Any, role: str, user: str, ttl: int) -> str:
     from api.security import issue_token
 
     return issue_token(api.ctx.secrets.token_secret, tenant_id=tenant.tenant_id,
