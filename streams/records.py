@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from schemas import dictionary
@@ -31,7 +32,9 @@ def week_of(day: int) -> int:
     return day - date.fromordinal(day).weekday()
 
 
+@lru_cache(maxsize=4096)
 def iso_day(day: int) -> str:
+    # every learner-day key, 22 of them per score: a hot path (py-spy)
     return date.fromordinal(day).isoformat()
 
 
