@@ -65,10 +65,17 @@ class EnvelopeShape:
         self.version = schema.version
         fields = {f["name"]: f for f in schema.raw["fields"]}
         self.core = [f for f in _fields(schema.raw) if f.name != "properties"]
+        self.client_core = [f for f in self.core if f.name not in SERVER_SET]
+        # what a client may send: computed once, checked for every event
+        self.known = frozenset(
+            {f.name for f in self.core} | set(dictionary.PII_FIELDS) | {"properties"}
+        )
         self.properties: dict[str, list[_Field]] = {}
+        self.property_names: dict[str, frozenset[str]] = {}
         self.record_fullname: dict[str, str] = {}
         for rec in fields["properties"]["type"]:
             self.properties[rec["name"]] = _fields(rec)
+            self.property_names[rec["name"]] = frozenset(f["name"] for f in rec["fields"])
             self.record_fullname[rec["name"]] = f"{rec['namespace']}.{rec['name']}"
 
 
@@ -164,15 +171,13 @@ def validate_event(
         return None, errors
 
     sh = shape()
-    known = {f.name for f in sh.core} | set(dictionary.PII_FIELDS) | {"properties"}
+    known = sh.known
     for key in raw:
         if key not in known and key not in SERVER_SET:
             errors.append({"field": key, "reason": "unknown field"})
 
     record: dict[str, Any] = {}
-    for f in sh.core:
-        if f.name in SERVER_SET:
-            continue
+    for f in sh.client_core:
         record[f.name] = _check_value(f, raw.get(f.name), f.name, errors)
 
     cid = record.get("client_event_id")
@@ -243,7 +248,7 @@ def validate_event(
     if not isinstance(props_raw, dict):
         errors.append({"field": "properties", "reason": "must be a JSON object"})
     else:
-        allowed = {f.name for f in prop_fields}
+        allowed = sh.property_names[spec.properties_record]
         for key in props_raw:
             if key not in allowed:
                 errors.append(
