@@ -149,7 +149,7 @@ def build(
         consumer_group=group,
         auto_offset_reset="earliest",
         state_dir=state_dir,
-        commit_interval=1.0,  # our sink writes every 0.5 s; Quix's default is 5 s
+        # Quix's own defaults: commit (and checkpoint, and sink flush) every 5 s
         loglevel="WARNING",
     )
     raw = app.topic(
