@@ -590,14 +590,13 @@ def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, int]:
         f"""
         SELECT count() AS den, countIf(completions > 0 AND done <= due) AS num
         FROM (
-            SELECT tenant_id, learner_id, plan_id, task_id,
-                   ifNull(argMaxIf(due_at, event_timestamp,
+            SELECT ifNull(argMaxIf(due_at, event_timestamp,
                                    event_name = 'roadmap_task_assigned' AND due_at IS NOT NULL),
                           minIf(due_at, event_name = 'task_completion_logged')) AS due,
                    countIf(event_name = 'task_completion_logged') AS completions,
                    minIf(event_timestamp, event_name = 'task_completion_logged') AS done
             FROM task_progress WHERE {f.sql}
-            GROUP BY tenant_id, learner_id, plan_id, task_id
+            GROUP BY task_key
         ) WHERE due >= {{since:DateTime64(3)}} AND due <= {{now:DateTime64(3)}}
         """,
         p,

@@ -14,7 +14,9 @@ CREATE TABLE IF NOT EXISTS task_progress (
     event_id         String,
     event_timestamp  DateTime64(3, 'UTC'),
     due_at           Nullable(DateTime64(3, 'UTC')),
-    retention_days   UInt16
+    retention_days   UInt16,
+    -- the task as one number: grouping by it is twice as fast as by the strings
+    task_key         UInt64 MATERIALIZED cityHash64(tenant_id, learner_id, plan_id, task_id)
 ) ENGINE = MergeTree
 PARTITION BY toYYYYMM(event_timestamp)
 ORDER BY (tenant_id, learner_id, plan_id, task_id)
