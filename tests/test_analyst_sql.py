@@ -21,7 +21,9 @@ from api import analyst
 from api.security import issue_token
 from tests.support.stack import cli
 
-DATA_TABLES = ("events", "learner_daily", "learner_scores", "learner_week", "events_by_time")
+DATA_TABLES = ("events", "learner_daily", "learner_scores", "learner_week", "events_by_time",
+               "task_progress", "planner_time")  # fmt: skip
+NO_FINAL = ("events_by_time", "task_progress", "planner_time")  # plain MergeTree
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,14 @@ def tenants(store) -> tuple[str, str]:
 
     today = datetime.now(UTC).date()
     ids = (f"ta_{uuid.uuid4().hex[:8]}", f"tb_{uuid.uuid4().hex[:8]}")
+    now = datetime.now(UTC)
     for i, tid in enumerate(ids):
         rd.insert(store, rd.build(tid, f"s{i}", today, n=4))
+        task = rd._event(tid, f"task-{tid}", "u1", "roadmap_task_assigned", now, None,
+                         {"task_id": "t1", "due_at": None})  # fmt: skip
+        visit = rd._event(tid, f"visit-{tid}", "u1", "career_changer_financial_planner_viewed",
+                          now, None, {"duration_ms": 1000, "session_id": "s"})  # fmt: skip
+        store.insert("events", [{**task, "plan_id": "p"}, visit])
     return ids
 
 
@@ -50,7 +58,7 @@ def _shape(draw, table: str) -> str:
     return draw(st.sampled_from([
         f"SELECT tenant_id AS t FROM {ref}",
         f"SELECT t FROM (SELECT tenant_id AS t FROM {ref})",
-        f"SELECT tenant_id AS t FROM {ref} {'' if table == 'events_by_time' else 'FINAL'}",
+        f"SELECT tenant_id AS t FROM {ref} {'' if table in NO_FINAL else 'FINAL'}",
         f"SELECT tenant_id AS t FROM {ref} UNION ALL SELECT tenant_id FROM {other}",
         f"WITH x AS (SELECT * FROM {ref}) SELECT tenant_id AS t FROM x",
         f"SELECT b.tenant_id AS t FROM {ref} AS a CROSS JOIN {other} AS b",

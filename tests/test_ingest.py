@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -138,6 +139,16 @@ def test_request_level_errors(live_api, unique):
     )
     r = httpx.post(url, content=b"{not json", headers=auth)
     assert r.status_code == 400 and "malformed JSON" in r.json()["detail"]
+    # a half-cut emoji (JSON.stringify escapes the lone surrogate) and a
+    # byte-order mark: the event is rejected, never its valid neighbour
+    cut = example_event("survey_response_submitted", persona="student")
+    cut["properties"]["free_text"] = "great \ud83d"
+    fine = example_event("session_started")
+    body = b"\xef\xbb\xbf" + json.dumps({"events": [cut, fine]}).encode()  # ASCII escapes
+    r = httpx.post(url, content=body, headers=auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == [fine["client_event_id"]]
+    assert [x["index"] for x in r.json()["rejected"]] == [0]
     assert httpx.post(url, json=[1, 2], headers=auth).status_code == 400
     max_events = live_api.settings.ingest_max_batch_events
     too_many = [example_event("session_started") for _ in range(max_events + 1)]
