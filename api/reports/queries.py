@@ -540,7 +540,7 @@ def kpis(
              ratio(int(adherence["num"]), int(adherence["den"])), "ratio",
              int(adherence["num"]), int(adherence["den"]),
              "roadmap tasks due in the window completed by their due date / tasks due in the "
-             "window (due date from the newest roadmap_task_assigned, else from the completion)"),
+             "window (due date from the newest dated roadmap_task_assigned, else the completion)"),
         _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
              "career_changer", ratio(int(resume["num"]), int(resume["den"])), "ratio",
              int(resume["num"]), int(resume["den"]),
@@ -584,8 +584,8 @@ def kpis(
 def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, int]:
     """Roadmap tasks due in the window, and those completed by their due
     date. A task is (learner, plan, task id); its due date is the newest
-    assignment's, else the one its completion carries; a task without any
-    due date cannot be late and is not counted."""
+    dated assignment's, else the one its completion carries; a task without
+    any due date cannot be late and is not counted."""
     row = store.query(
         f"""
         SELECT count() AS den, countIf(completions > 0 AND done <= due) AS num

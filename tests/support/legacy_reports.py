@@ -429,7 +429,7 @@ def kpis(
              ratio(int(adherence["num"]), int(adherence["den"])), "ratio",
              int(adherence["num"]), int(adherence["den"]),
              "roadmap tasks due in the window completed by their due date / tasks due in the "
-             "window (due date from the newest roadmap_task_assigned, else from the completion)"),
+             "window (due date from the newest dated roadmap_task_assigned, else the completion)"),
         _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
              "career_changer", ratio(int(resume["num"]), int(resume["den"])), "ratio",
              int(resume["num"]), int(resume["den"]),
