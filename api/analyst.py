@@ -29,11 +29,13 @@ TABLES = (
     "identity_links",
     "optout_state",
     "learner_week",
+    "learner_latest",
     "learner_firsts",
     "events_by_time",
     "learner_event_firsts",
     "task_progress",
     "planner_time",
+    "kpi_events",
     "org_links",
     "audit_events",
 )

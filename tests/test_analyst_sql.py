@@ -21,9 +21,9 @@ from api import analyst
 from api.security import issue_token
 from tests.support.stack import cli
 
-DATA_TABLES = ("events", "learner_daily", "learner_scores", "learner_week", "events_by_time",
-               "task_progress", "planner_time")  # fmt: skip
-NO_FINAL = ("events_by_time", "task_progress", "planner_time")  # plain MergeTree
+DATA_TABLES = ("events", "learner_daily", "learner_scores", "learner_week", "learner_latest",
+               "events_by_time", "task_progress", "planner_time", "kpi_events")  # fmt: skip
+NO_FINAL = ("events_by_time", "task_progress", "planner_time", "kpi_events")  # plain MergeTree
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,10 @@ def tenants(store) -> tuple[str, str]:
                          {"task_id": "t1", "due_at": None})  # fmt: skip
         visit = rd._event(tid, f"visit-{tid}", "u1", "career_changer_financial_planner_viewed",
                           now, None, {"duration_ms": 1000, "session_id": "s"})  # fmt: skip
-        store.insert("events", [{**task, "plan_id": "p"}, visit])
+        assessed = rd._event(tid, f"assessed-{tid}", "u1", "assessment_completed", now, None,
+                             {})  # fmt: skip
+        store.insert("events", [{**task, "plan_id": "p"}, visit,
+                                {**assessed, "readiness_score": 55.0}])  # fmt: skip
     return ids
 
 

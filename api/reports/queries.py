@@ -30,6 +30,20 @@ from sinks.store import Store
 from streams.score import INACTIVE_DAYS
 
 FreshFn = Callable[[str | None], datetime | None]
+# A latest score row packed in one UInt128 (sinks/migrations/0014): its fields.
+LATEST = {
+    "day": "toDate(toUInt16(bitShiftRight({c}, 112)))",
+    "score": "toUInt8(bitAnd(bitShiftRight({c}, 40), 255))",
+    "at_risk": "toUInt8(bitAnd(bitShiftRight({c}, 32), 255))",
+    "days_inactive": "toUInt16(bitAnd(bitShiftRight({c}, 16), 65535))",
+}
+
+
+def _latest(col: str) -> dict[str, str]:
+    """SQL for each field of the packed latest row in column ``col``."""
+    return {k: v.format(c=col) for k, v in LATEST.items()}
+
+
 REDACTED = "[redacted]"
 COMPONENTS = ("sign_ins", "live_sessions", "phase_advances", "submissions", "lessons_completed")
 
@@ -87,30 +101,35 @@ def engagement(
     f = scope.filter("learner_week")
     p = {"start": first.isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS}
 
-    scores = store.query(
+    # One pass per learner and week: the packed latest score row (0: none
+    # that week) and activity, then per week.
+    x = _latest("l")
+    weekly = store.query(
         f"""
-        SELECT toString(w) AS wk, count() AS learners,
-               quantileExactInclusive(0.5)(x.1) AS median_score,
-               countIf(x.2 = 1 OR x.3 + dateDiff('day', d, least(w + 6, {{today:Date}}))
-                       >= {{inactive:UInt16}}) AS at_risk
+        SELECT toString(w) AS wk, countIf(l > 0) AS learners,
+               quantileExactInclusiveIf(0.5)({x["score"]}, l > 0) AS median_score,
+               countIf(l > 0 AND ({x["at_risk"]} = 1 OR {x["days_inactive"]}
+                   + dateDiff('day', {x["day"]}, least(w + 6, {{today:Date}}))
+                   >= {{inactive:UInt16}})) AS at_risk,
+               countIf(act = 1) AS n_active
         FROM (
-            SELECT week AS w, tenant_id, user_id, max(last_day) AS d, argMaxMerge(last_risk) AS x
+            SELECT week AS w, tenant_id, user_id, max(latest) AS l, max(active) AS act
             FROM learner_week
-            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND scored = 1 AND {f.sql}
+            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
             GROUP BY w, tenant_id, user_id
         )
         GROUP BY wk ORDER BY wk
         """,
         {**p, **f.params},
     )
-    activity = store.query(
+    # Programs first, then per week: a handful of groups, not one per row.
+    programs = store.query(
         f"""
-        SELECT toString(week) AS wk,
-               uniqExactIf((tenant_id, user_id), active = 1) AS n_active,
-               uniqExactIf((tenant_id, program_id), active = 1 AND program_id != '') AS n_programs
-        FROM learner_week
-        WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
-        GROUP BY wk ORDER BY wk
+        SELECT toString(week) AS wk, count() AS n_programs FROM (
+            SELECT DISTINCT week, tenant_id, program_id FROM learner_week
+            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
+              AND active = 1 AND program_id != ''
+        ) GROUP BY wk
         """,
         {**p, **f.params},
     )
@@ -134,23 +153,24 @@ def engagement(
         """,
         {**p, **f.params},
     )
-    by_score = {r["wk"]: r for r in scores}
-    by_act = {r["wk"]: r for r in activity}
+    by_week = {r["wk"]: r for r in weekly}
+    by_prog = {r["wk"]: int(r["n_programs"]) for r in programs}
     series = []
     for w in week_list:
         wk = w.isoformat()
-        s, a = by_score.get(wk), by_act.get(wk)
+        s = by_week.get(wk)
+        scored = int(s["learners"]) if s else 0
         seen = sum(int(r["n"]) for r in firsts if r["w_active"] <= wk)
         done = sum(int(r["n"]) for r in firsts if r["w_done"] and r["w_done"] <= wk)
         series.append(
             {
                 "week": wk,
-                "median_score": float(s["median_score"]) if s else None,
+                "median_score": float(s["median_score"]) if scored else None,
                 "target": target,
-                "learners_scored": int(s["learners"]) if s else 0,
+                "learners_scored": scored,
                 "at_risk": int(s["at_risk"]) if s else 0,
-                "active_learners": int(a["n_active"]) if a else 0,
-                "programs_tracked": int(a["n_programs"]) if a else 0,
+                "active_learners": int(s["n_active"]) if s else 0,
+                "programs_tracked": by_prog.get(wk, 0),
                 "completion_rate": round(done / seen, 4) if seen else None,
             }
         )
@@ -201,10 +221,10 @@ def learners(
     """Learners with a score in the last ``days`` days: latest score, its
     components, days inactive and the at-risk flag as of today."""
     today = today or datetime.now(UTC).date()
-    f = scope.filter("learner_week")
+    f = scope.filter("learner_latest")
     p = _learner_params(f, today, days, at_risk)
     rows = store.query(
-        f"""SELECT * EXCEPT (x, d), count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
+        f"""SELECT *, count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
         ORDER BY {SORTS[sort]} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
         {**p, "limit": page_size, "offset": (page - 1) * page_size},
     )
@@ -213,6 +233,14 @@ def learners(
     else:  # past the last page: still say how many there are
         counted = store.query(f"SELECT count() AS n FROM ({_learners_sql(f, at_risk)})", p)
         total = int(counted[0]["n"])
+    # The page's components only: a state merged per shown learner, not per
+    # learner in scope.
+    comps = store.query(
+        _components_sql(f, "tenant_id IN {kt:Array(String)} AND user_id IN {ku:Array(String)}"),
+        {**p, "kt": sorted({r["t"] for r in rows}), "ku": [r["u"] for r in rows]},
+    ) if rows else []  # fmt: skip
+    by_key = {(c["t"], c["u"]): c for c in comps}
+    rows = [{**r, **by_key[(r["t"], r["u"])]} for r in rows]
     items = [_learner_item(r) for r in rows]
     return {
         "scope": describe(scope),
@@ -237,22 +265,45 @@ KEY_RANGE = (
 
 
 def _learners_sql(f: Filter, at_risk: bool | None) -> str:
-    """The learner list's one query (screen and export): per learner in scope
-    scored within the window, the latest score row from the weekly read
-    model, days inactive and the at-risk flag as of ``today``. Weeks cover
-    the window; ``d > since`` drops learners whose latest row is older."""
+    """The learner list's ranking (screen and export): per learner in scope
+    whose latest score row falls within the window (``d > since``), that
+    row's score, days inactive and at-risk flag as of ``today``, from the
+    packed latest row (no state to merge)."""
     want = "" if at_risk is None else "AND risk = {want_risk:UInt8}"
-    comps = ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=4))
+    x = _latest("l")
     return f"""
-        SELECT tenant_id AS t, user_id AS u, max(last_day) AS d, toString(d) AS scored_on,
-               argMaxMerge(last) AS x, nullIf(x.9, '') AS prog, nullIf(x.10, '') AS coh,
-               x.1 AS sc, x.3 + dateDiff('day', d, {{today:Date}}) AS di,
-               toUInt8(x.2 = 1 OR di >= {{inactive:UInt16}}) AS risk, {comps}
-        FROM learner_week
-        WHERE week >= toMonday({{since:Date}} + 1) AND week <= {{today:Date}} AND scored = 1
-          AND {f.sql} AND {KEY_RANGE}
+        SELECT tenant_id AS t, user_id AS u, max(latest) AS l, {x["day"]} AS d,
+               toString(d) AS scored_on, {x["score"]} AS sc,
+               {x["days_inactive"]} + dateDiff('day', d, {{today:Date}}) AS di,
+               toUInt8({x["at_risk"]} = 1 OR di >= {{inactive:UInt16}}) AS risk
+        FROM learner_latest
+        WHERE {f.sql} AND {KEY_RANGE}
         GROUP BY tenant_id, user_id
         HAVING d > {{since:Date}} {want}
+    """
+
+
+def _components_sql(f: Filter, keys: str) -> str:
+    """The latest row's components, program and cohort per learner in scope
+    matching ``keys`` (SQL) and the key range."""
+    comps = ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=1))
+    return f"""
+        SELECT tenant_id AS t, user_id AS u, argMaxMerge(last) AS x,
+               nullIf(x.6, '') AS prog, nullIf(x.7, '') AS coh, {comps}
+        FROM learner_latest
+        WHERE {f.sql} AND {KEY_RANGE} AND {keys}
+        GROUP BY tenant_id, user_id
+    """
+
+
+def _learner_rows_sql(f: Filter, at_risk: bool | None) -> str:
+    """Every learner of the ranking with their components, in (tenant, user)
+    order: the exports' one query."""
+    return f"""
+        SELECT r.t AS t, r.u AS u, scored_on, sc, di, risk, c.* EXCEPT (t, u, x)
+        FROM ({_learners_sql(f, at_risk)}) AS r
+        INNER JOIN ({_components_sql(f, "1")}) AS c ON r.t = c.t AND r.u = c.u
+        ORDER BY t, u
     """
 
 
@@ -296,11 +347,10 @@ def learners_in_order(
 ) -> Iterator[dict[str, Any]]:
     """The learner list's items in (tenant, user) order, one key range at a
     time (a PDF's table)."""
-    f = scope.filter("learner_week")
+    f = scope.filter("learner_latest")
     p = _learner_params(f, datetime.now(UTC).date(), days, at_risk)
     for params in learner_ranges(store, scope, p, chunk):
-        sql = f"SELECT * EXCEPT (x, d) FROM ({_learners_sql(f, at_risk)}) ORDER BY t, u"
-        yield from (_learner_item(r) for r in store.query(sql, params))
+        yield from (_learner_item(r) for r in store.query(_learner_rows_sql(f, at_risk), params))
 
 
 def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
@@ -335,14 +385,13 @@ def learners_csv(
     spreadsheet formula (a quote is put in front, as csv_writer does) and
     carries no line break, so every line is one row."""
     today = today or datetime.now(UTC).date()
-    f = scope.filter("learner_week")
+    f = scope.filter("learner_latest")
     names = {"t": "tenant_id", "u": "user_id", "prog": "program_id", "coh": "cohort_id"}
     texts = ", ".join(f"{_cell(col)} AS {name}" for col, name in names.items())
     comps = ", ".join(f"c_{c} AS {c}" for c in COMPONENTS)
     sql = f"""
         SELECT {texts}, scored_on, sc AS score, risk AS at_risk, di AS days_inactive, {comps}
-        FROM ({_learners_sql(f, at_risk)})
-        ORDER BY t, u
+        FROM ({_learner_rows_sql(f, at_risk)})
         SETTINGS format_csv_null_representation = '',
                  max_bytes_before_external_group_by = {EXPORT_SPILL_BYTES},
                  max_bytes_before_external_sort = {EXPORT_SPILL_BYTES}
@@ -436,6 +485,10 @@ def learner_events(store: Store, scope: Scope, user_id: str, *, limit: int = 100
 
 # --- KPIs (seed 003) -----------------------------------------------------------
 IN_WINDOW = "event_timestamp >= {since:DateTime64(3)}"
+MENTEES = (
+    "SELECT DISTINCT tenant_id, object_id FROM org_links FINAL"
+    " WHERE relation = 'mentor' AND deleted = 0 AND {fo}"
+)
 ASSESSED = f"event_name = 'assessment_completed' AND readiness_score IS NOT NULL AND {IN_WINDOW}"
 
 
@@ -470,41 +523,53 @@ def kpis(
         FROM (
             SELECT tenant_id, learner_id, min(first_seen) AS fs, argMinMerge(persona) AS who,
                    minIfMerge(onboarded) AS ob
-            FROM learner_event_firsts WHERE {f.sql}
+            FROM learner_event_firsts
+            WHERE {f.sql} AND learner_id IN (
+                SELECT learner_id FROM learner_event_firsts
+                WHERE {f.sql} AND first_seen >= {{since:DateTime64(3)}}
+                  AND first_seen <= {{now:DateTime64(3)}})
             GROUP BY tenant_id, learner_id
         ) WHERE fs >= {{since:DateTime64(3)}} AND fs <= {{now:DateTime64(3)}} AND who = 'student'
         """,
         p,
     )[0]
-    # One pass over the window's events, per learner, for the windowed KPIs.
-    # Counts are of distinct event ids (the table may briefly hold a replay).
+    # One pass over the window's KPI events, per learner. Counts are of
+    # distinct event ids (the table may briefly hold a replay).
     w = store.query(
         f"""
         SELECT countIf(resumes > 0) AS resume_den,
                countIf(resumes > 0 AND arrayExists(
                    x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
                countIf(assessed >= 2) AS ready_n,
-               avgIf(last_r - first_r, assessed >= 2) AS ready_delta,
-               countIf(cur = 1) AS wau, countIf(prev = 1) AS wau_prev
+               avgIf(last_r - first_r, assessed >= 2) AS ready_delta
         FROM (
             SELECT tenant_id, learner_id,
-                   countIf(event_name = 'resume_parsed' AND {IN_WINDOW}) AS resumes,
-                   minIf(event_timestamp, event_name = 'resume_parsed' AND {IN_WINDOW}) AS resume,
-                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted'
-                                AND {IN_WINDOW}) AS plans,
+                   countIf(event_name = 'resume_parsed') AS resumes,
+                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
+                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans,
                    uniqExactIf(event_id, {ASSESSED}) AS assessed,
                    argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
-                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r,
-                   max(event_timestamp > {{wau_since:DateTime64(3)}}) AS cur,
-                   max(event_timestamp <= {{wau_since:DateTime64(3)}}
-                       AND event_timestamp > {{wau_prev:DateTime64(3)}}) AS prev
-            FROM events_by_time
-            WHERE {f.sql} AND event_timestamp >= {{lo:DateTime64(3)}}
-              AND event_timestamp <= {{now:DateTime64(3)}}
+                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r
+            FROM kpi_events
+            WHERE {f.sql} AND learner_id != ''
+              AND event_name IN ('resume_parsed', 'action_plan_accepted', 'assessment_completed')
+              AND {IN_WINDOW} AND event_timestamp <= {{now:DateTime64(3)}}
             GROUP BY tenant_id, learner_id
         )
         """,
-        {**p, "lo": min(p["since"], p["wau_prev"], p["act_since"])},
+        p,
+    )[0]
+    wau = store.query(
+        f"""
+        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
+                   AS cur,
+               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
+                   AS prev
+        FROM events_by_time
+        WHERE {f.sql} AND event_timestamp > {{wau_prev:DateTime64(3)}}
+          AND event_timestamp <= {{now:DateTime64(3)}}
+        """,
+        p,
     )[0]
     # Advisee activation: learners assigned to a mentor (inside the scope) who
     # signed in during the last 30 days.
@@ -515,9 +580,9 @@ def kpis(
                    SELECT tenant_id, learner_id FROM events_by_time
                    WHERE {f.sql} AND event_name = 'session_started'
                      AND event_timestamp > {{act_since:DateTime64(3)}}
-                     AND event_timestamp <= {{now:DateTime64(3)}})) AS num
-        FROM (SELECT DISTINCT tenant_id, object_id FROM org_links FINAL
-              WHERE relation = 'mentor' AND deleted = 0 AND {fo.sql})
+                     AND event_timestamp <= {{now:DateTime64(3)}}
+                     AND (tenant_id, learner_id) IN ({MENTEES.format(fo=fo.sql)}))) AS num
+        FROM ({MENTEES.format(fo=fo.sql)})
         """,
         {**p, **fo.params},
     )[0]
@@ -525,7 +590,6 @@ def kpis(
     planner = _planner_time(store, f, p)
     resume = {"num": w["resume_num"], "den": w["resume_den"]}
     readiness = {"learners": w["ready_n"], "delta": w["ready_delta"]}
-    wau = {"cur": w["wau"], "prev": w["wau_prev"]}
     act_num, act_den = int(act["num"]), int(act["den"])
 
     def ratio(num: int, den: int) -> float | None:
@@ -595,7 +659,13 @@ def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, int]:
                           minIf(due_at, event_name = 'task_completion_logged')) AS due,
                    countIf(event_name = 'task_completion_logged') AS completions,
                    minIf(event_timestamp, event_name = 'task_completion_logged') AS done
-            FROM task_progress WHERE {f.sql}
+            FROM task_progress
+            WHERE {f.sql} AND task_key IN (
+                -- a task's due date is one of its rows': only tasks with one in
+                -- the window can be due in it
+                SELECT task_key FROM task_progress
+                WHERE {f.sql} AND due_at >= {{since:DateTime64(3)}}
+                  AND due_at <= {{now:DateTime64(3)}})
             GROUP BY task_key
         ) WHERE due >= {{since:DateTime64(3)}} AND due <= {{now:DateTime64(3)}}
         """,
@@ -643,8 +713,8 @@ def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dic
                    argMinIf(readiness_score, event_timestamp, NOT cur) AS first_prev,
                    argMaxIf(readiness_score, event_timestamp, NOT cur) AS last_prev
             FROM (SELECT *, event_timestamp >= toDateTime64({{start:Date}}, 3) AS cur
-                  FROM events_by_time
-                  WHERE {f.sql} AND event_name = 'assessment_completed'
+                  FROM kpi_events
+                  WHERE {f.sql} AND event_name = 'assessment_completed' AND learner_id != ''
                     AND readiness_score IS NOT NULL
                     AND event_timestamp >= toDateTime64({{prev:Date}}, 3)
                     AND event_timestamp <= {{now:DateTime64(3)}})
@@ -673,10 +743,9 @@ def _interventions(store: Store, scope: Scope, since: datetime, now: datetime) -
     row = store.query(
         f"""
         WITH
-          iv AS (SELECT DISTINCT tenant_id, assumeNotNull(cohort_id) AS cohort,
-                        event_timestamp AS at
-                 FROM events
-                 WHERE event_name = 'cohort_assessment_assigned' AND cohort_id IS NOT NULL
+          iv AS (SELECT DISTINCT tenant_id, cohort_id AS cohort, event_timestamp AS at
+                 FROM kpi_events
+                 WHERE event_name = 'cohort_assessment_assigned' AND cohort_id != ''
                    AND ({{t:String}} = '' OR tenant_id = {{t:String}})
                    AND event_timestamp >= {{since:DateTime64(3)}}
                    AND event_timestamp <= {{now:DateTime64(3)}}),
@@ -684,8 +753,9 @@ def _interventions(store: Store, scope: Scope, since: datetime, now: datetime) -
                       WHERE {f.sql} AND cohort_id != ''),
           scores AS (SELECT tenant_id, learner_id AS user_id,
                             groupArray((event_timestamp, assumeNotNull(readiness_score))) AS hist
-                     FROM events_by_time
-                     WHERE event_name = 'assessment_completed' AND readiness_score IS NOT NULL
+                     FROM kpi_events
+                     WHERE event_name = 'assessment_completed' AND learner_id != ''
+                       AND readiness_score IS NOT NULL
                        AND event_timestamp <= {{now:DateTime64(3)}}
                        AND ({{t:String}} = '' OR tenant_id = {{t:String}})
                      GROUP BY tenant_id, user_id)

@@ -27,7 +27,13 @@ from api.security import Principal
 
 ADMIN_ROLES = ("platform_admin", "company_admin")
 # tables whose rows carry the learner's program and cohort
-READ_TABLES = ("learner_daily", "learner_scores", "learner_week", "learner_firsts")
+READ_TABLES = (
+    "learner_daily",
+    "learner_scores",
+    "learner_week",
+    "learner_firsts",
+    "learner_latest",
+)
 
 
 class ScopeDenied(PermissionError):

@@ -26,11 +26,12 @@ AGGREGATES = {
     "learner_daily": ("day", "user_id"),
     "learner_scores": ("day", "user_id"),
     "learner_week": ("week", "user_id"),
+    "learner_latest": ("last_day", "user_id"),
     "program_weekly": ("week", None),
 }
 
 # Narrow copies of events the KPIs read, each event's row aged as the event.
-READ_MODEL_EVENTS = ("events_by_time", "task_progress", "planner_time")
+READ_MODEL_EVENTS = ("events_by_time", "task_progress", "planner_time", "kpi_events")
 
 
 def _ms(dt: datetime) -> str:
