@@ -145,7 +145,7 @@ def _child(kind: str, tmp: Path, pdf_rows: int, out) -> None:
         import api.notify.fanout  # noqa: F401
 
         store = open_store(None, tmp / "ch")
-        store.query("SELECT count() FROM learner_week")  # warm, as a serving API is
+        store.query("SELECT count() FROM learner_latest")  # warm, as a serving API is
         objects = LocalObjectStore(tmp / "exports", "bench-secret")
         if kind == "baseline":
             got = measured(lambda: python_csv(store, tmp / "baseline.csv"))

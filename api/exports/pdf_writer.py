@@ -75,14 +75,19 @@ class RowBlock(Flowable):
         c.setLineWidth(0.5)
         c.line(0, top - ROW_H, self.width, top - ROW_H)
         c.setFillColor(colors.black)
+        # one text object for the block: drawString would open one per cell,
+        # most of a 10k-row PDF's time
+        text = c.beginText()
         for i, (font, cells) in enumerate(
             [("Helvetica-Bold", self.head)] + [("Helvetica", r) for r in self.rows]
         ):
-            c.setFont(font, 7)
+            text.setFont(font, 7)
             y, x = top - ROW_H * (i + 1) + 2.5, 2.0
             for cell, w in zip(cells, self.widths, strict=True):
-                c.drawString(x, y, _clip(cell, w - 4))
+                text.setTextOrigin(x, y)
+                text.textOut(_clip(cell, w - 4))
                 x += w
+        c.drawText(text)
 
 
 def _clip(text: str, width: float) -> str:

@@ -264,18 +264,21 @@ KEY_RANGE = (
 )
 
 
-def _learners_sql(f: Filter, at_risk: bool | None) -> str:
-    """The learner list's ranking (screen and export): per learner in scope
+def _learners_sql(f: Filter, at_risk: bool | None, *, components: bool = False) -> str:
+    """The learner list's one query (screen and files): per learner in scope
     whose latest score row falls within the window (``d > since``), that
     row's score, days inactive and at-risk flag as of ``today``, from the
-    packed latest row (no state to merge)."""
+    packed latest row (no state to merge). Files ask for the ``components``
+    in the same pass; the screen merges them for its page only
+    (``_components_sql``)."""
     want = "" if at_risk is None else "AND risk = {want_risk:UInt8}"
     x = _latest("l")
+    more = f", {_COMPONENTS}" if components else ""
     return f"""
         SELECT tenant_id AS t, user_id AS u, max(latest) AS l, {x["day"]} AS d,
                toString(d) AS scored_on, {x["score"]} AS sc,
                {x["days_inactive"]} + dateDiff('day', d, {{today:Date}}) AS di,
-               toUInt8({x["at_risk"]} = 1 OR di >= {{inactive:UInt16}}) AS risk
+               toUInt8({x["at_risk"]} = 1 OR di >= {{inactive:UInt16}}) AS risk {more}
         FROM learner_latest
         WHERE {f.sql} AND {KEY_RANGE}
         GROUP BY tenant_id, user_id
@@ -283,27 +286,18 @@ def _learners_sql(f: Filter, at_risk: bool | None) -> str:
     """
 
 
+# The latest row's components, program and cohort, from its argMax state.
+_COMPONENTS = "argMaxMerge(last) AS x, nullIf(x.6, '') AS prog, nullIf(x.7, '') AS coh, " + (
+    ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=1))
+)
+
+
 def _components_sql(f: Filter, keys: str) -> str:
-    """The latest row's components, program and cohort per learner in scope
-    matching ``keys`` (SQL) and the key range."""
-    comps = ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=1))
+    """``_COMPONENTS`` per learner in scope matching ``keys`` (SQL)."""
     return f"""
-        SELECT tenant_id AS t, user_id AS u, argMaxMerge(last) AS x,
-               nullIf(x.6, '') AS prog, nullIf(x.7, '') AS coh, {comps}
-        FROM learner_latest
-        WHERE {f.sql} AND {KEY_RANGE} AND {keys}
+        SELECT tenant_id AS t, user_id AS u, {_COMPONENTS}
+        FROM learner_latest WHERE {f.sql} AND {keys}
         GROUP BY tenant_id, user_id
-    """
-
-
-def _learner_rows_sql(f: Filter, at_risk: bool | None) -> str:
-    """Every learner of the ranking with their components, in (tenant, user)
-    order: the exports' one query."""
-    return f"""
-        SELECT r.t AS t, r.u AS u, scored_on, sc, di, risk, c.* EXCEPT (t, u, x)
-        FROM ({_learners_sql(f, at_risk)}) AS r
-        INNER JOIN ({_components_sql(f, "1")}) AS c ON r.t = c.t AND r.u = c.u
-        ORDER BY t, u
     """
 
 
@@ -350,7 +344,8 @@ def learners_in_order(
     f = scope.filter("learner_latest")
     p = _learner_params(f, datetime.now(UTC).date(), days, at_risk)
     for params in learner_ranges(store, scope, p, chunk):
-        yield from (_learner_item(r) for r in store.query(_learner_rows_sql(f, at_risk), params))
+        sql = f"SELECT * FROM ({_learners_sql(f, at_risk, components=True)}) ORDER BY t, u"
+        yield from (_learner_item(r) for r in store.query(sql, params))
 
 
 def _learner_item(r: dict[str, Any]) -> dict[str, Any]:
@@ -391,7 +386,8 @@ def learners_csv(
     comps = ", ".join(f"c_{c} AS {c}" for c in COMPONENTS)
     sql = f"""
         SELECT {texts}, scored_on, sc AS score, risk AS at_risk, di AS days_inactive, {comps}
-        FROM ({_learner_rows_sql(f, at_risk)})
+        FROM ({_learners_sql(f, at_risk, components=True)})
+        ORDER BY t, u
         SETTINGS format_csv_null_representation = '',
                  max_bytes_before_external_group_by = {EXPORT_SPILL_BYTES},
                  max_bytes_before_external_sort = {EXPORT_SPILL_BYTES}
