@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from confluent_kafka import Consumer, TopicPartition
 
+from api.retention import erasure
 from api.security import issue_token
 from ops.settings import PROJECT_ROOT
 from schemas.examples import example_event
@@ -143,6 +144,9 @@ def test_an_erased_learner_is_gone_from_the_stream_and_starts_from_zero(
             assert _rows(api, where, tenant, gone) == 0, f"{table}.{col} still holds them"
         assert _rows(api, "events WHERE tenant_id = {t:String} AND anonymous_id = {u:String}",
                      tenant, anon) == 0  # fmt: skip
+        for table, where in erasure.TARGETS.items():  # the read model's tables too
+            if table != "events":  # its condition reads identity_links, erased above
+                assert _rows(api, f"{table} WHERE {where}", tenant, gone) == 0, table
         assert _learner_events(api, tenant, kept) == 9
 
         # Kafka, read from the start: every key about them ends in a tombstone
