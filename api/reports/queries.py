@@ -240,7 +240,8 @@ def learners(
         {**p, "kt": sorted({r["t"] for r in rows}), "ku": [r["u"] for r in rows]},
     ) if rows else []  # fmt: skip
     by_key = {(c["t"], c["u"]): c for c in comps}
-    rows = [{**r, **by_key[(r["t"], r["u"])]} for r in rows]
+    # a learner erased between the two queries drops out of the page
+    rows = [{**r, **by_key[k]} for r in rows if (k := (r["t"], r["u"])) in by_key]
     items = [_learner_item(r) for r in rows]
     return {
         "scope": describe(scope),
