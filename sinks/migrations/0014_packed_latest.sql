@@ -8,8 +8,10 @@
 -- api/reports/queries.py:LATEST reads the fields back.
 
 -- learner_week keeps only what the chart needs: activity and the packed
--- latest row of the week. The view is recreated with its new SELECT; the
--- migration runs before the sink starts, so no insert falls between.
+-- latest row of the week. The view is recreated with its new SELECT; rows a
+-- sink inserts while it is gone are read again by the back-fill below,
+-- which runs after it. API replicas of the release before read the dropped
+-- columns: upgrade them together (docs/reports.md).
 DROP VIEW IF EXISTS learner_week_scores_mv;
 
 ALTER TABLE learner_week ADD COLUMN IF NOT EXISTS latest SimpleAggregateFunction(max, UInt128);

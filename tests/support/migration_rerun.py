@@ -26,6 +26,7 @@ def main(path: str) -> list[int]:
         if version == 7:  # the sink's tables exist: give the back-fills rows
             rng = random.Random(1)
             migration_check.insert(store, migration_check.rows(rng, datetime.now(UTC).date(), 5, 1))
+            store.insert("events", migration_check.events(rng, 5, "a"))
         for stmt in statements(file.read_text()):
             store.command(stmt)
         rerun.append(version)
