@@ -6,12 +6,18 @@ our raw topic and writing our ClickHouse ``learner_daily`` table:
   raw (Avro, key tenant:learner-or-visitor)
     → decode (our codec: both sides pay the same decode)
     → dedupe by (tenant, client_event_id)      stateful filter, RocksDB
-    → group_by visitor                          repartition topic
-    → identity: anonymous events wait until     stateful, RocksDB
-      the visitor signs in, then count for the user
-    → to_topic attributed, keyed by learner     (one group_by per dataframe)
+    ├─ identified events: already keyed by learner, straight to the window
+    └─ anonymous events, and the first link per (learner, visitor)
+         → group_by visitor                     the one repartition
+         → identity: anonymous events wait until the visitor signs in,
+           then count for the user              stateful, RocksDB
+         → to_topic attributed, keyed by learner (one group_by per dataframe)
+    → concat (both keyed by learner, copartitioned: murmur2 like our producers)
     → event time → tumbling 1-day window, 7 days grace, reduce to the counts
     → .current() → BatchingSink → ClickHouse (newest row per key per batch)
+
+Only what needs another key is re-partitioned, as Quix's docs advise and
+as our worker does: identified events never leave their partition.
 
 It runs in its own process with its own embedded ClickHouse data path
 (chdb serves one process per path) and reports when the table holds every
@@ -73,16 +79,33 @@ def first_seen(rec: dict, state: State) -> bool:
     return True
 
 
+def identified(rec: dict) -> bool:
+    return bool(rec.get("user_id"))
+
+
+def to_visitor(rec: dict, state: State) -> bool:
+    """Anonymous events, and an identified event the first time it names
+    its visitor (the link), go to the visitor's partition; state keyed by
+    the learner remembers which visitors it already linked."""
+    if not rec.get("user_id"):
+        return True
+    anon = rec.get("anonymous_id")
+    if not anon or state.get(f"linked|{anon}") is not None:
+        return False
+    state.set(f"linked|{anon}", 1)
+    return True
+
+
 def attribute(rec: dict, state: State) -> list[dict]:
-    """Per visitor: identified events link it; anonymous events before the
-    link wait in state and are released with the learner set."""
+    """Per visitor: a link sets the learner and releases the anonymous
+    events that waited (the link itself was counted on its own partition);
+    anonymous events after it count for the learner at once."""
     user = rec.get("user_id")
     if user:
-        rec["learner_id"] = user
-        out = [rec]
+        out = []
         if state.get("user") != user:
             state.set("user", user)
-            out += [{**p, "learner_id": user} for p in state.get("pending", [])]
+            out = [{**p, "learner_id": user} for p in state.get("pending", [])]
             state.delete("pending")
         return out
     linked = state.get("user")
@@ -149,29 +172,32 @@ def build(
         consumer_group=group,
         auto_offset_reset="earliest",
         state_dir=state_dir,
-        # Quix's own defaults: commit (and checkpoint, and sink flush) every 5 s
+        # Quix's own defaults: commit (and checkpoint, and sink flush) every 5 s.
+        # Java's partitioner, as the producers of the raw topic use: the
+        # attributed topic stays copartitioned with it.
+        producer_extra_config={"partitioner": "murmur2_random"},
         loglevel="WARNING",
     )
-    raw = app.topic(
-        topic,
-        value_deserializer=AvroDeserializer(),
-        timestamp_extractor=lambda value, headers, ts, ts_type: value["event_timestamp"],
-    )
-    # One group_by per dataframe: the learner re-key goes through a topic.
+    event_time = lambda value, headers, ts, ts_type: value["event_timestamp"]  # noqa: E731
+    raw = app.topic(topic, value_deserializer=AvroDeserializer(), timestamp_extractor=event_time)
     attributed = app.topic(
         f"{topic}-quix-attributed",
-        key_serializer="str",
-        key_deserializer="str",
+        # bytes, like the raw topic's keys: a learner's window state is one
+        # prefix whichever topic its events come from
+        key_serializer="bytes",
+        key_deserializer="bytes",
         config=TopicConfig(num_partitions=partitions, replication_factor=1),
-        timestamp_extractor=lambda value, headers, ts, ts_type: value["event_timestamp"],
+        timestamp_extractor=event_time,
     )
-    sdf = app.dataframe(raw)
-    sdf = sdf.filter(first_seen, stateful=True)
-    sdf = sdf.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
-    sdf = sdf.apply(attribute, stateful=True, expand=True)
-    sdf.to_topic(attributed, key=lambda r: f"{r['tenant_id']}:{r['learner_id']}")
+    sdf = app.dataframe(raw).filter(first_seen, stateful=True)
+    known = sdf[sdf.apply(identified)]
+    known = known.apply(lambda r: {**r, "learner_id": r["user_id"]})
+    visitors = sdf[sdf.apply(to_visitor, stateful=True)]
+    visitors = visitors.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
+    visitors = visitors.apply(attribute, stateful=True, expand=True)
+    visitors.to_topic(attributed, key=lambda r: f"{r['tenant_id']}:{r['learner_id']}".encode())
 
-    sdf = app.dataframe(attributed)
+    sdf = known.concat(app.dataframe(attributed))
     sdf = (
         sdf.tumbling_window(timedelta(days=1), grace_ms=timedelta(days=7), name="learner_day")
         .reduce(reducer=_counts, initializer=initializer)
