@@ -14,9 +14,10 @@ run:
 p50/p95 over the scale's runs each, after two warm-up runs, for each report
 (engagement, learner list, KPIs) and viewer (company admin, program owner,
 manager of 20): the report's function called directly, so no result cache;
-ratios report / baseline. Then the sink's side: the write time of sink-like
-rounds every 500 ms alone, and while 20 dashboards poll the three reports
-every 5 s, through the report
+ratios report / baseline. The same reports for a tenant without rows show
+the engine's fixed cost per report (parsing, analysis, planning). Then the
+sink's side: the write time of sink-like rounds every 500 ms alone, and
+while 20 dashboards poll the three reports every 5 s, through the report
 cache (api/reports/cache.py, keyed by round) and without it. Sizes per
 scale: 1M (medium), 1M and 10M (full); 10k learners per 1M events, 52
 weeks of history.
@@ -230,6 +231,17 @@ def measure(store, scale: Scale, size: int, result: Result) -> None:
                 result.rows.append(Row(f"{name} {q}, {role}, {label}", m[f"{q}_ms"],
                                        raw[f"{q}_ms"], "ms", "lower",
                                        "direct scan of raw events"))  # fmt: skip
+    # The same reports for a tenant with no rows in this store: what the
+    # engine costs before it reads a row (parsing, analysis, planning, index
+    # analysis over the parts), against the loaded tenant's.
+    empty = {f"{name}/{role}": timed(fn, runs)
+             for role, scope in scopes(f"none{size}").items()
+             for name, fn in reports(store, scope).items()}  # fmt: skip
+    for key, m in empty.items():
+        name, role = key.split("/")
+        result.rows.append(Row(f"{name} p50, {role}, a tenant with no rows, {label}",
+                               m["p50_ms"], timings[key]["p50_ms"], "ms", "lower",
+                               "the same report, the loaded tenant"))  # fmt: skip
     seconds = 10 if scale.name == "small" else 30
     alone = sink_rounds(store, tenant, seconds, 0, cached=True)
     polled = {c: sink_rounds(store, tenant, seconds, 20, cached=c) for c in (True, False)}
@@ -245,6 +257,7 @@ def measure(store, scale: Scale, size: int, result: Result) -> None:
         "weeks_of_history": 52,
         "load_s": round(load_s, 1),
         "reports": timings,
+        "reports_tenant_without_rows": empty,
         "baseline_raw_events_scan": raw,
         "sink_alone": alone,
         "sink_polled_cached": polled[True],
