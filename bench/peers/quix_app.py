@@ -12,7 +12,8 @@ our raw topic and writing our ClickHouse ``learner_daily`` table:
          → identity: anonymous events wait until the visitor signs in,
            then count for the user              stateful, RocksDB
          → to_topic attributed, keyed by learner (one group_by per dataframe)
-    → concat (both keyed by learner, copartitioned: murmur2 like our producers)
+    → concat (both keyed by learner; copartitioned: Quix's producer hashes
+      keys with murmur2 like ours, and both topics have the same partition count)
     → event time → tumbling 1-day window, 7 days grace, reduce to the counts
     → .current() → BatchingSink → ClickHouse (newest row per key per batch)
 
@@ -86,7 +87,9 @@ def identified(rec: dict) -> bool:
 def to_visitor(rec: dict, state: State) -> bool:
     """Anonymous events, and an identified event the first time it names
     its visitor (the link), go to the visitor's partition; state keyed by
-    the learner remembers which visitors it already linked."""
+    the learner remembers which visitors it already linked (as the worker's
+    sent-links table does: a visitor re-linked to a learner it had before
+    is not sent again)."""
     if not rec.get("user_id"):
         return True
     anon = rec.get("anonymous_id")
@@ -172,10 +175,7 @@ def build(
         consumer_group=group,
         auto_offset_reset="earliest",
         state_dir=state_dir,
-        # Quix's own defaults: commit (and checkpoint, and sink flush) every 5 s.
-        # Java's partitioner, as the producers of the raw topic use: the
-        # attributed topic stays copartitioned with it.
-        producer_extra_config={"partitioner": "murmur2_random"},
+        # Quix's own defaults: commit (and checkpoint, and sink flush) every 5 s
         loglevel="WARNING",
     )
     event_time = lambda value, headers, ts, ts_type: value["event_timestamp"]  # noqa: E731
@@ -190,8 +190,7 @@ def build(
         timestamp_extractor=event_time,
     )
     sdf = app.dataframe(raw).filter(first_seen, stateful=True)
-    known = sdf[sdf.apply(identified)]
-    known = known.apply(lambda r: {**r, "learner_id": r["user_id"]})
+    known = sdf[sdf.apply(identified)]  # normalise set learner_id = user_id
     visitors = sdf[sdf.apply(to_visitor, stateful=True)]
     visitors = visitors.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
     visitors = visitors.apply(attribute, stateful=True, expand=True)
