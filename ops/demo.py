@@ -543,7 +543,7 @@ def main() -> None:
     # Learners enrolled up to two weeks before the history starts, so the
     # oldest chart week already has a full 14-day score window behind it.
     pop = Population.build(
-        learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "120")),
+        learners_per_tenant=int(os.environ.get("DEMO_LEARNERS", "90")),
         start=hist.anchor - timedelta(days=backfill_days + 14),
     )
     # never older than the front door takes in demo mode

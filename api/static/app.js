@@ -3,7 +3,7 @@
 (function () {
   "use strict";
   const REFRESH_MS = 5000;
-  const LOADING_REFRESH_MS = 2000;
+  const LOADING_REFRESH_MS = 1000;
   const WEEKS = 8;
   const $ = (id) => document.getElementById(id);
   const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false,
