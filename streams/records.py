@@ -6,7 +6,7 @@ are epoch milliseconds, properties a plain object.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -72,19 +72,16 @@ def origin_ms(headers: Any, timestamp_ms: int) -> int:
 
 
 _last: tuple[object, list[tuple[str, bytes]]] = (None, [])
-_current_event: Callable[[], Any] | None = None
 
 
 def origin_headers() -> list[tuple[str, bytes]]:
     """The origin header for what the record being processed now derives.
     One event derives several records: the header is built once per event
     and the same list shared (never mutated) by all of them."""
-    global _last, _current_event
-    if _current_event is None:
-        from faust import current_event  # faust only in the processes that run it
+    global _last
+    import faust  # only in the processes that run it
 
-        _current_event = current_event
-    event = _current_event()
+    event = faust.current_event()
     if event is None:
         return []
     if _last[0] is event:
