@@ -287,9 +287,16 @@ def _learners_sql(f: Filter, at_risk: bool | None, *, components: bool = False) 
     """
 
 
-# The latest row's components, program and cohort, from its argMax state.
-_COMPONENTS = "argMaxMerge(last) AS x, nullIf(x.6, '') AS prog, nullIf(x.7, '') AS coh, " + (
-    ", ".join(f"x.{i} AS c_{c}" for i, c in enumerate(COMPONENTS, start=1))
+# The latest row's components, packed below its (day, version) in one
+# UInt256 (sinks/migrations/0016), and its program and cohort: the key of
+# the learner's row holding the largest packed latest row.
+_COMPONENTS = (
+    "max(latest_components) AS lc, nullIf(argMax(program_id, latest), '') AS prog,"
+    " nullIf(argMax(cohort_id, latest), '') AS coh, "
+    + ", ".join(
+        f"toUInt32(bitAnd(bitShiftRight(lc, {32 * (len(COMPONENTS) - i)}), 4294967295)) AS c_{c}"
+        for i, c in enumerate(COMPONENTS, start=1)
+    )
 )
 
 
@@ -321,14 +328,17 @@ def learner_ranges(
 ) -> Iterator[dict[str, Any]]:
     """``p`` once per key range of about ``chunk`` learners, in order. The
     bounds are every ``chunk``-th key of ``learner_firsts``, read in its
-    sort order (no sort, no hash table)."""
+    sort order by one stream: no sort and nothing buffered (a window
+    function would hold every key). A key repeated across unmerged parts
+    only makes its range a row shorter."""
     f = scope.filter("learner_firsts")
     bounds = store.query(
         f"""SELECT t, u FROM (
-                SELECT tenant_id AS t, user_id AS u,
-                       row_number() OVER (ORDER BY tenant_id, user_id) AS rn
-                FROM learner_firsts WHERE {f.sql})
-            WHERE rn % {{chunk:UInt32}} = 0 ORDER BY t, u""",
+                SELECT tenant_id AS t, user_id AS u FROM learner_firsts
+                WHERE {f.sql} ORDER BY tenant_id, user_id)
+            WHERE rowNumberInAllBlocks() % {{chunk:UInt32}} = {{chunk:UInt32}} - 1
+            ORDER BY t, u
+            SETTINGS max_threads = 1""",
         {**f.params, "chunk": chunk},
     )
     lo = ("", "")
@@ -390,6 +400,7 @@ def learners_csv(
         FROM ({_learners_sql(f, at_risk, components=True)})
         ORDER BY t, u
         SETTINGS format_csv_null_representation = '',
+                 optimize_aggregation_in_order = 1,
                  max_bytes_before_external_group_by = {EXPORT_SPILL_BYTES},
                  max_bytes_before_external_sort = {EXPORT_SPILL_BYTES}
     """
