@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,62 @@ def test_migrating_a_store_keeps_every_report(tmp_path, seed):
     assert got["later"] != got["after"]  # the new rows changed something
     listed = sum(len(v[1]) for k, v in got["after"].items() if "/learners/" in k)
     assert listed > 100
+
+
+def test_closed_weeks_are_kept_until_their_rows_change(store):
+    """The chart's closed weeks are computed once per scope and read back
+    while learner_week's write count for the week is unchanged; a late
+    score in a closed week and an erasure each change the chart exactly as
+    computing it afresh does."""
+    from api.reports import queries
+    from api.reports.scope import Scope
+    from api.retention.erasure import erase_user
+    from tests.support import reports_data as rd
+
+    today = datetime.now(UTC).date()
+    org = rd.build(f"t-weeks-{uuid.uuid4().hex[:6]}", "w", today)
+    rd.insert(store, org)
+    t = org.tenant_id
+    scopes = {
+        "admin": Scope("company_admin", "boss", t, None, None),
+        "manager": Scope("manager", org.manager, t, tuple(org.reports), None),
+        "owner": Scope("program_owner", org.owner, t, None, tuple(org.owned)),
+    }
+
+    def charts(fresh: bool = False) -> dict:
+        out = {}
+        for name, scope in scopes.items():
+            if fresh:  # a cache: emptying it changes no other test's answers
+                store.command("TRUNCATE TABLE engagement_weeks")
+            r = queries.engagement(store, scope, weeks=8, today=today)
+            out[name] = (r["series"], r["tiles"])
+        return out
+
+    def saved() -> int:
+        rows = store.query("SELECT count() AS n FROM engagement_weeks WHERE tenant_id = {t:String}",
+                           {"t": t})  # fmt: skip
+        return int(rows[0]["n"])
+
+    before = charts()
+    assert saved() == 3  # the previous week (the one closed week with rows), per scope
+    assert charts() == before and saved() == 3  # read back, not computed again
+    assert before == charts(fresh=True)
+
+    prev = rd.monday(today) - timedelta(days=3)
+    late = store.query(
+        "SELECT * FROM learner_scores WHERE user_id = {u:String} AND day = {d:Date}",
+        {"u": org.reports[1], "d": prev.isoformat()},
+    )[0]
+    store.insert("learner_scores", [{**late, "score": 99, "at_risk": 1, "version": 2}])
+    after_late = charts()
+    assert after_late != before
+    assert after_late == charts(fresh=True)
+
+    erase_user(store, None, tenant_id=t, user_id=org.reports[2], actor_id="boss",
+               actor_role="company_admin")  # fmt: skip
+    after_erasure = charts()
+    assert after_erasure != after_late
+    assert after_erasure == charts(fresh=True)
 
 
 def test_reports_never_read_final_or_the_sink_tables():

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from api.reports import terms
+from api.reports import summaries, terms
 from api.reports.scope import Filter, Scope
 from schemas.dictionary import BY_NAME
 from sinks.store import Store
@@ -100,39 +100,7 @@ def engagement(
     week_list = [first + timedelta(weeks=i) for i in range(n)]
     f = scope.filter("learner_week")
     p = {"start": first.isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS}
-
-    # One pass per learner and week: the packed latest score row (0: none
-    # that week) and activity, then per week.
-    x = _latest("l")
-    weekly = store.query(
-        f"""
-        SELECT toString(w) AS wk, countIf(l > 0) AS learners,
-               quantileExactInclusiveIf(0.5)({x["score"]}, l > 0) AS median_score,
-               countIf(l > 0 AND ({x["at_risk"]} = 1 OR {x["days_inactive"]}
-                   + dateDiff('day', {x["day"]}, least(w + 6, {{today:Date}}))
-                   >= {{inactive:UInt16}})) AS at_risk,
-               countIf(act = 1) AS n_active
-        FROM (
-            SELECT week AS w, tenant_id, user_id, max(latest) AS l, max(active) AS act
-            FROM learner_week
-            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
-            GROUP BY w, tenant_id, user_id
-        )
-        GROUP BY wk ORDER BY wk
-        """,
-        {**p, **f.params},
-    )
-    # Programs first, then per week: a handful of groups, not one per row.
-    programs = store.query(
-        f"""
-        SELECT toString(week) AS wk, count() AS n_programs FROM (
-            SELECT DISTINCT week, tenant_id, program_id FROM learner_week
-            WHERE week >= {{start:Date}} AND week <= {{today:Date}} AND {f.sql}
-              AND active = 1 AND program_id != ''
-        ) GROUP BY wk
-        """,
-        {**p, **f.params},
-    )
+    by_week = _weeks(store, scope, f, week_list, today)
     # Completion: per learner the week of first activity and of first
     # completion (earlier weeks collapse into the first one), summed up to
     # each week in Python.
@@ -153,13 +121,11 @@ def engagement(
         """,
         {**p, **f.params},
     )
-    by_week = {r["wk"]: r for r in weekly}
-    by_prog = {r["wk"]: int(r["n_programs"]) for r in programs}
     series = []
     for w in week_list:
         wk = w.isoformat()
         s = by_week.get(wk)
-        scored = int(s["learners"]) if s else 0
+        scored = s["learners"] if s else 0
         seen = sum(int(r["n"]) for r in firsts if r["w_active"] <= wk)
         done = sum(int(r["n"]) for r in firsts if r["w_done"] and r["w_done"] <= wk)
         series.append(
@@ -168,9 +134,9 @@ def engagement(
                 "median_score": float(s["median_score"]) if scored else None,
                 "target": target,
                 "learners_scored": scored,
-                "at_risk": int(s["at_risk"]) if s else 0,
-                "active_learners": int(s["n_active"]) if s else 0,
-                "programs_tracked": by_prog.get(wk, 0),
+                "at_risk": s["at_risk"] if s else 0,
+                "active_learners": s["n_active"] if s else 0,
+                "programs_tracked": s["n_programs"] if s else 0,
                 "completion_rate": round(done / seen, 4) if seen else None,
             }
         )
@@ -191,6 +157,75 @@ def engagement(
         "computed_at": _iso(datetime.now(UTC)),
         "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
     }
+
+
+def _weeks(
+    store: Store, scope: Scope, f: Filter, week_list: list[date], today: date
+) -> dict[str, dict[str, Any]]:
+    """The chart's stats per week: closed weeks saved at their current write
+    count are read back, the others computed (and saved), the current week
+    always computed (api/reports/summaries.py)."""
+    current = _monday(today)
+    tenant, key = scope.tenant_id or "", summaries.scope_key(f)
+    valid, basis = summaries.saved(store, tenant, key, week_list[0], current)
+    todo = [w for w in week_list if w >= current or (w.isoformat() in basis
+            and w.isoformat() not in valid)]  # fmt: skip
+    computed = _week_stats(store, f, todo, today) if todo else {}
+    closed = {w.isoformat(): computed.get(w.isoformat(), dict.fromkeys(summaries.STATS, 0))
+              for w in todo if w < current}  # fmt: skip
+    summaries.save(store, tenant, key, closed, basis)
+    out = {wk: {k: float(v) if k == "median_score" else int(v) for k, v in s.items()}
+           for wk, s in valid.items()}  # fmt: skip
+    return out | computed
+
+
+def _week_stats(store: Store, f: Filter, weeks: list[date], today: date) -> dict[str, dict]:
+    """One pass per learner and week over ``weeks``: the packed latest score
+    row (0: none that week) and activity, then per week; programs with
+    activity per week from a distinct pass (a handful of groups, not one per
+    row)."""
+    x = _latest("l")
+    p = {"weeks": [w.isoformat() for w in weeks], "lo": min(weeks).isoformat(),
+         "hi": max(weeks).isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS,
+         **f.params}  # fmt: skip
+    weekly = store.query(
+        f"""
+        SELECT toString(w) AS wk, countIf(l > 0) AS learners,
+               quantileExactInclusiveIf(0.5)({x["score"]}, l > 0) AS median_score,
+               countIf(l > 0 AND ({x["at_risk"]} = 1 OR {x["days_inactive"]}
+                   + dateDiff('day', {x["day"]}, least(w + 6, {{today:Date}}))
+                   >= {{inactive:UInt16}})) AS at_risk,
+               countIf(act = 1) AS n_active
+        FROM (
+            SELECT week AS w, tenant_id, user_id, max(latest) AS l, max(active) AS act
+            FROM learner_week
+            WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
+              AND {f.sql}
+            GROUP BY w, tenant_id, user_id
+        )
+        GROUP BY wk
+        """,
+        p,
+    )
+    programs = store.query(
+        f"""
+        SELECT toString(week) AS wk, count() AS n_programs FROM (
+            SELECT DISTINCT week, tenant_id, program_id FROM learner_week
+            WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
+              AND {f.sql} AND active = 1 AND program_id != ''
+        ) GROUP BY wk
+        """,
+        p,
+    )
+    progs = {r["wk"]: int(r["n_programs"]) for r in programs}
+    out: dict[str, dict[str, Any]] = {}
+    for r in weekly:
+        scored = int(r["learners"])
+        out[r["wk"]] = {"learners": scored,
+                        "median_score": float(r["median_score"]) if scored else 0.0,
+                        "at_risk": int(r["at_risk"]), "n_active": int(r["n_active"]),
+                        "n_programs": progs.get(r["wk"], 0)}  # fmt: skip
+    return out
 
 
 # --- learners ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 from api.audit.chain import audit, audit_first
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
+from api.reports import summaries
 from api.retention.holds import held_sql, list_holds
 from sinks.store import Store
 
@@ -183,6 +184,8 @@ def _delete_rows(store: Store, tenant_id: str, user_id: str, counted: dict[str, 
                 f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1",
                 {"t": tenant_id, "u": user_id},
             )
+    if counted.get("learner_week"):
+        summaries.invalidate(store, tenant_id)
 
 
 def _live_exports(store: Store, tenant_id: str, user_id: str) -> list[Any]:

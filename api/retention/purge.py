@@ -16,6 +16,7 @@ from typing import Any
 from api.audit.chain import audit_first
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
+from api.reports import summaries
 from api.retention.holds import Hold, held_sql, list_holds
 from api.retention.policies import UNKNOWN_EVENT_DAYS, effective
 from ops.settings import Settings
@@ -100,6 +101,8 @@ def purge_tenant(
         detail={"now": _ms(now), "removed": rep.removed, "kept_on_hold": rep.kept_on_hold},
     ):
         _execute(store, objects, plan)
+    if any(d.table == "learner_week" and d.rows for d in plan.deletions):
+        summaries.invalidate(store, tenant_id)
     return rep
 
 

@@ -1,0 +1,93 @@
+"""The engagement chart's closed weeks, kept in ClickHouse (migration 0017).
+
+A week before the current one is computed once per scope and kept in
+``engagement_weeks`` with its ``basis``: the count of learner_week writes
+for its tenant and week (``learner_week_writes``, counted by a view) when it
+was computed. It is reused while that count is unchanged: a late event or a
+recomputed score adds a write, and the erasure and the purge call
+``invalidate`` after deleting learner_week rows. The current week depends on
+today (inactivity is carried to today) and is always computed.
+
+The count is read before the week's rows, so a row landing in between makes
+the saved basis older than the rows it was computed from: the next read
+computes the week again, never the other way round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+from api.reports.scope import Filter
+from sinks.store import Store
+
+STATS = ("learners", "median_score", "at_risk", "n_active", "n_programs")
+
+
+def scope_key(f: Filter) -> str:
+    """The scope as the rows it reads: its filter's text and values."""
+    blob = json.dumps([f.sql, f.params], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def saved(
+    store: Store, tenant: str, key: str, start: date, current: date
+) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """For the weeks from ``start`` up to (not including) ``current`` that
+    have learner_week rows: the saved stats still valid, and every such
+    week's write count."""
+    stats = ", ".join(f"s.{i + 2} AS {name}" for i, name in enumerate(STATS))
+    rows = store.query(
+        f"""
+        SELECT toString(b.week) AS wk, b.writes AS writes, s.1 = b.writes AS valid, {stats}
+        FROM (
+            SELECT week, sum(writes) AS writes FROM learner_week_writes
+            WHERE ({{t:String}} = '' OR tenant_id = {{t:String}})
+              AND week >= {{start:Date}} AND week < {{current:Date}}
+            GROUP BY week
+        ) AS b
+        LEFT JOIN (
+            SELECT week, argMax(({", ".join(("basis", *STATS))}), computed_at) AS s
+            FROM engagement_weeks
+            WHERE tenant_id = {{t:String}} AND scope_key = {{k:String}}
+              AND week >= {{start:Date}} AND week < {{current:Date}}
+            GROUP BY week
+        ) AS s ON s.week = b.week
+        """,
+        {"t": tenant, "k": key, "start": start.isoformat(), "current": current.isoformat()},
+    )
+    basis = {r["wk"]: int(r["writes"]) for r in rows}
+    valid = {r["wk"]: {k: r[k] for k in STATS} for r in rows if int(r["valid"])}
+    return valid, basis
+
+
+def save(
+    store: Store, tenant: str, key: str, weeks: dict[str, dict[str, Any]], basis: dict[str, int]
+) -> None:
+    """Keep each computed closed week with the write count read before it."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "tenant_id": tenant,
+            "scope_key": key,
+            "week": wk,
+            "basis": basis[wk],
+            **{k: s[k] for k in STATS},
+            "computed_at": now,
+        }  # fmt: skip
+        for wk, s in weeks.items()
+    ]
+    if rows:
+        store.insert("engagement_weeks", rows)
+
+
+def invalidate(store: Store, tenant_id: str) -> None:
+    """After learner_week rows of ``tenant_id`` were deleted: every week of
+    it counts one more write, so no saved week of the tenant is reused."""
+    store.command(
+        "INSERT INTO learner_week_writes SELECT tenant_id, week, 1 FROM learner_week_writes"
+        " WHERE tenant_id = {t:String} GROUP BY tenant_id, week",
+        {"t": tenant_id},
+    )
