@@ -42,14 +42,17 @@ def test_migrating_a_store_keeps_every_report(tmp_path, seed):
     assert listed > 100
 
 
-def test_closed_weeks_are_kept_until_their_rows_change(store):
+def test_closed_weeks_are_kept_until_their_rows_change(store, tmp_path):
     """The chart's closed weeks are computed once per scope and read back
     while learner_week's write count for the week is unchanged; a late
-    score in a closed week and an erasure each change the chart exactly as
-    computing it afresh does."""
+    score in a closed week, an erasure and a purge each change the chart's
+    previous week exactly as computing it afresh does."""
     from api.reports import queries
     from api.reports.scope import Scope
     from api.retention.erasure import erase_user
+    from api.retention.policies import set_policy
+    from api.retention.purge import purge_tenant
+    from ops.settings import Settings
     from tests.support import reports_data as rd
 
     today = datetime.now(UTC).date()
@@ -60,6 +63,7 @@ def test_closed_weeks_are_kept_until_their_rows_change(store):
         "admin": Scope("company_admin", "boss", t, None, None),
         "manager": Scope("manager", org.manager, t, tuple(org.reports), None),
         "owner": Scope("program_owner", org.owner, t, None, tuple(org.owned)),
+        "platform": Scope("platform_admin", "root", None, None, None),
     }
 
     def charts(fresh: bool = False) -> dict:
@@ -71,14 +75,17 @@ def test_closed_weeks_are_kept_until_their_rows_change(store):
             out[name] = (r["series"], r["tiles"])
         return out
 
-    def saved() -> int:
+    def previous_week(got: dict) -> dict:
+        return {name: series[-2] for name, (series, _) in got.items()}
+
+    def kept() -> int:
         rows = store.query("SELECT count() AS n FROM engagement_weeks WHERE tenant_id = {t:String}",
                            {"t": t})  # fmt: skip
         return int(rows[0]["n"])
 
     before = charts()
-    assert saved() == 3  # the previous week (the one closed week with rows), per scope
-    assert charts() == before and saved() == 3  # read back, not computed again
+    assert kept() == 3  # the previous week (the one closed week with rows), per tenant scope
+    assert charts() == before and kept() == 3  # read back, not computed again
     assert before == charts(fresh=True)
 
     prev = rd.monday(today) - timedelta(days=3)
@@ -88,14 +95,23 @@ def test_closed_weeks_are_kept_until_their_rows_change(store):
     )[0]
     store.insert("learner_scores", [{**late, "score": 99, "at_risk": 1, "version": 2}])
     after_late = charts()
-    assert after_late != before
+    assert previous_week(after_late) != previous_week(before)
     assert after_late == charts(fresh=True)
 
     erase_user(store, None, tenant_id=t, user_id=org.reports[2], actor_id="boss",
                actor_role="company_admin")  # fmt: skip
+    assert kept() == 0  # an erasure drops the tenant's kept weeks
     after_erasure = charts()
-    assert after_erasure != after_late
+    assert previous_week(after_erasure) != previous_week(after_late)
     assert after_erasure == charts(fresh=True)
+
+    settings = Settings(SKILLSTREAM_RUN_DIR=tmp_path / "run")
+    set_policy(store, settings, tenant_id=t, subject="aggregates", days=1, actor_id="boss",
+               actor_role="company_admin")  # fmt: skip
+    assert purge_tenant(store, settings, None, t).removed["learner_week"] > 0
+    after_purge = charts()
+    assert previous_week(after_purge)["admin"]["learners_scored"] == 0
+    assert after_purge == charts(fresh=True)
 
 
 def test_reports_never_read_final_or_the_sink_tables():

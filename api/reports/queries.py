@@ -159,72 +159,76 @@ def engagement(
     }
 
 
+# One pass per learner and week over the weeks asked: the packed latest score
+# row (0: none that week) and activity, then per week.
+_WEEKLY = """
+    SELECT toString(w) AS wk, countIf(l > 0) AS learners,
+           quantileExactInclusiveIf(0.5)({score}, l > 0) AS median_score,
+           countIf(l > 0 AND ({at_risk} = 1 OR {days_inactive}
+               + dateDiff('day', {day}, least(w + 6, {{today:Date}}))
+               >= {{inactive:UInt16}})) AS at_risk,
+           countIf(act = 1) AS n_active
+    FROM (
+        SELECT week AS w, tenant_id, user_id, max(latest) AS l, max(active) AS act
+        FROM learner_week
+        WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
+          AND {where}
+        GROUP BY w, tenant_id, user_id
+    )
+    GROUP BY wk
+"""
+# Programs with activity per week: a distinct pass, a handful of groups.
+_PROGRAMS = """
+    SELECT toString(week) AS wk, count() AS n_programs FROM (
+        SELECT DISTINCT week, tenant_id, program_id FROM learner_week
+        WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
+          AND {where} AND active = 1 AND program_id != ''
+    ) GROUP BY wk
+"""
+
+
 def _weeks(
     store: Store, scope: Scope, f: Filter, week_list: list[date], today: date
 ) -> dict[str, dict[str, Any]]:
-    """The chart's stats per week: closed weeks saved at their current write
-    count are read back, the others computed (and saved), the current week
-    always computed (api/reports/summaries.py)."""
+    """The chart's figures per week: closed weeks kept at their current
+    write count are read back, the others computed (and kept), the current
+    week always computed (api/reports/summaries.py)."""
     current = _monday(today)
-    tenant, key = scope.tenant_id or "", summaries.scope_key(f)
-    valid, basis = summaries.saved(store, tenant, key, week_list[0], current)
-    todo = [w for w in week_list if w >= current or (w.isoformat() in basis
-            and w.isoformat() not in valid)]  # fmt: skip
-    computed = _week_stats(store, f, todo, today) if todo else {}
-    closed = {w.isoformat(): computed.get(w.isoformat(), dict.fromkeys(summaries.STATS, 0))
-              for w in todo if w < current}  # fmt: skip
+    tenant = scope.tenant_id or ""
+    key = summaries.scope_key(f, (_WEEKLY, _PROGRAMS, LATEST, INACTIVE_DAYS))
+    kept, basis = summaries.saved(store, tenant, key, week_list[0], current)
+    todo = [w for w in week_list
+            if w >= current or (w.isoformat() in basis and w.isoformat() not in kept)]  # fmt: skip
+    computed = _week_stats(store, f, todo, today)  # the current week is always in todo
+    closed: dict[str, dict[str, Any]] = {}
+    for w in todo:
+        if w < current:  # a week without a learner's row in scope is kept as zeros
+            closed[w.isoformat()] = computed.get(w.isoformat(), dict.fromkeys(summaries.STATS, 0))
     summaries.save(store, tenant, key, closed, basis)
-    out = {wk: {k: float(v) if k == "median_score" else int(v) for k, v in s.items()}
-           for wk, s in valid.items()}  # fmt: skip
-    return out | computed
+    return kept | computed
 
 
-def _week_stats(store: Store, f: Filter, weeks: list[date], today: date) -> dict[str, dict]:
-    """One pass per learner and week over ``weeks``: the packed latest score
-    row (0: none that week) and activity, then per week; programs with
-    activity per week from a distinct pass (a handful of groups, not one per
-    row)."""
-    x = _latest("l")
+def _week_stats(
+    store: Store, f: Filter, weeks: list[date], today: date
+) -> dict[str, dict[str, Any]]:
+    """``_WEEKLY`` and ``_PROGRAMS`` over ``weeks`` (the bounds let the
+    primary key skip the other weeks; ``has`` keeps the ones asked)."""
     p = {"weeks": [w.isoformat() for w in weeks], "lo": min(weeks).isoformat(),
          "hi": max(weeks).isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS,
          **f.params}  # fmt: skip
-    weekly = store.query(
-        f"""
-        SELECT toString(w) AS wk, countIf(l > 0) AS learners,
-               quantileExactInclusiveIf(0.5)({x["score"]}, l > 0) AS median_score,
-               countIf(l > 0 AND ({x["at_risk"]} = 1 OR {x["days_inactive"]}
-                   + dateDiff('day', {x["day"]}, least(w + 6, {{today:Date}}))
-                   >= {{inactive:UInt16}})) AS at_risk,
-               countIf(act = 1) AS n_active
-        FROM (
-            SELECT week AS w, tenant_id, user_id, max(latest) AS l, max(active) AS act
-            FROM learner_week
-            WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
-              AND {f.sql}
-            GROUP BY w, tenant_id, user_id
-        )
-        GROUP BY wk
-        """,
-        p,
-    )
-    programs = store.query(
-        f"""
-        SELECT toString(week) AS wk, count() AS n_programs FROM (
-            SELECT DISTINCT week, tenant_id, program_id FROM learner_week
-            WHERE week >= {{lo:Date}} AND week <= {{hi:Date}} AND has({{weeks:Array(Date)}}, week)
-              AND {f.sql} AND active = 1 AND program_id != ''
-        ) GROUP BY wk
-        """,
-        p,
-    )
+    weekly = store.query(_WEEKLY.format(where=f.sql, **_latest("l")), p)
+    programs = store.query(_PROGRAMS.format(where=f.sql), p)
     progs = {r["wk"]: int(r["n_programs"]) for r in programs}
     out: dict[str, dict[str, Any]] = {}
     for r in weekly:
         scored = int(r["learners"])
-        out[r["wk"]] = {"learners": scored,
-                        "median_score": float(r["median_score"]) if scored else 0.0,
-                        "at_risk": int(r["at_risk"]), "n_active": int(r["n_active"]),
-                        "n_programs": progs.get(r["wk"], 0)}  # fmt: skip
+        out[r["wk"]] = {
+            "learners": scored,
+            "median_score": float(r["median_score"]) if scored else 0.0,
+            "at_risk": int(r["at_risk"]),
+            "n_active": int(r["n_active"]),
+            "n_programs": progs.get(r["wk"], 0),
+        }
     return out
 
 
@@ -324,10 +328,10 @@ def _learners_sql(f: Filter, at_risk: bool | None, *, components: bool = False) 
 
 # The latest row's components, packed below its (day, version) in one
 # UInt256 (sinks/migrations/0016), and its program and cohort: the key of
-# the learner's row holding the largest packed latest row.
+# the learner's row holding that largest value.
 _COMPONENTS = (
-    "max(latest_components) AS lc, nullIf(argMax(program_id, latest), '') AS prog,"
-    " nullIf(argMax(cohort_id, latest), '') AS coh, "
+    "max(latest_components) AS lc, nullIf(argMax(program_id, latest_components), '') AS prog,"
+    " nullIf(argMax(cohort_id, latest_components), '') AS coh, "
     + ", ".join(
         f"toUInt32(bitAnd(bitShiftRight(lc, {32 * (len(COMPONENTS) - i)}), 4294967295)) AS c_{c}"
         for i, c in enumerate(COMPONENTS, start=1)

@@ -5,8 +5,11 @@ A week before the current one is computed once per scope and kept in
 for its tenant and week (``learner_week_writes``, counted by a view) when it
 was computed. It is reused while that count is unchanged: a late event or a
 recomputed score adds a write, and the erasure and the purge call
-``invalidate`` after deleting learner_week rows. The current week depends on
-today (inactivity is carried to today) and is always computed.
+``invalidate`` right after deleting learner_week rows. The key also holds
+the rules that turn rows into figures (the queries' text, the inactivity
+threshold), so a release that changes them computes every week again. The
+current week depends on today (inactivity is carried to today) and is always
+computed.
 
 The count is read before the week's rows, so a row landing in between makes
 the saved basis older than the rows it was computed from: the next read
@@ -26,9 +29,10 @@ from sinks.store import Store
 STATS = ("learners", "median_score", "at_risk", "n_active", "n_programs")
 
 
-def scope_key(f: Filter) -> str:
-    """The scope as the rows it reads: its filter's text and values."""
-    blob = json.dumps([f.sql, f.params], sort_keys=True, default=str)
+def scope_key(f: Filter, rules: tuple[Any, ...]) -> str:
+    """The scope as the rows it reads (its filter's text and values) and
+    the ``rules`` computing the figures from them."""
+    blob = json.dumps([f.sql, f.params, rules], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -38,10 +42,10 @@ def saved(
     """For the weeks from ``start`` up to (not including) ``current`` that
     have learner_week rows: the saved stats still valid, and every such
     week's write count."""
-    stats = ", ".join(f"s.{i + 2} AS {name}" for i, name in enumerate(STATS))
+    stats = ", ".join(f"k.kept.{i + 2} AS {name}" for i, name in enumerate(STATS))
     rows = store.query(
         f"""
-        SELECT toString(b.week) AS wk, b.writes AS writes, s.1 = b.writes AS valid, {stats}
+        SELECT toString(b.week) AS wk, b.writes AS writes, k.kept.1 = b.writes AS valid, {stats}
         FROM (
             SELECT week, sum(writes) AS writes FROM learner_week_writes
             WHERE ({{t:String}} = '' OR tenant_id = {{t:String}})
@@ -49,18 +53,23 @@ def saved(
             GROUP BY week
         ) AS b
         LEFT JOIN (
-            SELECT week, argMax(({", ".join(("basis", *STATS))}), computed_at) AS s
+            SELECT week, argMax(({", ".join(("basis", *STATS))}), computed_at) AS kept
             FROM engagement_weeks
             WHERE tenant_id = {{t:String}} AND scope_key = {{k:String}}
               AND week >= {{start:Date}} AND week < {{current:Date}}
             GROUP BY week
-        ) AS s ON s.week = b.week
+        ) AS k ON k.week = b.week
         """,
         {"t": tenant, "k": key, "start": start.isoformat(), "current": current.isoformat()},
     )
     basis = {r["wk"]: int(r["writes"]) for r in rows}
-    valid = {r["wk"]: {k: r[k] for k in STATS} for r in rows if int(r["valid"])}
+    valid = {r["wk"]: _typed(r) for r in rows if int(r["valid"])}
     return valid, basis
+
+
+def _typed(row: dict[str, Any]) -> dict[str, Any]:
+    """A kept week's figures as numbers (JSON brings 64-bit integers as text)."""
+    return {k: float(row[k]) if k == "median_score" else int(row[k]) for k in STATS}
 
 
 def save(
@@ -84,10 +93,19 @@ def save(
 
 
 def invalidate(store: Store, tenant_id: str) -> None:
-    """After learner_week rows of ``tenant_id`` were deleted: every week of
-    it counts one more write, so no saved week of the tenant is reused."""
+    """Right after learner_week rows of ``tenant_id`` were deleted: every
+    week of it counts one more write, so no week kept before is reused (one
+    computed meanwhile from the rows before the delete included), and the
+    weeks kept for the tenant go: figures of a one-learner scope are that
+    learner's."""
+    p = {"t": tenant_id}
     store.command(
         "INSERT INTO learner_week_writes SELECT tenant_id, week, 1 FROM learner_week_writes"
         " WHERE tenant_id = {t:String} GROUP BY tenant_id, week",
-        {"t": tenant_id},
+        p,
+    )
+    store.command(
+        "ALTER TABLE engagement_weeks DELETE WHERE tenant_id IN ({t:String}, '')"
+        " SETTINGS mutations_sync = 1",
+        p,
     )

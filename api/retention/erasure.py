@@ -184,8 +184,8 @@ def _delete_rows(store: Store, tenant_id: str, user_id: str, counted: dict[str, 
                 f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1",
                 {"t": tenant_id, "u": user_id},
             )
-    if counted.get("learner_week"):
-        summaries.invalidate(store, tenant_id)
+            if table == "learner_week":  # before a later delete may fail
+                summaries.invalidate(store, tenant_id)
 
 
 def _live_exports(store: Store, tenant_id: str, user_id: str) -> list[Any]:

@@ -29,6 +29,7 @@ AGGREGATES = {
     "learner_week": ("week", "user_id"),
     "learner_latest": ("last_day", "user_id"),
     "program_weekly": ("week", None),
+    "engagement_weeks": ("week", None),
 }
 
 # Narrow copies of events the KPIs read, each event's row aged as the event.
@@ -100,9 +101,7 @@ def purge_tenant(
         outcome="ok",
         detail={"now": _ms(now), "removed": rep.removed, "kept_on_hold": rep.kept_on_hold},
     ):
-        _execute(store, objects, plan)
-    if any(d.table == "learner_week" and d.rows for d in plan.deletions):
-        summaries.invalidate(store, tenant_id)
+        _execute(store, objects, plan, tenant_id)
     return rep
 
 
@@ -183,13 +182,15 @@ def _plan_exports(
     rep.removed["exports"], rep.kept_on_hold["exports"] = len(plan.exports), kept
 
 
-def _execute(store: Store, objects: ObjectStore | None, plan: _Plan) -> None:
+def _execute(store: Store, objects: ObjectStore | None, plan: _Plan, tenant_id: str) -> None:
     for d in plan.deletions:
         if d.rows:  # a mutation rewrites parts: only when a row goes
             store.command(
                 f"ALTER TABLE {d.table} DELETE WHERE {d.where} SETTINGS mutations_sync = 1",
                 d.params,
             )
+            if d.table == "learner_week":  # before a later delete may fail
+                summaries.invalidate(store, tenant_id)
     repo = ExportRepo(store)
     for e in plan.exports:
         if objects is not None and e.object_key:

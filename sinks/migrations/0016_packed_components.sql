@@ -12,8 +12,8 @@
 --
 -- The view is recreated with its new SELECT; the back-fill below, which
 -- runs after it, reads every learner's latest row again from
--- learner_scores (a learner_latest row is purged no earlier than its
--- latest score row: both by day, with the same retention). API replicas of
+-- learner_scores (the purge cuts both at the same day: a learner_latest
+-- row by its latest day, the score row of that day with it). API replicas of
 -- the release before read the dropped column: upgrade them together.
 DROP VIEW IF EXISTS learner_latest_mv;
 

@@ -8,7 +8,9 @@
 -- Rows written to learner_week per tenant and week, counted by a view on
 -- it (fed itself by the views on learner_scores and learner_daily); the
 -- erasure and the purge add one to every week of a tenant whose
--- learner_week rows they delete (api/reports/summaries.py:invalidate).
+-- learner_week rows they delete, and drop its kept weeks
+-- (api/reports/summaries.py:invalidate); the purge also ages kept weeks
+-- with the tenant's aggregates.
 CREATE TABLE IF NOT EXISTS learner_week_writes (
     tenant_id  LowCardinality(String),
     week       Date,
@@ -38,7 +40,7 @@ CREATE TABLE IF NOT EXISTS engagement_weeks (
 ORDER BY (tenant_id, scope_key, week)
 TTL toDateTime(computed_at) + INTERVAL 35 DAY;
 
--- Back-fill after the view exists (a row both count is counted twice:
--- harmless, only a change of the count matters).
+-- Back-fill after the view exists (a row both the view and the back-fill
+-- count is counted twice: harmless, only a change of the count matters).
 INSERT INTO learner_week_writes
 SELECT tenant_id, week, count() FROM learner_week GROUP BY tenant_id, week;
