@@ -99,7 +99,7 @@ def engagement(
     first = _monday(today) - timedelta(weeks=n - 1)
     week_list = [first + timedelta(weeks=i) for i in range(n)]
     f = scope.filter("learner_week")
-    p = {"start": first.isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS}
+    p = {"start": first.isoformat(), "today": today.isoformat()}
     by_week = _weeks(store, scope, f, week_list, today)
     # Completion: per learner the week of first activity and of first
     # completion (earlier weeks collapse into the first one), summed up to

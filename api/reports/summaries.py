@@ -85,7 +85,7 @@ def save(
             "basis": basis[wk],
             **{k: s[k] for k in STATS},
             "computed_at": now,
-        }  # fmt: skip
+        }
         for wk, s in weeks.items()
     ]
     if rows:

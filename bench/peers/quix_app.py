@@ -190,7 +190,7 @@ def build(
         timestamp_extractor=event_time,
     )
     sdf = app.dataframe(raw).filter(first_seen, stateful=True)
-    known = sdf[sdf.apply(identified)]  # normalise set learner_id = user_id
+    known = sdf[sdf.apply(identified)]  # learner_id = user_id already (normalise)
     visitors = sdf[sdf.apply(to_visitor, stateful=True)]
     visitors = visitors.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
     visitors = visitors.apply(attribute, stateful=True, expand=True)
