@@ -9,7 +9,10 @@ topic (two cores: side by side would measure the scheduler):
   counted event (``sum(events)`` over FINAL rows = the ground truth);
 * **peer**: the Quix Streams app (``bench/peers/quix_app.py``), its own
   process, RocksDB and ClickHouse data path, the same stop condition;
-* **floor**: a plain confluent-kafka consumer decoding every record.
+* **floor**: a plain confluent-kafka consumer decoding every record;
+* **Faust floor**: a Faust agent that only decodes every record
+  (``bench/peers/faust_floor.py``): what Faust's own per-event machinery
+  allows the worker, which is built on it.
 
 Both pipelines' ``learner_daily`` totals are compared, so neither wins by
 counting less.
@@ -146,6 +149,31 @@ def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
     return {"seconds": seconds, "peak_rss_mb": round(rss, 1), "totals": res["totals"]}
 
 
+def run_faust_floor(settings: Settings, n: int, timeout_s: float) -> dict:
+    """Seconds for a Faust agent to decode ``n`` records, from its start
+    and from its first record (start-up excluded)."""
+    result = settings.run_dir / "faust-floor.json"
+    cmd = [
+        sys.executable, "-m", "bench.peers.faust_floor",
+        "--bootstrap", settings.kafka_bootstrap or "",
+        "--topic", settings.topic("events.raw"),
+        "--partitions", str(settings.topic_partitions),
+        "--state-dir", str(settings.run_dir / "faust-floor"),
+        "--expect", str(n),
+        "--result", str(result),
+        "--timeout", str(timeout_s),
+    ]  # fmt: skip
+    with open(settings.run_dir / "faust-floor.log", "wb") as log:
+        subprocess.run(cmd, cwd=PROJECT_ROOT, stdout=log, stderr=log, timeout=timeout_s + 60)
+    res = json.loads(result.read_text())
+    if res["done_at"] is None:
+        return {"seconds": None, "after_first_s": None}
+    return {
+        "seconds": res["done_at"] - res["started_at"],
+        "after_first_s": res["done_at"] - res["first_at"],
+    }
+
+
 def run(scale: Scale, ctx: Context) -> Result:
     settings = fresh_settings(ctx, "bs")
     events = generate(scale.stream_events)
@@ -154,6 +182,7 @@ def run(scale: Scale, ctx: Context) -> Result:
     preload(ctx.bootstrap, settings.topic("events.raw"), events)
     preload_s = time.perf_counter() - t
     floor_s = decode_floor(ctx.bootstrap, settings.topic("events.raw"), len(events))
+    faust_floor = run_faust_floor(settings, len(events), scale.stream_timeout_s)
     ours = run_ours(settings, expect, scale.stream_timeout_s)
     no_peer = {"seconds": None, "peak_rss_mb": None, "totals": None}
     peer = run_peer(settings, expect, scale.stream_timeout_s) if scale.stream_peer else no_peer
@@ -185,6 +214,14 @@ def run(scale: Scale, ctx: Context) -> Result:
                 "plain consumer, decode only",
             ),
             Row(
+                "events/s to queryable",
+                rate(ours["seconds"]),
+                rate(faust_floor["seconds"]),
+                "ev/s",
+                "higher",
+                "Faust agent, decode only",
+            ),
+            Row(
                 "Kafka records written per input event",
                 round(sum(ours["records_written"].values()) / n, 2),
                 None,
@@ -208,6 +245,8 @@ def run(scale: Scale, ctx: Context) -> Result:
             "ours": ours,
             "quix_peer": peer,
             "decode_floor_s": round(floor_s, 2),
+            "faust_floor": faust_floor,
+            "faust_floor_after_first_ev_s": rate(faust_floor["after_first_s"]),
             # without the worker's start-up (group join, table recovery)
             "ours_after_first_row_ev_s": rate(
                 ours["seconds"] - ours["first_row_s"] if ours["seconds"] else None

@@ -48,5 +48,6 @@ def test_bench_small_writes_ratios(kafka_bootstrap: str, tmp_path: Path) -> None
     assert export["pdf"]["result"]["rows"] > 0
     stream = results["stream"]["details"]
     assert stream["complete"] and stream["learner_daily_totals_match"]
+    assert stream["faust_floor"]["seconds"]  # the Faust agent decoded every record
     scale = results["scale"]["details"]
     assert scale["complete"] and scale["totals_match"]
