@@ -93,12 +93,12 @@ class SingleObjectCodec:
         writer = self.by_fingerprint.get(data[2:10])
         if writer is None:
             raise DecodeError(f"unknown schema fingerprint {data[2:10].hex()}")
-        # Resolution only for older writers: against itself it changes
-        # nothing and costs a fifth of the decode.
-        reader = None if writer is self.writer else self.writer.parsed
         try:
             return fastavro.schemaless_reader(
-                io.BytesIO(data[10:]), writer.parsed, reader, return_record_name=True
+                io.BytesIO(data[10:]),
+                writer.parsed,
+                self.writer.parsed,
+                return_record_name=True,
             )
         except Exception as exc:  # corrupt body, truncated data, ...
             raise DecodeError(f"corrupt Avro body: {exc}") from exc

@@ -2,9 +2,9 @@
 
 No tables, no sends, Faust's own acking and commits: what faust-streaming's
 per-event machinery (fetch, conductor, channel queues, the stream's
-iteration, acks) costs on this machine before any of our steps runs. The
-worker is built on it (issue 15 keeps Faust's agents and tables), so its
-rate bounds the worker's.
+iteration, acks) costs on this machine before any of our steps runs. A
+worker process is built on the same machinery (issue 15 keeps Faust's
+agents and tables), so this rate bounds one worker process's.
 
     python -m bench.peers.faust_floor --bootstrap B --topic T --partitions P \
         --state-dir DIR --expect N --result FILE [--timeout S]
