@@ -121,17 +121,24 @@ def run_ours(settings: Settings, expect: int, timeout_s: float, workers: int = 1
     }
 
 
-def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
+def _peer_command(module: str, settings: Settings, **options: object) -> list[str]:
+    """``python -m module`` on the raw topic, each option as ``--name value``."""
     cmd = [
-        sys.executable, "-m", "bench.peers.quix_app",
+        sys.executable, "-m", module,
         "--bootstrap", settings.kafka_bootstrap or "",
         "--topic", settings.topic("events.raw"),
         "--partitions", str(settings.topic_partitions),
-        "--chdb", str(settings.run_dir / "quix-clickhouse"),
-        "--state-dir", str(settings.run_dir / "quix-state"),
-        "--expect", str(expect),
-        "--timeout", str(timeout_s),
     ]  # fmt: skip
+    for name, value in options.items():
+        cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return cmd
+
+
+def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
+    cmd = _peer_command(
+        "bench.peers.quix_app", settings, chdb=settings.run_dir / "quix-clickhouse",
+        state_dir=settings.run_dir / "quix-state", expect=expect, timeout=timeout_s,
+    )  # fmt: skip
     log = settings.run_dir / "quix.log"
     t0_wall = time.time()
     with open(log, "wb") as err:
@@ -155,16 +162,10 @@ def run_faust_floor(settings: Settings, n: int, timeout_s: float) -> dict:
     leaves the other rows: its seconds are None and ``error`` says why."""
     result = settings.run_dir / "faust-floor.json"
     log = settings.run_dir / "faust-floor.log"
-    cmd = [
-        sys.executable, "-m", "bench.peers.faust_floor",
-        "--bootstrap", settings.kafka_bootstrap or "",
-        "--topic", settings.topic("events.raw"),
-        "--partitions", str(settings.topic_partitions),
-        "--state-dir", str(settings.run_dir / "faust-floor"),
-        "--expect", str(n),
-        "--result", str(result),
-        "--timeout", str(timeout_s),
-    ]  # fmt: skip
+    cmd = _peer_command(
+        "bench.peers.faust_floor", settings, state_dir=settings.run_dir / "faust-floor",
+        expect=n, result=result, timeout=timeout_s,
+    )  # fmt: skip
     failed = {"seconds": None, "after_first_s": None, "error": f"incomplete; see {log}"}
     started = time.time()
     with open(log, "wb") as out:
@@ -203,33 +204,17 @@ def run(scale: Scale, ctx: Context) -> Result:
     same = peer["totals"] is not None and {k: int(v) for k, v in ours["totals"].items()} == {
         k: int(v) for k, v in peer["totals"].items()
     }
+
+    def against(seconds: float | None, baseline: str) -> Row:
+        ours_rate = rate(ours["seconds"])
+        return Row("events/s to queryable", ours_rate, rate(seconds), "ev/s", "higher", baseline)
+
     return Result(
         "stream",
         rows=[
-            Row(
-                "events/s to queryable",
-                rate(ours["seconds"]),
-                rate(peer["seconds"]),
-                "ev/s",
-                "higher",
-                "Quix Streams app",
-            ),
-            Row(
-                "events/s to queryable",
-                rate(ours["seconds"]),
-                rate(floor_s),
-                "ev/s",
-                "higher",
-                "plain consumer, decode only",
-            ),
-            Row(
-                "events/s to queryable",
-                rate(ours["seconds"]),
-                rate(faust_floor["seconds"]),
-                "ev/s",
-                "higher",
-                "Faust agent, decode only (no state, no sink)",
-            ),
+            against(peer["seconds"], "Quix Streams app"),
+            against(floor_s, "plain consumer, decode only"),
+            against(faust_floor["seconds"], "Faust agent, decode only (no state, no sink)"),
             Row(
                 "Kafka records written per input event",
                 round(sum(ours["records_written"].values()) / n, 2),
