@@ -4,8 +4,8 @@ A week before the current one is computed once per scope and kept in
 ``engagement_weeks`` with its ``basis``: the count of learner_week writes
 for its tenant and week (``learner_week_writes``, counted by a view) when it
 was computed. It is reused while that count is unchanged: a late event or a
-recomputed score adds a write, and the erasure and the purge call
-``invalidate`` right after deleting learner_week rows. The key also holds
+recomputed score adds a write, and the erasure and the purge delete through
+``delete_rows``, which invalidates as soon as learner_week rows go. The key also holds
 the rules that turn rows into figures (the queries' text, the inactivity
 threshold), so a release that changes them computes every week again. The
 current week depends on today (inactivity is carried to today) and is always
@@ -109,3 +109,12 @@ def invalidate(store: Store, tenant_id: str) -> None:
         " SETTINGS mutations_sync = 1",
         p,
     )
+
+
+def delete_rows(store: Store, tenant_id: str, table: str, where: str, params: dict) -> None:
+    """Delete rows of one of ``tenant_id``'s tables now (erasure, purge).
+    Deleting learner_week rows invalidates the tenant's kept weeks at once,
+    before a later delete of the same request may fail."""
+    store.command(f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params)
+    if table == "learner_week":
+        invalidate(store, tenant_id)

@@ -180,12 +180,7 @@ def _delete_rows(store: Store, tenant_id: str, user_id: str, counted: dict[str, 
     # in TARGETS' order: the events' condition reads identity_links
     for table, where in TARGETS.items():
         if counted.get(table):
-            store.command(
-                f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1",
-                {"t": tenant_id, "u": user_id},
-            )
-            if table == "learner_week":  # before a later delete may fail
-                summaries.invalidate(store, tenant_id)
+            summaries.delete_rows(store, tenant_id, table, where, {"t": tenant_id, "u": user_id})
 
 
 def _live_exports(store: Store, tenant_id: str, user_id: str) -> list[Any]:

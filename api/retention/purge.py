@@ -185,12 +185,7 @@ def _plan_exports(
 def _execute(store: Store, objects: ObjectStore | None, plan: _Plan, tenant_id: str) -> None:
     for d in plan.deletions:
         if d.rows:  # a mutation rewrites parts: only when a row goes
-            store.command(
-                f"ALTER TABLE {d.table} DELETE WHERE {d.where} SETTINGS mutations_sync = 1",
-                d.params,
-            )
-            if d.table == "learner_week":  # before a later delete may fail
-                summaries.invalidate(store, tenant_id)
+            summaries.delete_rows(store, tenant_id, d.table, d.where, d.params)
     repo = ExportRepo(store)
     for e in plan.exports:
         if objects is not None and e.object_key:
