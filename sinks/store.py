@@ -13,8 +13,10 @@ reaches the data through that process's HTTP API (see README, Architecture).
 from __future__ import annotations
 
 import json
+import queue
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +25,9 @@ from urllib.parse import urlparse
 import orjson
 
 Row = dict[str, Any]
+# Embedded sessions per store: one per core on the machine this is sized for
+# (2), so a report's independent queries and the sink's round overlap.
+SESSIONS = 2
 
 
 class StoreError(RuntimeError):
@@ -116,27 +121,44 @@ class EmbeddedStore:
 
     kind = "embedded"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sessions: int = SESSIONS) -> None:
         from chdb import session
 
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
+        # chdb sessions are not safe for concurrent use, but sessions on one
+        # path run in parallel (each its own query context, the GIL released
+        # while ClickHouse works): a dashboard's queries, the sink's round
+        # and an export's stream each take a free one instead of queueing
+        # behind one lock.
+        self._sessions: list[Any] = []
         try:
-            self._session = session.Session(str(path))
+            for _ in range(max(1, sessions)):
+                self._sessions.append(session.Session(str(path)))
         except Exception as exc:  # chdb raises plain RuntimeError on lock conflicts
+            for s in self._sessions:
+                s.close()
             raise StoreError(
                 f"cannot open embedded ClickHouse at {path}: {exc}. "
                 "Another process owns it; go through the running API instead."
             ) from exc
-        # chdb sessions are not safe for concurrent use; the API's threadpool
-        # and the sink thread share this lock.
-        self._lock = threading.Lock()
+        self._free: queue.LifoQueue[Any] = queue.LifoQueue()
+        for s in self._sessions:
+            self._free.put(s)
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        s = self._free.get()
+        try:
+            yield s
+        finally:
+            self._free.put(s)
 
     def _run(self, sql: str, fmt: str = "JSONEachRow", params: Mapping[str, Any] | None = None):
-        with self._lock:
+        with self._session() as s:
             try:
                 text = {k: _literal(v) for k, v in params.items()} if params else None
-                return self._session.query(sql, fmt, params=text)
+                return s.query(sql, fmt, params=text)
             except Exception as exc:
                 raise StoreError(str(exc)) from exc
 
@@ -161,15 +183,14 @@ class EmbeddedStore:
     def stream(
         self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
     ) -> Iterator[bytes]:
-        """The result in ClickHouse's ``fmt``, block by block. The session stays
-        locked until the iterator is exhausted or closed (chdb sessions are
-        not safe for concurrent use), so consume it promptly. chdb writes a
-        format's header (CSVWithNames) again in every block: stream a
-        headerless format."""
-        with self._lock:
+        """The result in ClickHouse's ``fmt``, block by block. One session is
+        held until the iterator is exhausted or closed, so consume it
+        promptly. chdb writes a format's header (CSVWithNames) again in every
+        block: stream a headerless format."""
+        with self._session() as s:
             try:
                 text = {k: _literal(v) for k, v in params.items()} if params else None
-                with self._session.send_query(sql, fmt, params=text) as result:
+                with s.send_query(sql, fmt, params=text) as result:
                     for chunk in result:
                         yield chunk.bytes()
             except Exception as exc:
@@ -182,8 +203,10 @@ class EmbeddedStore:
             return False
 
     def close(self) -> None:
-        with self._lock:
-            self._session.close()
+        # every session back first: none is closed under a running query
+        held = [self._free.get() for _ in self._sessions]
+        for s in reversed(held):
+            s.close()
 
 
 class ServerStore:

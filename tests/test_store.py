@@ -112,3 +112,26 @@ def test_any_string_parameter_round_trips(store, text, texts):
     (the API fuzz run found a tab in a user id answered with a 500)."""
     out = store.query("SELECT {v:String} AS v, {xs:Array(String)} AS xs", {"v": text, "xs": texts})
     assert out == [{"v": text, "xs": texts}]
+
+
+def test_parallel_sessions_keep_each_querys_parameters(store):
+    """The embedded store's sessions run queries in parallel: a query never
+    sees another thread's parameter values (a tenant id is one), and the
+    sessions do overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sql = (
+        "SELECT {t:String} AS t, (SELECT count() FROM tenants WHERE tenant_id = {t:String})"
+        " AS n, {xs:Array(String)} AS xs"
+    )
+
+    def ask(i: int) -> bool:
+        t = f"tenant-{i % 7}"
+        return store.query(sql, {"t": t, "xs": [t, str(i)]}) == [
+            {"t": t, "n": 0, "xs": [t, str(i)]}
+        ]
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(ask, range(600)))
+    if isinstance(store, EmbeddedStore):
+        assert len(store._sessions) >= 2

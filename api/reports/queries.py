@@ -19,14 +19,16 @@ Definitions (docs/reports.md):
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from api.reports import summaries, terms
 from api.reports.scope import Filter, Scope
 from schemas.dictionary import BY_NAME
-from sinks.store import Store
+from sinks.store import SESSIONS, Store
 from streams.score import INACTIVE_DAYS
 
 FreshFn = Callable[[str | None], datetime | None]
@@ -42,6 +44,22 @@ LATEST = {
 def _latest(col: str) -> dict[str, str]:
     """SQL for each field of the packed latest row in column ``col``."""
     return {k: v.format(c=col) for k, v in LATEST.items()}
+
+
+# A report's independent queries run at once: the store's sessions overlap
+# them (sinks/store.py), so a report costs about its longest chain of
+# queries, not their sum.
+_QUERIES = ThreadPoolExecutor(max_workers=2 * SESSIONS, thread_name_prefix="report-query")
+
+
+def together(*calls: Callable[[], Any]) -> list[Any]:
+    """Each call's result, in order. The first runs in this thread and the
+    others on the pool, concurrently; inside a pool thread all run here, so
+    a call that itself calls ``together`` never waits on a full pool."""
+    if threading.current_thread().name.startswith("report-query"):
+        return [call() for call in calls]
+    futures = [_QUERIES.submit(call) for call in calls[1:]]
+    return [calls[0](), *(future.result() for future in futures)]
 
 
 REDACTED = "[redacted]"
@@ -100,26 +118,10 @@ def engagement(
     week_list = [first + timedelta(weeks=i) for i in range(n)]
     f = scope.filter("learner_week")
     p = {"start": first.isoformat(), "today": today.isoformat()}
-    by_week = _weeks(store, scope, f, week_list, today)
-    # Completion: per learner the week of first activity and of first
-    # completion (earlier weeks collapse into the first one), summed up to
-    # each week in Python.
-    firsts = store.query(
-        f"""
-        SELECT toString(greatest(toMonday(fa), {{start:Date}})) AS w_active,
-               if(fc = toDate(0), '', toString(greatest(toMonday(fc), {{start:Date}}))) AS w_done,
-               count() AS n
-        FROM (
-            SELECT tenant_id, user_id, minIfMerge(first_active) AS fa,
-                   minIfMerge(first_done) AS fc
-            FROM learner_firsts
-            WHERE {f.sql}
-            GROUP BY tenant_id, user_id
-            HAVING fa != toDate(0) AND fa <= {{today:Date}}
-        )
-        GROUP BY w_active, w_done
-        """,
-        {**p, **f.params},
+    by_week, firsts, fresh = together(
+        lambda: _weeks(store, scope, f, week_list, today),
+        lambda: _firsts(store, f, p),
+        lambda: freshness(store, scope, sink_fresh),
     )
     series = []
     for w in week_list:
@@ -157,6 +159,29 @@ def engagement(
         "computed_at": _iso(datetime.now(UTC)),
         "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
     }
+
+
+def _firsts(store: Store, f: Filter, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """For the completion rate: learners counted by their week of first
+    activity and of first completion (earlier weeks collapse into the
+    chart's first), summed up to each week by the caller."""
+    return store.query(
+        f"""
+        SELECT toString(greatest(toMonday(fa), {{start:Date}})) AS w_active,
+               if(fc = toDate(0), '', toString(greatest(toMonday(fc), {{start:Date}}))) AS w_done,
+               count() AS n
+        FROM (
+            SELECT tenant_id, user_id, minIfMerge(first_active) AS fa,
+                   minIfMerge(first_done) AS fc
+            FROM learner_firsts
+            WHERE {f.sql}
+            GROUP BY tenant_id, user_id
+            HAVING fa != toDate(0) AND fa <= {{today:Date}}
+        )
+        GROUP BY w_active, w_done
+        """,
+        {**p, **f.params},
+    )
 
 
 # One pass per learner and week over the weeks asked: the packed latest score
@@ -216,8 +241,10 @@ def _week_stats(
     p = {"weeks": [w.isoformat() for w in weeks], "lo": min(weeks).isoformat(),
          "hi": max(weeks).isoformat(), "today": today.isoformat(), "inactive": INACTIVE_DAYS,
          **f.params}  # fmt: skip
-    weekly = store.query(_WEEKLY.format(where=f.sql, **_latest("l")), p)
-    programs = store.query(_PROGRAMS.format(where=f.sql), p)
+    weekly, programs = together(
+        lambda: store.query(_WEEKLY.format(where=f.sql, **_latest("l")), p),
+        lambda: store.query(_PROGRAMS.format(where=f.sql), p),
+    )
     progs = {r["wk"]: int(r["n_programs"]) for r in programs}
     out: dict[str, dict[str, Any]] = {}
     for r in weekly:
@@ -262,10 +289,13 @@ def learners(
     today = today or datetime.now(UTC).date()
     f = scope.filter("learner_latest")
     p = _learner_params(f, today, days, at_risk)
-    rows = store.query(
-        f"""SELECT *, count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
-        ORDER BY {SORTS[sort]} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
-        {**p, "limit": page_size, "offset": (page - 1) * page_size},
+    rows, fresh = together(
+        lambda: store.query(
+            f"""SELECT *, count() OVER () AS total FROM ({_learners_sql(f, at_risk)})
+            ORDER BY {SORTS[sort]} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt32}}""",
+            {**p, "limit": page_size, "offset": (page - 1) * page_size},
+        ),
+        lambda: freshness(store, scope, sink_fresh),
     )
     if rows:
         total = int(rows[0]["total"])
@@ -290,7 +320,7 @@ def learners(
         "total": total,
         "sort": sort,
         "computed_at": _iso(datetime.now(UTC)),
-        "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
+        "data_fresh_as_of": _iso(fresh),
     }
 
 
@@ -552,9 +582,6 @@ def kpis(
     the readiness delta also per term (the tenant's, else ``default_term``)."""
     now = now or datetime.now(UTC)
     f = scope.filter("events", learner_col="learner_id")
-    term = terms.tenant_term(store, scope.tenant_id, default_term)
-    by_term = _readiness_by_term(store, f, now, term)
-    iv = _interventions(store, scope, now - timedelta(days=days), now)
     p = {
         "since": now - timedelta(days=days),
         "now": now,
@@ -563,78 +590,19 @@ def kpis(
         "act_since": now - timedelta(days=30),
         **f.params,
     }
-    onboarding = store.query(
-        f"""
-        SELECT count() AS den,
-               countIf(ob > toDateTime64(0, 3) AND ob <= fs + INTERVAL 24 HOUR) AS num
-        FROM (
-            SELECT tenant_id, learner_id, min(first_seen) AS fs, argMinMerge(persona) AS who,
-                   minIfMerge(onboarded) AS ob
-            FROM learner_event_firsts
-            WHERE {f.sql} AND learner_id IN (
-                SELECT learner_id FROM learner_event_firsts
-                WHERE {f.sql} AND first_seen >= {{since:DateTime64(3)}}
-                  AND first_seen <= {{now:DateTime64(3)}})
-            GROUP BY tenant_id, learner_id
-        ) WHERE fs >= {{since:DateTime64(3)}} AND fs <= {{now:DateTime64(3)}} AND who = 'student'
-        """,
-        p,
-    )[0]
-    # One pass over the window's KPI events, per learner. Counts are of
-    # distinct event ids (the table may briefly hold a replay).
-    w = store.query(
-        f"""
-        SELECT countIf(resumes > 0) AS resume_den,
-               countIf(resumes > 0 AND arrayExists(
-                   x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
-               countIf(assessed >= 2) AS ready_n,
-               avgIf(last_r - first_r, assessed >= 2) AS ready_delta
-        FROM (
-            SELECT tenant_id, learner_id,
-                   countIf(event_name = 'resume_parsed') AS resumes,
-                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
-                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans,
-                   uniqExactIf(event_id, {ASSESSED}) AS assessed,
-                   argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
-                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r
-            FROM kpi_events
-            WHERE {f.sql} AND learner_id != ''
-              AND event_name IN ('resume_parsed', 'action_plan_accepted', 'assessment_completed')
-              AND {IN_WINDOW} AND event_timestamp <= {{now:DateTime64(3)}}
-            GROUP BY tenant_id, learner_id
-        )
-        """,
-        p,
-    )[0]
-    wau = store.query(
-        f"""
-        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
-                   AS cur,
-               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
-                   AS prev
-        FROM events_by_time
-        WHERE {f.sql} AND event_timestamp > {{wau_prev:DateTime64(3)}}
-          AND event_timestamp <= {{now:DateTime64(3)}}
-        """,
-        p,
-    )[0]
-    # Advisee activation: learners assigned to a mentor (inside the scope) who
-    # signed in during the last 30 days.
-    fo = scope.filter("events", learner_col="object_id")
-    act = store.query(
-        f"""
-        SELECT count() AS den, countIf((tenant_id, object_id) IN (
-                   SELECT tenant_id, learner_id FROM events_by_time
-                   WHERE {f.sql} AND event_name = 'session_started'
-                     AND event_timestamp > {{act_since:DateTime64(3)}}
-                     AND event_timestamp <= {{now:DateTime64(3)}}
-                     AND (tenant_id, learner_id) IN ({MENTEES.format(fo=fo.sql)}))) AS num
-        FROM ({MENTEES.format(fo=fo.sql)})
-        """,
-        {**p, **fo.params},
-    )[0]
-    adherence = _adherence(store, f, p)
-    planner = _planner_time(store, f, p)
+    by_term, iv, onboarding, w, wau, act, adherence, planner, fresh = together(
+        lambda: _readiness_by_term(store, f, now, terms.tenant_term(store, scope.tenant_id,
+                                                                     default_term)),
+        lambda: _interventions(store, scope, now - timedelta(days=days), now),
+        lambda: _onboarding(store, f, p),
+        lambda: _kpi_window(store, f, p),
+        lambda: _wau(store, f, p),
+        lambda: _activation(store, scope, f, p),
+        lambda: _adherence(store, f, p),
+        lambda: _planner_time(store, f, p),
+        lambda: freshness(store, scope, sink_fresh),
+    )  # fmt: skip
+    term = by_term["term"]
     resume = {"num": w["resume_num"], "den": w["resume_den"]}
     readiness = {"learners": w["ready_n"], "delta": w["ready_delta"]}
     act_num, act_den = int(act["num"]), int(act["den"])
@@ -688,8 +656,94 @@ def kpis(
         "window_days": days,
         "kpis": items,
         "computed_at": _iso(datetime.now(UTC)),
-        "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
+        "data_fresh_as_of": _iso(fresh),
     }
+
+
+def _onboarding(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
+    """Students first seen in the window, and those onboarded within 24 h."""
+    return store.query(
+        f"""
+        SELECT count() AS den,
+               countIf(ob > toDateTime64(0, 3) AND ob <= fs + INTERVAL 24 HOUR) AS num
+        FROM (
+            SELECT tenant_id, learner_id, min(first_seen) AS fs, argMinMerge(persona) AS who,
+                   minIfMerge(onboarded) AS ob
+            FROM learner_event_firsts
+            WHERE {f.sql} AND learner_id IN (
+                SELECT learner_id FROM learner_event_firsts
+                WHERE {f.sql} AND first_seen >= {{since:DateTime64(3)}}
+                  AND first_seen <= {{now:DateTime64(3)}})
+            GROUP BY tenant_id, learner_id
+        ) WHERE fs >= {{since:DateTime64(3)}} AND fs <= {{now:DateTime64(3)}} AND who = 'student'
+        """,
+        p,
+    )[0]
+
+
+def _kpi_window(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
+    """One pass over the window's KPI events, per learner: resume-to-roadmap
+    and the window's readiness delta. Counts are of distinct event ids (the
+    table may briefly hold a replay)."""
+    return store.query(
+        f"""
+        SELECT countIf(resumes > 0) AS resume_den,
+               countIf(resumes > 0 AND arrayExists(
+                   x -> x >= resume AND x <= resume + INTERVAL 14 DAY, plans)) AS resume_num,
+               countIf(assessed >= 2) AS ready_n,
+               avgIf(last_r - first_r, assessed >= 2) AS ready_delta
+        FROM (
+            SELECT tenant_id, learner_id,
+                   countIf(event_name = 'resume_parsed') AS resumes,
+                   minIf(event_timestamp, event_name = 'resume_parsed') AS resume,
+                   groupArrayIf(event_timestamp, event_name = 'action_plan_accepted') AS plans,
+                   uniqExactIf(event_id, {ASSESSED}) AS assessed,
+                   argMinIf(readiness_score, event_timestamp, {ASSESSED}) AS first_r,
+                   argMaxIf(readiness_score, event_timestamp, {ASSESSED}) AS last_r
+            FROM kpi_events
+            WHERE {f.sql} AND learner_id != ''
+              AND event_name IN ('resume_parsed', 'action_plan_accepted', 'assessment_completed')
+              AND {IN_WINDOW} AND event_timestamp <= {{now:DateTime64(3)}}
+            GROUP BY tenant_id, learner_id
+        )
+        """,
+        p,
+    )[0]
+
+
+def _wau(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
+    """Distinct learners with a counted event in the last 7 days, and in the
+    7 before."""
+    return store.query(
+        f"""
+        SELECT uniqExactIf((tenant_id, learner_id), event_timestamp > {{wau_since:DateTime64(3)}})
+                   AS cur,
+               uniqExactIf((tenant_id, learner_id), event_timestamp <= {{wau_since:DateTime64(3)}})
+                   AS prev
+        FROM events_by_time
+        WHERE {f.sql} AND event_timestamp > {{wau_prev:DateTime64(3)}}
+          AND event_timestamp <= {{now:DateTime64(3)}}
+        """,
+        p,
+    )[0]
+
+
+def _activation(store: Store, scope: Scope, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
+    """Advisee activation: learners assigned to a mentor (inside the scope)
+    who signed in during the last 30 days."""
+    fo = scope.filter("events", learner_col="object_id")
+    return store.query(
+        f"""
+        SELECT count() AS den, countIf((tenant_id, object_id) IN (
+                   SELECT tenant_id, learner_id FROM events_by_time
+                   WHERE {f.sql} AND event_name = 'session_started'
+                     AND event_timestamp > {{act_since:DateTime64(3)}}
+                     AND event_timestamp <= {{now:DateTime64(3)}}
+                     AND (tenant_id, learner_id) IN ({MENTEES.format(fo=fo.sql)}))) AS num
+        FROM ({MENTEES.format(fo=fo.sql)})
+        """,
+        {**p, **fo.params},
+    )[0]
 
 
 def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, int]:
