@@ -116,6 +116,43 @@ def _quoted(value: Any) -> str:
     return str(_literal(value))
 
 
+class _ReadWriteLock:
+    """Any number of readers, or one writer; a waiting writer goes before
+    new readers, so polling dashboards cannot starve the sink's round."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._writing and not self._waiting)
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                self._cond.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+            self._cond.wait_for(lambda: not self._writing and not self._readers)
+            self._waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
 class EmbeddedStore:
     """ClickHouse in this process, via chdb (one process per data path)."""
 
@@ -128,9 +165,8 @@ class EmbeddedStore:
         self.path = path
         # chdb sessions are not safe for concurrent use, but sessions on one
         # path run in parallel (each its own query context, the GIL released
-        # while ClickHouse works): a dashboard's queries, the sink's round
-        # and an export's stream each take a free one instead of queueing
-        # behind one lock.
+        # while ClickHouse works): a report's queries and an export's stream
+        # each take a free one instead of queueing behind one lock.
         self._sessions: list[Any] = []
         try:
             for _ in range(max(1, sessions)):
@@ -145,17 +181,29 @@ class EmbeddedStore:
         self._free: queue.LifoQueue[Any] = queue.LifoQueue()
         for s in self._sessions:
             self._free.put(s)
+        # Reads overlap each other but never a write: an INSERT is not atomic
+        # with its materialized views, so a read beside it could see a table
+        # without its view's rows or the reverse (kept weeks and their write
+        # counts, api/reports/summaries.py, rely on seeing both or neither).
+        self._rw = _ReadWriteLock()
 
     @contextmanager
-    def _session(self) -> Iterator[Any]:
-        s = self._free.get()
-        try:
-            yield s
-        finally:
-            self._free.put(s)
+    def _session(self, write: bool = False) -> Iterator[Any]:
+        with self._rw.writing() if write else self._rw.reading():
+            s = self._free.get()
+            try:
+                yield s
+            finally:
+                self._free.put(s)
 
-    def _run(self, sql: str, fmt: str = "JSONEachRow", params: Mapping[str, Any] | None = None):
-        with self._session() as s:
+    def _run(
+        self,
+        sql: str,
+        fmt: str = "JSONEachRow",
+        params: Mapping[str, Any] | None = None,
+        write: bool = False,
+    ):
+        with self._session(write) as s:
             try:
                 text = {k: _literal(v) for k, v in params.items()} if params else None
                 return s.query(sql, fmt, params=text)
@@ -168,7 +216,7 @@ class EmbeddedStore:
         return [json.loads(line) for line in raw.splitlines() if line]
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self._run(sql, "CSV", params)
+        self._run(sql, "CSV", params, write=True)
 
     def raw(self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV") -> bytes:
         """The whole result in ClickHouse's output format ``fmt``."""
@@ -178,7 +226,8 @@ class EmbeddedStore:
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
         if not rows:
             return
-        self._run(insert_sql(table, dedup_token) + "\n" + encode_rows(rows).decode(), "CSV")
+        sql = insert_sql(table, dedup_token) + "\n" + encode_rows(rows).decode()
+        self._run(sql, "CSV", write=True)
 
     def stream(
         self, sql: str, params: Mapping[str, Any] | None = None, fmt: str = "CSV"
@@ -203,10 +252,9 @@ class EmbeddedStore:
             return False
 
     def close(self) -> None:
-        # every session back first: none is closed under a running query
-        held = [self._free.get() for _ in self._sessions]
-        for s in reversed(held):
-            s.close()
+        with self._rw.writing():  # none is closed under a running statement
+            for s in reversed(self._sessions):
+                s.close()
 
 
 class ServerStore:

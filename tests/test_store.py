@@ -135,3 +135,24 @@ def test_parallel_sessions_keep_each_querys_parameters(store):
         assert all(pool.map(ask, range(600)))
     if isinstance(store, EmbeddedStore):
         assert len(store._sessions) >= 2
+
+
+def test_reads_overlap_and_a_write_waits_for_them(store):
+    """An export's open stream does not hold up a report's query; an insert
+    waits until no read is running (it is not atomic with its views)."""
+    import threading
+
+    if not isinstance(store, EmbeddedStore):
+        pytest.skip("the embedded store's own locking")
+    chunks = store.stream("SELECT number FROM numbers(10)", fmt="CSV")
+    next(chunks)  # the stream now holds a session and a read
+    try:
+        done = threading.Event()
+        threading.Thread(target=lambda: (store.query("SELECT 1 AS x"), done.set())).start()
+        assert done.wait(10), "a query waited for an open stream"
+        wrote = threading.Event()
+        threading.Thread(target=lambda: (store.command("SELECT 1"), wrote.set())).start()
+        assert not wrote.wait(1), "a write ran beside an open read"
+    finally:
+        chunks.close()
+    assert wrote.wait(10)
