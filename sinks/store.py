@@ -118,28 +118,39 @@ def _quoted(value: Any) -> str:
 
 class _ReadWriteLock:
     """Any number of readers, or one writer; a waiting writer goes before
-    new readers, so polling dashboards cannot starve the sink's round."""
+    new readers, so polling dashboards cannot starve the sink's round. A
+    thread already reading (an open stream) may read again past a waiting
+    writer, and may not write: either would wait for itself forever."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._readers = 0
         self._writing = False
         self._waiting = 0
+        self._mine = threading.local()
+
+    def _held(self) -> int:
+        return getattr(self._mine, "reads", 0)
 
     @contextmanager
     def reading(self) -> Iterator[None]:
+        again = self._held() > 0
         with self._cond:
-            self._cond.wait_for(lambda: not self._writing and not self._waiting)
+            self._cond.wait_for(lambda: again or not (self._writing or self._waiting))
             self._readers += 1
+        self._mine.reads = self._held() + 1
         try:
             yield
         finally:
+            self._mine.reads = self._held() - 1
             with self._cond:
                 self._readers -= 1
                 self._cond.notify_all()
 
     @contextmanager
     def writing(self) -> Iterator[None]:
+        if self._held():
+            raise StoreError("a write from a thread that holds a read (an open stream)")
         with self._cond:
             self._waiting += 1
             self._cond.wait_for(lambda: not self._writing and not self._readers)
@@ -163,10 +174,10 @@ class EmbeddedStore:
 
         path.mkdir(parents=True, exist_ok=True)
         self.path = path
-        # chdb sessions are not safe for concurrent use, but sessions on one
-        # path run in parallel (each its own query context, the GIL released
-        # while ClickHouse works): a report's queries and an export's stream
-        # each take a free one instead of queueing behind one lock.
+        # A session runs one statement at a time; sessions on one path run
+        # in parallel (each its own query context, the GIL released while
+        # ClickHouse works), so a report's queries and an export's stream
+        # each take a free one instead of queueing behind one.
         self._sessions: list[Any] = []
         try:
             for _ in range(max(1, sessions)):

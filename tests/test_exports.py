@@ -378,3 +378,26 @@ def test_crash_between_write_and_notify_gives_one_per_channel(world, store, mail
                 f"{world.api.url}/v1/webhooks/{h['webhook_id']}/delete",
                 headers=world.h("company_admin"),
             )
+
+
+def test_an_upload_failing_mid_file_fails_the_export_and_frees_the_store(world, store):
+    """ClickHouse's CSV blocks go to the object store as they come; when the
+    upload fails half-way, the export is marked failed (a write) and the
+    store stays free: the open stream is closed first, not held by the
+    failure's traceback."""
+    runner = world.api.ctx.exports
+    real = runner.objects.put_stream
+
+    def breaks_half_way(key, blocks, content_type):
+        next(blocks), next(blocks)
+        raise OSError("object store went away")
+
+    runner.objects.put_stream = breaks_half_way
+    try:
+        r = world.post("company_admin", {"report": "learners", "format": "csv"})
+        assert r.status_code == 202, r.text
+        body = world.wait("company_admin", r.json()["export_id"], want="failed")
+        assert "went away" in body["error"]
+    finally:
+        runner.objects.put_stream = real
+    assert store.query("SELECT 1 AS x") == [{"x": 1}]

@@ -293,3 +293,28 @@ def test_freshness_and_health(world):
     text = httpx.get(f"{world.api.url}/metrics", timeout=10).text
     assert "skillstream_report_seconds_count" in text
     assert "skillstream_report_denied_total" in text
+
+
+def test_together_keeps_order_raises_and_nests():
+    """A report's queries run together: results in call order, a failing
+    call's error reaches the caller, and calls nested far past the pool's
+    size all finish (a queued call runs in the waiting thread instead)."""
+    from api.reports.queries import together
+
+    def slow(i: int) -> int:
+        time.sleep(0.01)
+        return i
+
+    assert together(*(lambda i=i: slow(i) for i in range(10))) == list(range(10))
+
+    def boom() -> int:
+        raise ValueError("no such table")
+
+    with pytest.raises(ValueError):
+        together(lambda: 1, boom, lambda: 3)
+
+    def inner(i: int) -> list[int]:
+        return together(*(lambda j=j: slow(10 * i + j) for j in range(5)))
+
+    got = together(*(lambda i=i: inner(i) for i in range(12)))
+    assert got == [[10 * i + j for j in range(5)] for i in range(12)]

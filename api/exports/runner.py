@@ -18,6 +18,7 @@ import queue
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -209,11 +210,16 @@ class ExportRunner:
         def blocks() -> Iterator[bytes]:
             yield header
             for bounded in ranges:  # the store is free between ranges
-                for chunk in self.store.stream(sql, bounded, "CSV"):
-                    lines[0] += chunk.count(b"\n")
-                    yield chunk
+                with closing(self.store.stream(sql, bounded, "CSV")) as chunks:
+                    for chunk in chunks:
+                        lines[0] += chunk.count(b"\n")
+                        yield chunk
 
-        size = self.objects.put_stream(key, blocks(), CONTENT_TYPES["csv"])
+        # Closed however the upload ends: a failed upload's traceback would
+        # otherwise keep the stream, its session and its read open while the
+        # failure is recorded (a write).
+        with closing(blocks()) as body:
+            size = self.objects.put_stream(key, body, CONTENT_TYPES["csv"])
         return lines[0], size
 
     def _python_file(

@@ -19,7 +19,6 @@ Definitions (docs/reports.md):
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
@@ -53,13 +52,21 @@ _QUERIES = ThreadPoolExecutor(max_workers=2 * SESSIONS, thread_name_prefix="repo
 
 
 def together(*calls: Callable[[], Any]) -> list[Any]:
-    """Each call's result, in order. The first runs in this thread and the
-    others on the pool, concurrently; inside a pool thread all run here, so
-    a call that itself calls ``together`` never waits on a full pool."""
-    if threading.current_thread().name.startswith("report-query"):
-        return [call() for call in calls]
+    """Each call's result, in order, the calls run concurrently: the first
+    in this thread, the others on the pool. A call the pool has not started
+    by the time this thread is free runs here instead, so a report never
+    waits behind other reports' queued queries, and a call that itself calls
+    ``together`` only ever waits on calls already running."""
     futures = [_QUERIES.submit(call) for call in calls[1:]]
-    return [calls[0](), *(future.result() for future in futures)]
+    try:
+        first = calls[0]()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    rest = [call() if future.cancel() else future.result()
+            for call, future in zip(calls[1:], futures, strict=True)]  # fmt: skip
+    return [first, *rest]
 
 
 REDACTED = "[redacted]"
@@ -157,7 +164,7 @@ def engagement(
         "series": series[-weeks:],
         "tiles": tiles,
         "computed_at": _iso(datetime.now(UTC)),
-        "data_fresh_as_of": _iso(freshness(store, scope, sink_fresh)),
+        "data_fresh_as_of": _iso(fresh),
     }
 
 
@@ -591,8 +598,7 @@ def kpis(
         **f.params,
     }
     by_term, iv, onboarding, w, wau, act, adherence, planner, fresh = together(
-        lambda: _readiness_by_term(store, f, now, terms.tenant_term(store, scope.tenant_id,
-                                                                     default_term)),
+        lambda: _readiness_by_term(store, f, now, _term(store, scope, default_term)),
         lambda: _interventions(store, scope, now - timedelta(days=days), now),
         lambda: _onboarding(store, f, p),
         lambda: _kpi_window(store, f, p),
@@ -794,6 +800,11 @@ def _planner_time(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
     )[0]
     n = int(row["sessions"])
     return {"sessions": n, "median_s": round(float(row["median_ms"]) / 1000, 1) if n else None}
+
+
+def _term(store: Store, scope: Scope, default: str) -> str:
+    """The scope's tenant's readiness term, else ``default``."""
+    return terms.tenant_term(store, scope.tenant_id, default)
 
 
 def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dict[str, Any]:
