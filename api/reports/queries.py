@@ -598,7 +598,7 @@ def kpis(
         **f.params,
     }
     by_term, iv, onboarding, w, wau, act, adherence, planner, fresh = together(
-        lambda: _readiness_by_term(store, f, now, _term(store, scope, default_term)),
+        lambda: _readiness_by_term(store, scope, f, now, default_term),
         lambda: _interventions(store, scope, now - timedelta(days=days), now),
         lambda: _onboarding(store, f, p),
         lambda: _kpi_window(store, f, p),
@@ -802,14 +802,13 @@ def _planner_time(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
     return {"sessions": n, "median_s": round(float(row["median_ms"]) / 1000, 1) if n else None}
 
 
-def _term(store: Store, scope: Scope, default: str) -> str:
-    """The scope's tenant's readiness term, else ``default``."""
-    return terms.tenant_term(store, scope.tenant_id, default)
-
-
-def _readiness_by_term(store: Store, f: Filter, now: datetime, term: str) -> dict[str, Any]:
+def _readiness_by_term(
+    store: Store, scope: Scope, f: Filter, now: datetime, default_term: str
+) -> dict[str, Any]:
     """Readiness delta (last − first assessment per learner with two or
-    more) in the current calendar term and the one before."""
+    more) in the current calendar term (the tenant's, else ``default_term``)
+    and the one before."""
+    term = terms.tenant_term(store, scope.tenant_id, default_term)
     start = terms.term_start(now.date(), term)
     p = {**f.params, "start": start.isoformat(), "prev": terms.previous_start(start, term),
          "now": now}  # fmt: skip
