@@ -14,6 +14,7 @@ from api.ingest.ratelimit import RateLimiter
 from api.ingest.recent import RecentIds
 from api.ingest.validate import Bounds
 from api.jobs import Periodic, Scheduler
+from api.lag import LagMonitor
 from api.leases import Leases
 from api.notify.channels import ReadyPublisher
 from api.notify.config import reseal_secrets as reseal_webhook_secrets
@@ -22,10 +23,9 @@ from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
 from api.sealing import Sealer
 from api.tenants import TenantRegistry, reseal_salts
-from ops.lag import LagMonitor
-from ops.processes import stack_children_alive
-from ops.secrets import Secrets
-from ops.settings import Settings
+from core.processes import stack_children_alive
+from core.secrets import Secrets
+from core.settings import Settings
 from schemas.codec import Codec, codec_for
 from sinks.sink import Sink
 from sinks.store import Store
@@ -42,7 +42,7 @@ class KafkaProbe:
         self._lock = threading.Lock()
 
     def ok(self) -> bool:
-        from ops.kafka_launcher import metadata_ok
+        from core.kafka_info import metadata_ok
 
         with self._lock:
             if time.monotonic() - self._at > self.ttl_s:
@@ -113,7 +113,7 @@ class AppContext:
     def for_process(cls, settings: Settings) -> AppContext:
         """An API or job-runner process's context: its store, secrets and
         Kafka as the settings name them (the caller closes the store)."""
-        from ops.secrets import load_secrets
+        from core.secrets import load_secrets
         from sinks.store import open_store
 
         return cls(
@@ -184,7 +184,7 @@ class AppContext:
         return self._stored_rounds
 
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
-        """The freshness watermark (ops/lag.py) for a tenant that has data;
+        """The freshness watermark (api/lag.py) for a tenant that has data;
         without a lag reading yet, the newest event the sink wrote."""
         newest = self.sink.data_fresh_as_of(tenant_id) if self.sink else None
         snap = self.lag.latest if self.lag else None

@@ -18,10 +18,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ops.demo import HISTORY_FILE
 from sinks.store import Store
 
 DAY = timedelta(days=1)
+# Written by the demo generator (ops/demo.py), read here.
+HISTORY_FILE = "demo-history.json"
 FreshFn = Callable[[str], datetime | None]
 
 

@@ -13,10 +13,10 @@ import sys
 from api.audit.chain import use_writer
 from api.context import AppContext
 from api.leases import Leases
-from ops.logs import setup_logging
-from ops.processes import process_name, serve_until_signalled, server_mode_only
-from ops.settings import Settings, get_settings
-from ops.topics import ensure_topics
+from core.logs import setup_logging
+from core.processes import process_name, serve_until_signalled, server_mode_only
+from core.settings import Settings, get_settings
+from core.topics import ensure_topics
 
 log = logging.getLogger("skillstream.jobs")
 

@@ -21,9 +21,9 @@ import uvicorn
 from api.app import create_app
 from api.audit.chain import use_writer
 from api.context import AppContext
-from ops.logs import setup_logging
-from ops.processes import process_name
-from ops.settings import get_settings
+from core.logs import setup_logging
+from core.processes import process_name
+from core.settings import get_settings
 
 log = logging.getLogger("skillstream.api")
 

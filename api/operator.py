@@ -8,8 +8,8 @@ from api.origins import OriginRegistry
 from api.reports.org import Link, OrgRegistry
 from api.security import ROLES, issue_token
 from api.tenants import Tenant, TenantError, TenantRegistry
-from ops.secrets import Secrets
-from ops.settings import Settings
+from core.secrets import Secrets
+from core.settings import Settings
 from sinks.store import Store
 
 

@@ -3,7 +3,7 @@
 A value in ClickHouse that only the application needs (a tenant's PII salt,
 a webhook's signing secret) is kept as ``fernet:<token>``: AES-128-CBC +
 HMAC-SHA256 (``cryptography``'s Fernet), keyed per purpose from
-``ops.secrets``. An analyst who can read every table reads only tokens.
+``core.secrets``. An analyst who can read every table reads only tokens.
 Keys are a comma-separated list, newest first (MultiFernet): rotating one
 prepends a key, and ``reseal`` moves values to it.
 

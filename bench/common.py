@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ops.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 
@@ -154,7 +154,7 @@ def peak_rss_mb(pid: int) -> float:
 
 def fresh_settings(ctx: Context, tag: str, topics: dict[str, dict] | None = None) -> Settings:
     """A new run dir and topic prefix on the bench Kafka: runs never share state."""
-    from ops.topics import ensure_topics
+    from core.topics import ensure_topics
 
     run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=ctx.workdir))
     settings = Settings(

@@ -15,7 +15,7 @@ import sys
 
 from mode import Worker
 
-from ops.settings import get_settings
+from core.settings import get_settings
 from streams.app import create_app
 from streams.pipeline import Item
 from streams.steps.dedupe import dedupe_step

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from threading import Event
 
+from core.keys import learner_key_bytes
+
 TENANT = "t_bench"
 
 
@@ -82,7 +84,7 @@ def _encoded(ev: dict, tenant: str, received_at: datetime, codec, bounds) -> tup
     )
     if errs:
         raise SystemExit(f"generator produced an invalid event: {errs}")
-    return codec.encode(rec), f"{tenant}:{rec['user_id'] or rec['anonymous_id']}".encode()
+    return codec.encode(rec), learner_key_bytes(tenant, rec["user_id"] or rec["anonymous_id"])
 
 
 def preload(bootstrap: str, topic: str, events: list[dict], tenant: str = TENANT) -> None:

@@ -137,7 +137,7 @@ def measure_in_fresh_process(kind: str, tmp: Path, pdf_rows: int) -> dict:
 def _child(kind: str, tmp: Path, pdf_rows: int, out) -> None:
     try:
         from api.exports.storage import LocalObjectStore
-        from ops.settings import Settings
+        from core.settings import Settings
         from sinks.store import open_store
 
         settings = Settings(SKILLSTREAM_RUN_DIR=tmp / "run", EXPORT_PDF_MAX_ROWS=pdf_rows)

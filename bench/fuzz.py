@@ -412,7 +412,7 @@ def _start() -> tuple[Any, Any]:
     import tempfile
 
     from bench.run import _kafka
-    from ops.settings import Settings
+    from core.settings import Settings
     from sinks.store import open_store
     from tests.conftest import LiveApi
 

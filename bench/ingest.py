@@ -29,7 +29,7 @@ import time
 from datetime import UTC, datetime
 
 from bench.common import Context, Result, Row, Scale, child_env, fresh_settings, percentile, stop
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 
 def make_events(n: int, seed: int = 11) -> list[dict]:
@@ -158,9 +158,9 @@ def _in_process(target, *args) -> dict:
 
 
 def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
+    from core.secrets import load_secrets
     from ops.control import HttpControl
     from ops.kafka_launcher import free_port
-    from ops.secrets import load_secrets
     from ops.stack import Child, wait_healthy
 
     n_events = scale.ingest_events

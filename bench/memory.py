@@ -31,7 +31,7 @@ from bench.common import (
     stop,
 )
 from bench.dedupe_worker import IDS_TOPIC
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 DAY0 = 1_795_000_000_000  # a fixed epoch-ms: ids are deterministic
 

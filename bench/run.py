@@ -91,8 +91,8 @@ def _kafka() -> tuple[str, Any]:
     env = os.environ.get("KAFKA_BOOTSTRAP")
     if env:
         return env, None
+    from core.settings import PROJECT_ROOT, Settings
     from ops.kafka_launcher import KafkaCluster
-    from ops.settings import PROJECT_ROOT, Settings
 
     s = Settings()
     cluster = KafkaCluster.ensure(

@@ -37,7 +37,7 @@ from bench.common import (
 )
 from bench.events import expected_counted, generate, preload
 from bench.peers.quix_app import TOTALS_SQL
-from ops.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 
 
 def decode_floor(bootstrap: str, topic: str, n: int) -> float:
@@ -72,7 +72,7 @@ def records_written(settings: Settings) -> dict[str, int]:
     worker's own ``skillstream_worker_records_out_total``."""
     from confluent_kafka.admin import AdminClient
 
-    from ops.kafka_info import describe_topics
+    from core.kafka_info import describe_topics
 
     bootstrap = settings.kafka_bootstrap or ""
     names = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=10)

@@ -13,10 +13,11 @@ Contracts other tools rely on (keep them exact):
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from api.security import ROLES
-from ops.settings import get_settings
+from core.settings import get_settings
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -216,8 +217,8 @@ SECRET_PURPOSES = {
 
 def cmd_secrets_rotate(args: argparse.Namespace) -> int:
     """Local mode: a new key in the run dir's key file, used from the next start."""
-    from ops.processes import read_stack
-    from ops.secrets import rotate_local
+    from core.processes import read_stack
+    from core.secrets import rotate_local
 
     s = get_settings()
     field, var = SECRET_PURPOSES[args.purpose]
@@ -293,13 +294,12 @@ def cmd_recompute(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from ops.settings import PROJECT_ROOT
+    """The benchmarks run as their own program (``python -m bench`` from the
+    source tree): bench/ sits above the CLI and is not an installed package."""
+    from core.settings import PROJECT_ROOT
 
-    # bench/ is not an installed package: it runs from the source tree.
-    sys.path.insert(0, str(PROJECT_ROOT))
-    from bench.run import main as bench_main
-
-    return bench_main(args.bench_args)
+    cmd = [sys.executable, "-m", "bench", *args.bench_args]
+    return subprocess.run(cmd, cwd=PROJECT_ROOT, check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:

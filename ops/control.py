@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import httpx
 
-from ops.secrets import load_secrets
-from ops.settings import Settings
+from core.secrets import load_secrets
+from core.settings import Settings
 
 
 class ControlError(RuntimeError):

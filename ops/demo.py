@@ -27,6 +27,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from api.demo_history import HISTORY_FILE
 from schemas.examples import example_event
 
 log = logging.getLogger("skillstream.demo")
@@ -58,7 +59,6 @@ BACKFILL_IN_FLIGHT = 3
 # A restart that left less than this unsent (a few hundred events) catches
 # up in the live loop, without the dashboard's loading state.
 CATCH_UP_QUIETLY = timedelta(days=1)
-HISTORY_FILE = "demo-history.json"
 LEGACY_MARKER = "demo-backfilled"  # older run dirs: the whole history was sent
 
 
@@ -259,9 +259,9 @@ def _clock(rng: random.Random, day_start: datetime) -> datetime:
 
 
 def _keys(api_url: str, run_dir: str, tenants: list[str]) -> dict[str, str]:
+    from core.secrets import load_secrets
+    from core.settings import get_settings
     from ops.control import HttpControl
-    from ops.secrets import load_secrets
-    from ops.settings import get_settings
 
     path = os.path.join(run_dir, "demo.json")
     keys: dict[str, str] = {}
@@ -330,9 +330,9 @@ def _post(client, keys: dict[str, str], batch, totals: dict[str, int], rng, stop
 def register_org(api_url: str, pop: Population) -> None:
     """Managers, mentors and program owners of every demo tenant, so each
     role has something to see (idempotent: links converge per key)."""
+    from core.secrets import load_secrets
+    from core.settings import get_settings
     from ops.control import HttpControl
-    from ops.secrets import load_secrets
-    from ops.settings import get_settings
 
     control = HttpControl(api_url, load_secrets(get_settings()).admin_secret)
     for t in pop.tenants:
@@ -528,8 +528,8 @@ def _activity_event(
 def main() -> None:
     import httpx
 
-    from ops.logs import setup_logging
-    from ops.settings import get_settings
+    from core.logs import setup_logging
+    from core.settings import get_settings
 
     setup_logging("demo", get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)

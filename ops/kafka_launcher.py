@@ -34,8 +34,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops.processes import pid_alive
-from ops.settings import PROJECT_ROOT
+from core.kafka_info import metadata_ok
+from core.processes import pid_alive
+from core.settings import PROJECT_ROOT
 
 POM = PROJECT_ROOT / "ops" / "kafka" / "pom.xml"
 LOG4J = PROJECT_ROOT / "ops" / "kafka" / "log4j2.yaml"
@@ -81,25 +82,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def metadata_ok(bootstrap: str, expected_brokers: int = 1, timeout: float = 3.0) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    # A plain TCP probe first: librdkafka would log every refused connection.
-    host, port = bootstrap.split(",")[0].rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-    except OSError:
-        return False
-    try:
-        admin = AdminClient(
-            {"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
-        )
-        md = admin.list_topics(timeout=timeout)
-        return len(md.brokers) >= expected_brokers
-    except Exception:
-        return False
 
 
 @dataclass
@@ -230,7 +212,7 @@ class KafkaCluster:
             )
         if not nodes:
             return None
-        from ops.settings import get_settings
+        from core.settings import get_settings
 
         s = get_settings()
         jar_dir = (s.cache_dir / "kafka" / s.kafka_version).resolve()

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from core.processes import read_stack
+from core.settings import Settings
+from core.topics import ensure_topics, existing_partitions
 from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, die_with_parent, free_port
-from ops.processes import read_stack
-from ops.settings import Settings
-from ops.topics import ensure_topics, existing_partitions
 
 Out = Callable[..., None]
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from core.kafka_info import metadata_ok
+from core.processes import pid_alive, read_stack
+from core.settings import Settings
 from ops.control import running_api_url
-from ops.kafka_launcher import KafkaCluster, metadata_ok, wipe
-from ops.processes import pid_alive, read_stack
-from ops.settings import Settings
+from ops.kafka_launcher import KafkaCluster, wipe
 
 # What lives in a run directory, for the user reading `reset`'s output.
 RUN_DIR_PARTS = {
@@ -39,7 +40,7 @@ def _kafka_line(settings: Settings) -> tuple[str | None, str]:
 
 def print_status(settings: Settings) -> int:
     """Exit 0 when the stack and all its processes run, else 1."""
-    from ops.lag import pipeline_lag
+    from api.lag import pipeline_lag
 
     stack = read_stack(settings)
     ok = stack is not None

@@ -9,9 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 
-from ops.logs import setup_logging
-from ops.processes import serve_until_signalled, server_mode_only
-from ops.settings import get_settings
+from core.logs import setup_logging
+from core.processes import serve_until_signalled, server_mode_only
+from core.settings import get_settings
 from sinks.sink import Sink
 from sinks.store import open_store
 

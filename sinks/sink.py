@@ -43,8 +43,8 @@ from confluent_kafka import (
 from prometheus_client import Counter, Gauge, Histogram
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
-from ops.kafka_info import TopicsInfo, describe_topics
-from ops.settings import Settings
+from core.kafka_info import TopicsInfo, describe_topics
+from core.settings import Settings
 from sinks.store import Store, StoreError
 from sinks.writers import WRITERS, Writer
 from streams.pipeline import Item, Outcome, dead_letter_headers

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from core.keys import learner_key
 from streams import score as scoring
 from streams.records import iso_day, week_of
 
@@ -37,7 +38,7 @@ COUNTERS = (
 
 def learner_day_key(tenant: str, user: str, day: int) -> str:
     # also the row's key in aggregates.learner_daily, the table's changelog
-    return f"{tenant}:{user}:{iso_day(day)}"
+    return f"{learner_key(tenant, user)}:{iso_day(day)}"
 
 
 def update_learner_day(

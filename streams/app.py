@@ -10,8 +10,8 @@ import faust
 from confluent_kafka.admin import AdminClient
 from faust.types import ProducerT
 
-from ops.settings import Settings
-from ops.topics import durability
+from core.settings import Settings
+from core.topics import durability
 from streams import faust_fixes
 from streams.rdkafka_producer import RdKafkaProducer
 

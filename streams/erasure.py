@@ -29,11 +29,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from streams.records import iso_day
+from core.keys import learner_key, learner_key_bytes
+from streams.aggregates import learner_day_key
 from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
 if TYPE_CHECKING:
-    from ops.settings import Settings
+    from core.settings import Settings
     from streams.worker import Outputs, Tables, Topics
 
 log = logging.getLogger("skillstream.worker")
@@ -50,7 +51,9 @@ def request_erasure(bootstrap: str, settings: Settings, tenant_id: str, user_id:
                   "partitioner": "murmur2_random", "log_level": 0})  # fmt: skip
     body = {"tenant_id": tenant_id, "user_id": user_id, "request_id": request_id,
             "requested_at": int(time.time() * 1000)}  # fmt: skip
-    p.produce(settings.topic(TOPIC), json.dumps(body).encode(), f"{tenant_id}:{user_id}".encode())
+    p.produce(
+        settings.topic(TOPIC), json.dumps(body).encode(), learner_key_bytes(tenant_id, user_id)
+    )
     if p.flush(30) != 0:
         raise RuntimeError("erasure request not acknowledged by Kafka")
 
@@ -70,16 +73,16 @@ class Eraser:
 
     def erase_learner(self, p: int, tenant: str, user: str) -> int:
         tb, t = self.tables, self.topics
-        days = self._discard(tb.learner_day, p, f"{tenant}:{user}:", lambda k: True)
+        days = self._discard(tb.learner_day, p, f"{learner_key(tenant, user)}:", lambda k: True)
         score_days = {
             d + k for d in map(_ordinal, days) for k in range(WINDOW_DAYS + INACTIVE_DAYS + 1)
         }
         for day in sorted(score_days):
-            self.out.tombstone(t.scores, f"{tenant}:{user}:{iso_day(day)}")
+            self.out.tombstone(t.scores, learner_day_key(tenant, user, day))
         self.out.forget_learner(p, tenant, user)
         n = len(days) + len(score_days)
         n += len(self._discard(tb.optout, p, f"{tenant}|{user}", lambda k: k == f"{tenant}|{user}"))
-        self.out.tombstone(t.optout, f"{tenant}:{user}")
+        self.out.tombstone(t.optout, learner_key(tenant, user))
         member = (f"|a|{user}", f"|c|{user}")
         n += len(
             self._discard(tb.program_week_members, p, f"{tenant}|", lambda k: k.endswith(member))
@@ -88,7 +91,7 @@ class Eraser:
             if sent[0] == user:
                 tb.links_sent.discard(key)
                 anon = key.split("|", 1)[1]
-                self.out.send_now(t.erasure, f"{tenant}:{anon}",
+                self.out.send_now(t.erasure, learner_key(tenant, anon),
                                   {"tenant_id": tenant, "anonymous_id": anon})  # fmt: skip
                 n += 1
         return n
@@ -108,7 +111,7 @@ class Eraser:
         return keys
 
 
-def _ordinal(learner_day_key: str) -> int:
+def _ordinal(day_key: str) -> int:
     from datetime import date
 
-    return date.fromisoformat(learner_day_key.rsplit(":", 1)[1]).toordinal()
+    return date.fromisoformat(day_key.rsplit(":", 1)[1]).toordinal()

@@ -30,7 +30,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from faust.types import TP, AppT, EventT, StreamT
 from prometheus_client import Counter
 
-from ops.kafka_info import while_settling
+from core.kafka_info import while_settling
 from streams.checkpoint import Checkpoint
 
 log = logging.getLogger("skillstream.worker")

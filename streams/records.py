@@ -60,7 +60,7 @@ def normalise(avro: dict[str, Any]) -> dict[str, Any]:
 # When the front door received the event behind a record: the raw record's
 # own timestamp (set to its receipt), carried as a header on everything the
 # worker derives from it, so the lag of any stage is measured from receipt
-# (ops/lag.py) and the freshness watermark is exact.
+# (api/lag.py) and the freshness watermark is exact.
 ORIGIN_HEADER = "skillstream-origin"
 
 

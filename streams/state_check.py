@@ -33,7 +33,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from ops.kafka_info import TopicsInfo, describe_topics
+from core.kafka_info import TopicsInfo, describe_topics
 
 log = logging.getLogger("skillstream.state")
 

@@ -41,10 +41,11 @@ from faust.exceptions import PartitionsMismatch
 from faust.types import TP
 from mode import Worker
 
-from ops.kafka_info import while_settling
-from ops.logs import setup_logging
-from ops.settings import Settings, get_settings
-from ops.topics import durability, existing_partitions
+from core.kafka_info import while_settling
+from core.keys import learner_key
+from core.logs import setup_logging
+from core.settings import Settings, get_settings
+from core.topics import durability, existing_partitions
 from schemas.codec import codec_for
 from streams import aggregates
 from streams.app import create_app
@@ -207,7 +208,9 @@ class Outputs:
         await self.send(self.topics.attributed, key, rec)
 
     async def emit_optout(self, change: dict) -> None:
-        await self.send(self.topics.optout, f"{change['tenant_id']}:{change['user_id']}", change)
+        await self.send(
+            self.topics.optout, learner_key(change["tenant_id"], change["user_id"]), change
+        )
 
     async def dead_letter(self, outcome: Outcome, msg: Any) -> None:
         headers = dead_letter_headers(outcome)
@@ -217,8 +220,8 @@ class Outputs:
         """The clean event; if it counts, the learner's day, the program's
         week and the learner's live score are due at the checkpoint."""
         rec, t, tb, p = item.record, self.topics, self.tables, item.partition
-        learner_key = rec.get("learner_id") or rec["anonymous_id"]
-        await self.send(t.clean, f"{rec['tenant_id']}:{learner_key}", _clean_row(rec))
+        learner = rec.get("learner_id") or rec["anonymous_id"]
+        await self.send(t.clean, learner_key(rec["tenant_id"], learner), _clean_row(rec))
         if not rec["countable"]:
             return item
         tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
@@ -285,7 +288,7 @@ class Outputs:
         if entry["events"] and entry["forwarded_by"] in (None, offset):
             for rec in entry["events"]:
                 rec = {**rec, "learner_id": link["user_id"], "attributed_later": True}
-                await self.forward(f"{link['tenant_id']}:{link['user_id']}", rec)
+                await self.forward(learner_key(link["tenant_id"], link["user_id"]), rec)
             # kept, marked: this link record delivered again re-forwards them
             pending[key] = {"events": entry["events"], "forwarded_by": offset}
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import PROJECT_ROOT, Settings
 from ops.kafka_launcher import KafkaCluster
-from ops.settings import PROJECT_ROOT, Settings
 
 TEST_RUN_DIR = PROJECT_ROOT / ".run" / "test"
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
@@ -102,9 +102,9 @@ class LiveApi:
 
         from api.app import create_app
         from api.context import AppContext
+        from core.secrets import load_secrets
+        from core.topics import ensure_topics
         from ops.kafka_launcher import free_port
-        from ops.secrets import load_secrets
-        from ops.topics import ensure_topics
 
         ensure_topics(bootstrap, settings)
         self.settings = settings

@@ -39,7 +39,7 @@ def main() -> None:
     from api.notify.fanout import Notifier
     from api.sealing import Sealer
     from bench.export import seed
-    from ops.settings import Settings
+    from core.settings import Settings
     from sinks.store import open_store
 
     tmp = Path(tempfile.mkdtemp(prefix="perf-exports-"))

@@ -17,7 +17,7 @@ from api.audit.chain import AuditUnavailable, verify
 from api.retention.policies import set_policy
 from api.retention.purge import purge_tenant
 from api.security import issue_token
-from ops.settings import Settings
+from core.settings import Settings
 from tests.test_governance import _event
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 SCENARIOS = ("ingest", "stream", "scale", "freshness", "query", "export", "memory")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ops.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 

@@ -16,7 +16,7 @@ import pytest
 from api.exports.model import ExportRepo, new_export
 from api.reports.org import Link, OrgRegistry
 from api.security import issue_token
-from ops.settings import Settings
+from core.settings import Settings
 from tests.support import reports_data as rd
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

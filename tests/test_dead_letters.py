@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from confluent_kafka import Producer
 
 from api.ingest.validate import Bounds, validate_event
+from core.settings import PROJECT_ROOT
+from core.topics import ensure_topics
 from ops import dlq
-from ops.settings import PROJECT_ROOT
-from ops.topics import ensure_topics
 from schemas.codec import MAGIC, SingleObjectCodec
 from schemas.examples import example_event
 from streams.worker import build

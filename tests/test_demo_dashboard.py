@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from tests.support.stack import Stack
 from tests.test_dashboard import ARGS, CHROMIUM
 

@@ -12,7 +12,7 @@ import pytest
 from starlette.requests import Request
 
 from api.deps import require_loopback_client
-from ops.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 from tests.test_dashboard import browser  # noqa: F401 (the headless Chromium fixture)
 
 
@@ -212,7 +212,7 @@ def hooks(store, tmp_path):
     from api.notify.fanout import Notifier
     from api.sealing import Sealer
     from api.tenants import TenantRegistry
-    from ops.secrets import load_secrets
+    from core.secrets import load_secrets
 
     settings = Settings(
         SKILLSTREAM_RUN_DIR=tmp_path, WEBHOOK_ALLOW_NETWORKS="127.0.0.1/32", WEBHOOK_BACKOFF_S=0
@@ -249,7 +249,7 @@ def test_webhooks_flag_is_enforced_at_delivery(store, hooks, receiver):
     from api.notify.config import add_webhook
     from api.sealing import Sealer
     from api.tenants import TenantRegistry
-    from ops.secrets import load_secrets
+    from core.secrets import load_secrets
 
     settings, sealer, notifier, tid = hooks
     url = f"http://127.0.0.1:{receiver.port}/hook"
@@ -348,7 +348,7 @@ def test_one_key_per_purpose_and_no_weak_or_shared_secrets(tmp_path):
 
     from pydantic import ValidationError
 
-    from ops.secrets import SecretsError, load_secrets
+    from core.secrets import SecretsError, load_secrets
 
     s = load_secrets(Settings(SKILLSTREAM_RUN_DIR=tmp_path))
     values = [s.token_secret, s.admin_secret, s.export_link_secret, s.pii_keys, s.webhook_keys]
@@ -431,7 +431,7 @@ def test_token_key_rotation_refuses_old_tokens_and_accepts_new(
 def test_pii_key_rotation_reseals_salts_under_the_new_key(store, tmp_path):
     from api.sealing import Sealer
     from api.tenants import TenantRegistry, reseal_salts
-    from ops.secrets import load_secrets, rotate_local
+    from core.secrets import load_secrets, rotate_local
 
     settings = Settings(SKILLSTREAM_RUN_DIR=tmp_path)
     first = Sealer(load_secrets(settings).pii_keys, "PII salts")

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from api.retention import erasure
 from api.security import issue_token
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
 from tests.test_stream import (  # noqa: F401 (fixture)
     _wait_log,

@@ -20,8 +20,8 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from api.reports.org import Link, OrgRegistry
 from api.security import issue_token
+from core.settings import Settings
 from ops.kafka_launcher import free_port
-from ops.settings import Settings
 from schemas import ready
 from tests.support import reports_data as rd
 

@@ -11,7 +11,7 @@ import pytest
 
 from api.security import ROLES
 from bench.fuzz import fuzz
-from ops.settings import Settings
+from core.settings import Settings
 
 
 @pytest.fixture(scope="module")

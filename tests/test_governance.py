@@ -22,7 +22,7 @@ from api.retention.holds import place_hold
 from api.retention.policies import set_policy
 from api.retention.purge import purge_tenant
 from api.security import issue_token
-from ops.settings import Settings
+from core.settings import Settings
 
 NAMES = ("session_started", "lesson_completed")
 

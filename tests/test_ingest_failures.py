@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from core.settings import Settings
 from ops.kafka_launcher import KafkaCluster
-from ops.settings import Settings
 from schemas.codec import SingleObjectCodec
 from schemas.examples import example_event
 from tests.conftest import LiveApi

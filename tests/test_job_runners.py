@@ -19,7 +19,7 @@ import pytest
 from api.context import AppContext
 from api.jobs_main import job_leases
 from api.reports.org import Link, OrgRegistry
-from ops.settings import Settings
+from core.settings import Settings
 from tests.support import reports_data as rd
 from tests.test_exports import Receiver, World, _topic_events
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
+from core.kafka_info import metadata_ok
 from ops import kafka_launcher
-from ops.kafka_launcher import KafkaCluster, KafkaLauncherError, metadata_ok
+from ops.kafka_launcher import KafkaCluster, KafkaLauncherError
 from tests.support.kafka import read_all
 from tests.support.stack import cli
 

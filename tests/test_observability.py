@@ -179,8 +179,8 @@ def test_json_logs_carry_process_level_and_context(capsys):
     import json
     import logging
 
-    from ops.logs import setup_logging
-    from ops.settings import Settings
+    from core.logs import setup_logging
+    from core.settings import Settings
 
     root = logging.getLogger()
     before = (root.handlers[:], root.level)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 PROM = PROJECT_ROOT / "ops" / "prometheus"
 GRAFANA = PROJECT_ROOT / "ops" / "grafana"

@@ -52,7 +52,7 @@ def test_closed_weeks_are_kept_until_their_rows_change(store, tmp_path):
     from api.retention.erasure import erase_user
     from api.retention.policies import set_policy
     from api.retention.purge import purge_tenant
-    from ops.settings import Settings
+    from core.settings import Settings
     from tests.support import reports_data as rd
 
     today = datetime.now(UTC).date()

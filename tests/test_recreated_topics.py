@@ -12,8 +12,8 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient
 
-from ops.kafka_info import TopicsInfo
-from ops.topics import ensure_topics
+from core.kafka_info import TopicsInfo
+from core.topics import ensure_topics
 from sinks.sink import SinkError, Start, resume_point
 from streams.state_check import disagreement
 from tests.conftest import LiveApi

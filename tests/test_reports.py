@@ -12,7 +12,7 @@ import pytest
 
 from api.reports.org import Link, OrgRegistry
 from api.security import ROLE_CAPABILITIES, ROLES, issue_token
-from ops.settings import Settings
+from core.settings import Settings
 from tests.support import reports_data as rd
 
 # roles that read reports (an analyst queries SQL instead: tests/test_analyst_sql.py)

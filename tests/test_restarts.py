@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
 from tests.support.stack import Stack, cli
 
@@ -120,7 +120,7 @@ def _stored_event_ids(env: dict[str, str], tenant_id: str) -> dict[str, int]:
     """Event id -> rows (as queried) and raw row count, from a separate process."""
     code = (
         "import json, sys\n"
-        "from ops.settings import get_settings\n"
+        "from core.settings import get_settings\n"
         "from sinks.store import open_store\n"
         "s = open_store(None, get_settings().chdb_path)\n"
         "rows = s.query('SELECT event_id, count() AS n FROM events FINAL"

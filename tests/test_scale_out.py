@@ -159,7 +159,7 @@ def test_three_workers_on_three_brokers_lose_a_worker_and_a_broker(tmp_path, sto
     writes one row per learner."""
     from datetime import UTC, datetime, timedelta
 
-    from ops.settings import Settings
+    from core.settings import Settings
     from tests.conftest import LiveApi
     from tests.test_stream import expected_scores
 

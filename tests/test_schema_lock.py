@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from schemas import lock
 from schemas.codec import AVRO_DIR, latest
 

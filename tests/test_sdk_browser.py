@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from api.security import issue_token
+from core.settings import PROJECT_ROOT
 from ops.kafka_launcher import free_port
-from ops.settings import PROJECT_ROOT
 from tests.test_dashboard import ARGS, CHROMIUM
 from tests.test_stream import live_api_with_sink, start_worker, stop  # noqa: F401
 

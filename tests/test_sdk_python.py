@@ -15,8 +15,8 @@ import httpx
 from skillstream.client import Emitter, backoff_delay, parse_retry_after
 
 from api.ingest.pii import hash_pii
+from core.settings import PROJECT_ROOT, Settings
 from ops.kafka_launcher import KafkaCluster
-from ops.settings import PROJECT_ROOT, Settings
 from schemas.codec import SingleObjectCodec
 from tests.conftest import LiveApi
 from tests.support.kafka import read_all

@@ -8,7 +8,7 @@ import time
 
 from confluent_kafka import Producer
 
-from ops.topics import ensure_topics
+from core.topics import ensure_topics
 from sinks.sink import STORE_ERRORS, Sink
 from sinks.store import StoreError
 

@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from tests.support.stack import cli
 
 
@@ -150,7 +150,7 @@ def test_help_everywhere():
 
 
 def test_demo_mode_widens_late_arrival_bounds_unless_set():
-    from ops.settings import Settings
+    from core.settings import Settings
     from ops.stack import DEMO_HISTORY_DAYS, demo_history_env
 
     widened = demo_history_env({})
@@ -204,8 +204,8 @@ def test_up_says_why_a_child_died(stack_env):
 def test_topics_keep_their_partition_count(stack_env):
     """Topics made with another count than TOPIC_PARTITIONS: `up` runs with
     theirs and says so; a worker started on its own refuses, naming both."""
-    from ops.settings import Settings
-    from ops.topics import ensure_topics
+    from core.settings import Settings
+    from core.topics import ensure_topics
 
     old = Settings(KAFKA_BOOTSTRAP=stack_env["KAFKA_BOOTSTRAP"],
                    TOPIC_PREFIX=stack_env["TOPIC_PREFIX"], TOPIC_PARTITIONS=2)  # fmt: skip

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from api.ingest.recent import RecentIds
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
 from tests.support import scenario
 from tests.support.kafka import progress

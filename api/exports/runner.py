@@ -35,7 +35,7 @@ from api.reports import queries
 from api.reports.org import OrgRegistry
 from api.reports.scope import Scope, compute_scope
 from api.security import ROLE_CAPABILITIES, Principal
-from ops.settings import Settings
+from core.settings import Settings
 from sinks.store import Store
 
 log = logging.getLogger("skillstream.exports")

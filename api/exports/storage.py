@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import quote
 
-from ops.settings import Settings
+from core.settings import Settings
 
 
 class ObjectStore(Protocol):

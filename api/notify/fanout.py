@@ -26,7 +26,7 @@ from api.capabilities import CapabilityError, require_flag
 from api.notify import channels
 from api.notify.config import Webhook, get_prefs, webhooks
 from api.sealing import Sealer
-from ops.settings import Settings
+from core.settings import Settings
 from sinks.store import Store
 
 log = logging.getLogger("skillstream.notify")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from api.audit.chain import audit_first
-from ops.settings import Settings
+from core.settings import Settings
 from schemas.dictionary import BY_NAME, DEFAULT_RETENTION_YEARS
 from sinks.store import Store
 

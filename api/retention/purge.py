@@ -19,7 +19,7 @@ from api.exports.storage import ObjectStore
 from api.reports import summaries
 from api.retention.holds import Hold, held_sql, list_holds
 from api.retention.policies import UNKNOWN_EVENT_DAYS, effective
-from ops.settings import Settings
+from core.settings import Settings
 from sinks.store import Store
 
 # table -> (time column, learner column or None)

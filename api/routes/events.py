@@ -27,6 +27,7 @@ from api.ingest.pii import client_salt
 from api.ingest.producer import OutMessage, ProducerUnavailable
 from api.ingest.validate import validate_event
 from api.tenants import Tenant
+from core.keys import learner_key_bytes
 from schemas import dictionary
 from schemas.codec import latest
 
@@ -282,7 +283,7 @@ async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
             ("tenant_id", tenant.tenant_id.encode()),
             ("essential", b"1" if dictionary.BY_NAME[record["event_name"]].essential else b"0"),
         ]
-        key = f"{tenant.tenant_id}:{learner}".encode()
+        key = learner_key_bytes(tenant.tenant_id, learner)
         msg = OutMessage(ctx.raw_topic, key, value, headers, int(received_at.timestamp() * 1000))
         outgoing.append((cid, msg))
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from sinks.store import Store
+from typing import Any, Protocol
 
 HERE = Path(__file__).parent
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class Executes(Protocol):
+    """What a migration needs of a store (sinks/store.py's Store has it): the
+    store opens through ``migrate``, so this module cannot import it."""
+
+    def command(self, sql: str) -> Any: ...
+
+    def query(self, sql: str) -> list[dict[str, Any]]: ...
+
+    def insert(self, table: str, rows: list[dict[str, Any]]) -> Any: ...
 
 
 def migration_files() -> list[tuple[int, str, Path]]:
@@ -38,7 +46,7 @@ def statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*$", body, flags=re.M) if s.strip()]
 
 
-def migrate(store: Store, upto: int | None = None) -> list[int]:
+def migrate(store: Executes, upto: int | None = None) -> list[int]:
     """Apply pending migrations (up to version ``upto``: a store as an older
     release left it, for tests); return the versions applied now."""
     store.command(

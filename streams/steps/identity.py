@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 
+from core.keys import learner_key
 from streams.pipeline import Item, Step
 from streams.records import DAY_MS
 
@@ -43,7 +44,7 @@ def identity_step(
             sent = links_sent.get(anon_key)  # [user, offset of the event that sent it]
             if anon and (sent is None or sent[0] != user or sent[1] == item.offset):
                 await send_link(
-                    f"{tenant}:{anon}",
+                    learner_key(tenant, anon),
                     {"tenant_id": tenant, "anonymous_id": anon, "user_id": user,
                      "linked_at": rec["received_at"]},
                 )  # fmt: skip
@@ -52,7 +53,7 @@ def identity_step(
         linked = links.get(anon_key)
         if linked:
             rec["learner_id"] = linked
-            await forward(f"{tenant}:{linked}", rec)
+            await forward(learner_key(tenant, linked), rec)
             return None  # counted on the user's partition
         rec["learner_id"] = None
         entry = identity_pending_entry(pending.get(anon_key))

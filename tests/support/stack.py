@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ops.settings import PROJECT_ROOT
+from core.settings import PROJECT_ROOT
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

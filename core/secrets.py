@@ -28,7 +28,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet
 
-from ops.settings import Settings
+from core.settings import Settings
 
 
 class SecretsError(ValueError):

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from ops.settings import Settings
+from core.settings import Settings
 
 
 def pid_alive(pid: int) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from ops.settings import Settings
+from core.settings import Settings
 
 # name -> extra topic config. Names get the settings' prefix.
 COMPACT = {"cleanup.policy": "compact"}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
-from ops.settings import Settings
+from core.settings import Settings
 from sinks.sink import INGEST_LAG
 from sinks.writers import WRITERS
 from streams.records import origin_ms

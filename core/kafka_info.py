@@ -6,6 +6,7 @@ records."""
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -67,3 +68,22 @@ def describe_topics(bootstrap: str, topics: list[str], timeout: float = 10) -> T
         for tp, fut in admin.list_offsets(wanted, request_timeout=timeout).items():
             out.ends[(tp.topic, tp.partition)] = fut.result().offset
     return out
+
+
+def metadata_ok(bootstrap: str, expected_brokers: int = 1, timeout: float = 3.0) -> bool:
+    from confluent_kafka.admin import AdminClient
+
+    # A plain TCP probe first: librdkafka would log every refused connection.
+    host, port = bootstrap.split(",")[0].rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+    except OSError:
+        return False
+    try:
+        admin = AdminClient(
+            {"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000, "log_level": 0}
+        )
+        md = admin.list_topics(timeout=timeout)
+        return len(md.brokers) >= expected_brokers
+    except Exception:
+        return False

@@ -368,7 +368,7 @@ class Settings(BaseSettings):
     )
 
     # --- secrets -------------------------------------------------------------
-    # One per purpose (ops/secrets.py); none is ever stored in ClickHouse.
+    # One per purpose (core/secrets.py); none is ever stored in ClickHouse.
     token_secret: str | None = Field(
         None,
         alias="SKILLSTREAM_TOKEN_SECRET",

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from ops.settings import Settings
+from core.settings import Settings
 
 PLAIN = "%(asctime)s %(name)s %(levelname)s %(message)s"
 # Set with `log.info(..., extra={...})` where a record concerns one of these.
