@@ -219,11 +219,10 @@ def kpis(
 
 def _onboarding(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
     row = store.query(ONBOARDING.format(where=f.sql), p)[0]
-    num, den = int(row["num"]), int(row["den"])
-    return _kpi("onboarding_completion_24h", "Guided onboarding completion (24 h)", "student",
-                _ratio(num, den), "ratio", num, den,
-                "students first seen in the window who completed onboarding "
-                "within 24 h")  # fmt: skip
+    return _ratio_kpi("onboarding_completion_24h", "Guided onboarding completion (24 h)",
+                      "student", int(row["num"]), int(row["den"]),
+                      "students first seen in the window who completed onboarding "
+                      "within 24 h")  # fmt: skip
 
 
 def _kpi_window(
@@ -232,11 +231,11 @@ def _kpi_window(
     """Resume-to-roadmap conversion and the window's readiness delta."""
     sql = KPI_WINDOW.format(where=f.sql, assessed=ASSESSED, in_window=IN_WINDOW)
     row = store.query(sql, p)[0]
-    num, den, ready_n = int(row["resume_num"]), int(row["resume_den"]), int(row["ready_n"])
-    resume = _kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
-                  "career_changer", _ratio(num, den), "ratio", num, den,
-                  "learners whose first resume upload in the window led to an accepted action "
-                  "plan within 14 days")  # fmt: skip
+    ready_n = int(row["ready_n"])
+    resume = _ratio_kpi("resume_to_roadmap_14d", "Resume-to-roadmap conversion (14 days)",
+                        "career_changer", int(row["resume_num"]), int(row["resume_den"]),
+                        "learners whose first resume upload in the window led to an accepted "
+                        "action plan within 14 days")  # fmt: skip
     readiness = _kpi("readiness_delta", "Skill readiness delta", "student",
                      round(float(row["ready_delta"]), 2) if ready_n else None,
                      "points", None, ready_n,
@@ -256,20 +255,19 @@ def _activation(store: Store, scope: Scope, f: Filter, p: dict[str, Any]) -> dic
     fo = scope.filter("events", learner_col="object_id")
     sql = ACTIVATION.format(where=f.sql, mentees=MENTEES.format(fo=fo.sql))
     row = store.query(sql, {**p, **fo.params})[0]
-    num, den = int(row["num"]), int(row["den"])
-    return _kpi("advisee_activation_30d", "Advisee activation (30 days)", "advisor",
-                _ratio(num, den), "ratio", num, den,
-                "learners assigned to a mentor who signed in during the last 30 days")  # fmt: skip
+    return _ratio_kpi("advisee_activation_30d", "Advisee activation (30 days)", "advisor",
+                      int(row["num"]), int(row["den"]),
+                      "learners assigned to a mentor who signed in during the last "
+                      "30 days")  # fmt: skip
 
 
 def _adherence(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
     row = store.query(ADHERENCE.format(where=f.sql), p)[0]
-    num, den = int(row["num"]), int(row["den"])
-    return _kpi("action_plan_adherence", "Action plan adherence", "student",
-                _ratio(num, den), "ratio", num, den,
-                "roadmap tasks due in the window completed by their due date / tasks due in the "
-                "window (due date from the newest dated roadmap_task_assigned, else the "
-                "completion)")  # fmt: skip
+    return _ratio_kpi("action_plan_adherence", "Action plan adherence", "student",
+                      int(row["num"]), int(row["den"]),
+                      "roadmap tasks due in the window completed by their due date / tasks due "
+                      "in the window (due date from the newest dated roadmap_task_assigned, "
+                      "else the completion)")  # fmt: skip
 
 
 def _planner_time(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
@@ -309,16 +307,20 @@ def _interventions(store: Store, scope: Scope, since: datetime, now: datetime) -
     p = {**f.params, **t.params, "since": since, "now": now, "low": LOW_READINESS}
     row = store.query(INTERVENTIONS.format(where=f.sql, tenant=t.sql), p)[0]
     den = int(row["den"])
-    num = den - int(row["after"])
-    return _kpi("intervention_effectiveness", "Intervention effectiveness", "advisor",
-                _ratio(num, den), "ratio", num, den,
-                f"after each cohort assessment assignment in the window: (cohort learners under "
-                f"readiness {LOW_READINESS} before it − those under it now) / those under it "
-                "before; a learner's readiness is their latest assessment")  # fmt: skip
+    return _ratio_kpi("intervention_effectiveness", "Intervention effectiveness", "advisor",
+                      den - int(row["after"]), den,
+                      f"after each cohort assessment assignment in the window: (cohort learners "
+                      f"under readiness {LOW_READINESS} before it − those under it now) / those "
+                      "under it before; a learner's readiness is their latest "
+                      "assessment")  # fmt: skip
 
 
-def _ratio(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
+def _ratio_kpi(
+    key: str, label: str, persona: str, num: int, den: int, definition: str
+) -> dict[str, Any]:
+    """A KPI that is ``num`` out of ``den`` (none when ``den`` is 0)."""
+    ratio = round(num / den, 4) if den else None
+    return _kpi(key, label, persona, ratio, "ratio", num, den, definition)
 
 
 def _kpi(
