@@ -104,12 +104,12 @@ def python_csv(store, path: Path) -> dict:
     """The baseline: the same query's rows through Python into csv_writer."""
     from api.exports.csv_writer import write_csv
     from api.exports.sources import LEARNER_COLUMNS
-    from api.reports import queries
+    from api.reports.learners import learners_csv
     from api.reports.scope import Scope
 
     scope = Scope(role="company_admin", actor_id="b", tenant_id=CSV_TENANT, learners=None,
                   programs=None)  # fmt: skip
-    sql, params = queries.learners_csv(scope)
+    sql, params = learners_csv(scope)
 
     def rows():
         for chunk in store.stream(sql, params, "JSONEachRow"):

@@ -6,7 +6,7 @@ SELECT FROM numbers()), shaped like the pipeline's output: ``events``, then
 second, smaller tenant so scoping has something to skip. Then, in the same
 run:
 
-* **engagement report** (``api.reports.queries.engagement``, 8 weeks), the
+* **engagement report** (``api.reports.engagement.engagement``, 8 weeks), the
   **learner list** (first page of 50, at-risk first) and the **KPIs**;
 * **baseline**: a direct scan of the raw ``events`` table computing weekly
   active learners and event counts over the same 8 weeks.
@@ -128,12 +128,14 @@ def scopes(tenant: str) -> dict:
 
 
 def reports(store, scope) -> dict[str, Callable[[], object]]:
-    from api.reports import queries
+    from api.reports.engagement import engagement
+    from api.reports.kpis import kpis
+    from api.reports.learners import learners
 
     return {
-        "engagement": lambda: queries.engagement(store, scope, weeks=8),
-        "learners": lambda: queries.learners(store, scope, page=1, page_size=50),
-        "kpis": lambda: queries.kpis(store, scope, days=30),
+        "engagement": lambda: engagement(store, scope, weeks=8),
+        "learners": lambda: learners(store, scope, page=1, page_size=50),
+        "kpis": lambda: kpis(store, scope, days=30),
     }
 
 

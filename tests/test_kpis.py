@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from api.reports import queries, terms
+from api.reports import terms
+from api.reports.kpis import kpis as all_kpis
 from api.reports.scope import Scope
 from tests.support import reports_data as rd
 from tests.support.stack import cli
@@ -65,7 +66,7 @@ def test_readiness_delta_per_term_matches_ground_truth(store, term, months):
     want_cur, n_cur = truth(at(cur, 0), now + timedelta(seconds=1))
     want_prev, _ = truth(at(prev, 0), at(cur, 0))
     scope = Scope(role="company_admin", actor_id="x", tenant_id=tid, learners=None, programs=None)
-    got = {k["key"]: k for k in queries.kpis(store, scope, now=now)["kpis"]}["readiness_delta_term"]
+    got = {k["key"]: k for k in all_kpis(store, scope, now=now)["kpis"]}["readiness_delta_term"]
     assert (got["value"], got["denominator"], got.get("previous")) == (want_cur, n_cur, want_prev)
     assert term in got["label"]
 
@@ -117,7 +118,7 @@ def test_intervention_effectiveness_matches_ground_truth(store):
         den += sum(1 for u in members if (latest(u, day(ago)) or 100) < 60)
         after += sum(1 for u in members if (latest(u, now) or 100) < 60)
     scope = Scope(role="company_admin", actor_id="x", tenant_id=tid, learners=None, programs=None)
-    got = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+    got = {k["key"]: k for k in all_kpis(store, scope, days=30, now=now)["kpis"]}
     kpi = got["intervention_effectiveness"]
     assert (kpi["numerator"], kpi["denominator"]) == (den - after, den)
     assert kpi["value"] == round((den - after) / den, 4)
@@ -183,7 +184,7 @@ def test_action_plan_adherence_is_over_assigned_tasks(store):
     for learners in (None, ("u1",), ("u2", "u3")):
         scope = Scope(role="company_admin" if learners is None else "manager",
                       learners=learners, **base)  # fmt: skip
-        kpis = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+        kpis = {k["key"]: k for k in all_kpis(store, scope, days=30, now=now)["kpis"]}
         got = kpis["action_plan_adherence"]
         num, den = truth(set(learners or ("u1", "u2", "u3")))
         assert (got["numerator"], got["denominator"]) == (num, den), learners
@@ -215,12 +216,12 @@ def test_roi_projection_engagement_is_the_median_session(store):
             key = (user, session or f"visit-{i}")
             sessions[key] = sessions.get(key, 0.0) + secs
     scope = Scope(role="company_admin", actor_id="x", tenant_id=tid, learners=None, programs=None)
-    got = {k["key"]: k for k in queries.kpis(store, scope, days=30, now=now)["kpis"]}
+    got = {k["key"]: k for k in all_kpis(store, scope, days=30, now=now)["kpis"]}
     kpi = got["roi_projection_engagement"]
     assert kpi["denominator"] == len(sessions) == 5
     assert kpi["value"] == round(statistics.median(sessions.values()), 1) == 40.5
     assert kpi["unit"] == "seconds"
     empty = Scope(role="company_admin", actor_id="x", tenant_id=_tenant(store), learners=None,
                   programs=None)  # fmt: skip
-    none = {k["key"]: k for k in queries.kpis(store, empty, now=now)["kpis"]}
+    none = {k["key"]: k for k in all_kpis(store, empty, now=now)["kpis"]}
     assert none["roi_projection_engagement"]["value"] is None

@@ -47,7 +47,7 @@ def test_closed_weeks_are_kept_until_their_rows_change(store, tmp_path):
     while learner_week's write count for the week is unchanged; a late
     score in a closed week, an erasure and a purge each change the chart's
     previous week exactly as computing it afresh does."""
-    from api.reports import queries
+    from api.reports.engagement import engagement
     from api.reports.scope import Scope
     from api.retention.erasure import erase_user
     from api.retention.policies import set_policy
@@ -71,7 +71,7 @@ def test_closed_weeks_are_kept_until_their_rows_change(store, tmp_path):
         for name, scope in scopes.items():
             if fresh:  # a cache: emptying it changes no other test's answers
                 store.command("TRUNCATE TABLE engagement_weeks")
-            r = queries.engagement(store, scope, weeks=8, today=today)
+            r = engagement(store, scope, weeks=8, today=today)
             out[name] = (r["series"], r["tiles"])
         return out
 
@@ -115,9 +115,9 @@ def test_closed_weeks_are_kept_until_their_rows_change(store, tmp_path):
 
 
 def test_reports_never_read_final_or_the_sink_tables():
-    from api.reports import queries
+    from api.reports import engagement, kpis, learners
 
-    for fn in (queries.engagement, queries.learners, queries._learners_sql, queries.kpis):
+    for fn in (engagement, learners, kpis):
         text = inspect.getsource(fn)
         assert "FINAL" not in text.replace("org_links FINAL", "")  # org data: small
         assert "FROM learner_scores" not in text and "FROM learner_daily" not in text

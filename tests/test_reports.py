@@ -299,7 +299,7 @@ def test_together_keeps_order_raises_and_nests():
     """A report's queries run together: results in call order, a failing
     call's error reaches the caller, and calls nested far past the pool's
     size all finish (a queued call runs in the waiting thread instead)."""
-    from api.reports.queries import together
+    from api.reports.common import together
 
     def slow(i: int) -> int:
         time.sleep(0.01)

@@ -31,7 +31,8 @@ from api.exports.model import LIVE, Export, ExportRepo
 from api.exports.pdf_writer import write_pdf
 from api.exports.storage import ObjectStore
 from api.notify.fanout import Notifier
-from api.reports import queries
+from api.reports.common import describe
+from api.reports.learners import learner_ranges, learners_csv
 from api.reports.org import OrgRegistry
 from api.reports.scope import Scope, compute_scope
 from api.security import ROLE_CAPABILITIES, Principal
@@ -202,10 +203,10 @@ class ExportRunner:
         stays small; the blocks go to the object store as they come: neither
         the rows nor the file pass through Python objects. The header line is
         ours: chdb's stream repeats a CSVWithNames header in every block."""
-        sql, params = queries.learners_csv(scope, at_risk=p.at_risk, days=p.days or 28)
+        sql, params = learners_csv(scope, at_risk=p.at_risk, days=p.days or 28)
         header = ",".join(f'"{c}"' for c in sources.LEARNER_COLUMNS).encode() + b"\n"
         lines = [0]
-        ranges = queries.learner_ranges(self.store, scope, params, self.settings.export_chunk_rows)
+        ranges = learner_ranges(self.store, scope, params, self.settings.export_chunk_rows)
 
         def blocks() -> Iterator[bytes]:
             yield header
@@ -265,7 +266,7 @@ class ExportRunner:
                 programs=None,
             )
         summary = sources.summary(self.store, scope, s.engagement_target, p.weeks)
-        d = queries.describe(scope)
+        d = describe(scope)
         scope_text = ", ".join(f"{k} {v}" for k, v in d.items() if v not in (None, False))
         return write_pdf(
             path,

@@ -1,5 +1,5 @@
 """What an export contains: the rows of one report, from the same query layer
-as the screen (api/reports/queries.py), flattened into columns.
+as the screen (api/reports/: engagement.py, learners.py, kpis.py), flattened into columns.
 
 Each source yields rows lazily so a writer never holds the whole report;
 ``summary`` is the engagement report over the same scope, which the PDF
@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from api.audit.chain import FIELDS as AUDIT_FIELDS
-from api.reports import queries
+from api.reports.engagement import engagement
+from api.reports.kpis import kpis
+from api.reports.learners import COMPONENTS, learners_in_order
 from api.reports.scope import Scope
 from sinks.store import Store
 
@@ -29,7 +31,7 @@ LEARNER_COLUMNS = (
     "score",
     "at_risk",
     "days_inactive",
-    *queries.COMPONENTS,
+    *COMPONENTS,
 )
 ENGAGEMENT_COLUMNS = (
     "week",
@@ -87,17 +89,17 @@ def rows(
     written by ClickHouse, runner._clickhouse_csv)."""
     if report == "learners":
         assert scope is not None
-        items = queries.learners_in_order(store, scope, at_risk=p.at_risk, days=p.days or 28,
+        items = learners_in_order(store, scope, at_risk=p.at_risk, days=p.days or 28,
                                           chunk=chunk)  # fmt: skip
         for item in itertools.islice(items, limit):
             comps = item.pop("components")
             yield {**item, **comps}
     elif report == "engagement":
         assert scope is not None
-        yield from queries.engagement(store, scope, weeks=p.weeks, target=target)["series"]
+        yield from engagement(store, scope, weeks=p.weeks, target=target)["series"]
     elif report == "kpis":
         assert scope is not None
-        yield from queries.kpis(store, scope, days=p.days or 30, default_term=term)["kpis"]
+        yield from kpis(store, scope, days=p.days or 30, default_term=term)["kpis"]
     elif report == "audit":
         from api.audit.export import audit_rows
 
@@ -114,4 +116,4 @@ def rows(
 
 
 def summary(store: Store, scope: Scope, target: float, weeks: int = 8) -> dict[str, Any]:
-    return queries.engagement(store, scope, weeks=weeks, target=target)
+    return engagement(store, scope, weeks=weeks, target=target)

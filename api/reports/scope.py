@@ -1,4 +1,6 @@
-"""What a caller may see: a ``Scope`` from the verified token and the org data.
+"""What a caller may see: a ``Scope`` from the verified token and the org data,
+and the SQL conditions every report reads its rows through (``Scope.filter``,
+``Scope.tenant_filter``: a ``Filter``).
 
 The tenant ALWAYS comes from the token (only a platform_admin may pick one,
 or none for global figures). Query parameters can only narrow a scope; a
@@ -92,6 +94,14 @@ class Scope:
                     + ")",
                     **params,
                 )
+        return f
+
+    def tenant_filter(self) -> Filter:
+        """The scope's tenant, or every tenant for a platform-wide scope: for
+        rows kept per tenant rather than per learner (freshness, exports,
+        audit rows, cohort assignments)."""
+        f = Filter()
+        f.add("{t:String} = '' OR tenant_id = {t:String}", t=self.tenant_id or "")
         return f
 
 

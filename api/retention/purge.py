@@ -136,7 +136,7 @@ def _plan_events(
     rep.removed["events"] = _planned(
         store, plan, "events", f"{base} AND NOT ({held}) AND legal_hold = 0", p
     )
-    # the KPIs' read model of the same events (api/reports/queries.py)
+    # the KPIs' read model of the same events (api/reports/kpis.py)
     for table in READ_MODEL_EVENTS:
         rep.removed[table] = _planned(store, plan, table, f"{base} AND NOT ({held})", p)
 

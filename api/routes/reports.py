@@ -1,4 +1,4 @@
-"""Role-scoped reports: thin routes over api/reports/queries.py.
+"""Role-scoped reports: thin routes over the report modules in api/reports/.
 
 The scope comes from the verified bearer token and the org data
 (api/reports/scope.py); query parameters only narrow it. Anything outside
@@ -16,7 +16,12 @@ from prometheus_client import Counter, Histogram
 
 from api.audit.chain import audit_as
 from api.deps import Ctx, CurrentPrincipal
-from api.reports import queries
+from api.reports.activity import activity as activity_report
+from api.reports.common import describe
+from api.reports.engagement import engagement as engagement_report
+from api.reports.kpis import kpis as kpi_report
+from api.reports.learner_events import learner_events as learner_events_report
+from api.reports.learners import learners as learner_list
 from api.reports.org import OrgRegistry
 from api.reports.scope import Scope, ScopeDenied, compute_scope, require_per_learner
 from api.security import Principal
@@ -106,7 +111,7 @@ async def engagement(
     )  # fmt: skip
     out = await _report(
         ctx, "engagement", scope,
-        lambda: queries.engagement(
+        lambda: engagement_report(
             ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
             sink_fresh=_fresh(ctx),
         ),
@@ -150,7 +155,7 @@ async def learners(
     )  # fmt: skip
     return await _report(
         ctx, "learners", scope,
-        lambda: queries.learners(
+        lambda: learner_list(
             ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
             days=days, sink_fresh=_fresh(ctx),
         ),
@@ -175,7 +180,7 @@ async def learner_events(
     if scope.tenant_id is None:
         raise deny(ctx, principal, "learner_events", "pick a tenant_id", {"user_id": learner_id})
     return await run_in_threadpool(
-        lambda: queries.learner_events(ctx.store, scope, learner_id, limit=limit)
+        lambda: learner_events_report(ctx.store, scope, learner_id, limit=limit)
     )
 
 
@@ -198,7 +203,7 @@ async def kpis(
     )  # fmt: skip
     return await _report(
         ctx, "kpis", scope,
-        lambda: queries.kpis(ctx.store, scope, days=days, sink_fresh=_fresh(ctx),
+        lambda: kpi_report(ctx.store, scope, days=days, sink_fresh=_fresh(ctx),
                              default_term=ctx.settings.readiness_term),
         days=days,
     )  # fmt: skip
@@ -216,7 +221,7 @@ async def activity(
     before: the tenant's for admins, the caller's own for other roles."""
     scope = await _scope(ctx, principal, "activity", tenant_id=tenant_id)
     return await _report(
-        ctx, "activity", scope, lambda: queries.activity(ctx.store, scope, days=days), days=days
+        ctx, "activity", scope, lambda: activity_report(ctx.store, scope, days=days), days=days
     )
 
 
@@ -238,6 +243,6 @@ async def me(ctx: Ctx, principal: CurrentPrincipal) -> dict:
         "role": principal.role,
         "user_id": principal.user_id,
         "capabilities": sorted(principal.capabilities),
-        "scope": queries.describe(scope),
+        "scope": describe(scope),
         "stale_after_s": ctx.settings.stale_after_s,
     }

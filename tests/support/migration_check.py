@@ -13,8 +13,11 @@ import random
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
-from api.reports import queries
+from api.reports import engagement as engagement_report
+from api.reports import kpis as kpi_report
+from api.reports import learners as learner_list
 from api.reports.scope import Scope
 from sinks.migrations import migrate
 from sinks.store import EmbeddedStore
@@ -24,6 +27,10 @@ TENANT = "tm"
 PROGRAMS = ("p1", "p2", "p3")
 SORTS = ("-at_risk", "score", "-days_inactive", "user_id")
 NEW_KPIS = ("readiness_delta_term", "intervention_effectiveness")
+# the read model's reports, named as legacy_reports names them
+READ_MODEL = SimpleNamespace(
+    engagement=engagement_report.engagement, learners=learner_list.learners, kpis=kpi_report.kpis
+)
 
 
 def rows(rng: random.Random, today: date, users: int, first_version: int) -> tuple[list, list]:
@@ -47,7 +54,7 @@ def rows(rng: random.Random, today: date, users: int, first_version: int) -> tup
             for v in range(rng.randint(1, 3)):
                 events += rng.randint(0, 2)
                 version = first_version + 10 * back + v
-                comps = {c: rng.randint(0, 5) for c in queries.COMPONENTS}
+                comps = {c: rng.randint(0, 5) for c in learner_list.COMPONENTS}
                 scores.append({**common, **comps, "score": rng.randint(0, 100),
                                "at_risk": int(rng.random() < 0.3),
                                "days_inactive": rng.randint(0, 9), "kind": "live",
@@ -162,13 +169,13 @@ def main(path: str, seed: int) -> dict:
     plain = ("company_admin", "manager")
     before = {**reports(store, legacy_reports), **kpis(store, legacy_reports, plain)}
     applied = migrate(store)
-    after = {**reports(store, queries), **kpis(store, queries, plain)}
+    after = {**reports(store, READ_MODEL), **kpis(store, READ_MODEL, plain)}
     # more versions of the same days and new days, through the views
     insert(store, rows(rng, today, 70, 5))
     store.insert("events", events(rng, 70, "b"))
     every = tuple(scopes())
     later_legacy = {**reports(store, legacy_reports), **kpis(store, legacy_reports, every)}
-    later = {**reports(store, queries), **kpis(store, queries, every)}
+    later = {**reports(store, READ_MODEL), **kpis(store, READ_MODEL, every)}
     store.close()
     return {"applied": applied, "before": before, "after": after,
             "later_legacy": later_legacy, "later": later}  # fmt: skip
