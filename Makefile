@@ -2,12 +2,14 @@
 #   make up    – install everything, start Kafka + worker + API, stream demo telemetry
 #   make test  – install everything, lint, the browser SDK's unit tests, then the test suite
 #                against real Kafka/ClickHouse
+#   make test-fast – lint and the unit tier only (`pytest -m unit`: the tests that start no
+#                process, no Kafka, no browser; docs/tests.md); a few minutes, for while you work
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test lint install kafka clean bench sdk-js
+.PHONY: up test test-fast lint install kafka clean bench sdk-js
 
 $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,9 @@ sdk-js:
 
 test: install kafka lint sdk-js
 	$(BIN)/pytest
+
+test-fast: install lint
+	$(BIN)/pytest -m unit
 
 # The benchmark suite at medium scale (minutes); SCALE=small|medium|full, ONLY=stream,...
 SCALE ?= medium

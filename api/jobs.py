@@ -9,11 +9,12 @@ only while this process holds that lease (api/leases.py); without leases
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from core.threads import BackgroundThread
 
 if TYPE_CHECKING:
     from api.leases import Leases
@@ -34,8 +35,7 @@ class Scheduler:
     def __init__(self, jobs: list[Periodic], leases: Leases | None = None) -> None:
         self.jobs = jobs
         self.leases = leases
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
+        self._thread = BackgroundThread("scheduler", self._loop)
 
     def start(self) -> None:
         now = time.monotonic()
@@ -44,7 +44,7 @@ class Scheduler:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             now = time.monotonic()
             for j in self.jobs:
                 if now >= j.next_at and self._may_run(j):
@@ -54,7 +54,7 @@ class Scheduler:
                         log.exception("scheduled job %s failed", j.name)
                     j.next_at = time.monotonic() + j.every_s
             wake = min(j.next_at for j in self.jobs) - time.monotonic()
-            self._stop.wait(max(0.05, min(wake, 5.0)))
+            self._thread.stopping.wait(max(0.05, min(wake, 5.0)))
 
     def _may_run(self, job: Periodic) -> bool:
         if self.leases is None or job.share is None or self.leases.holds(job.share):
@@ -66,6 +66,4 @@ class Scheduler:
         return self._thread.is_alive()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+        self._thread.stop(10)

@@ -16,7 +16,6 @@ no stage is behind.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from prometheus_client import Gauge
 
 from core.settings import Settings
+from core.threads import BackgroundThread
 from sinks.sink import INGEST_LAG
 from sinks.writers import WRITERS
 from streams.records import origin_ms
@@ -151,15 +151,13 @@ class LagMonitor:
         self.latest: LagSnapshot | None = None
         # an hour of readings, for the dashboard's ops view
         self.history: deque[LagSnapshot] = deque(maxlen=int(3600 / max(interval_s, 0.5)))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="lag-monitor", daemon=True)
+        self._thread = BackgroundThread("lag-monitor", self._run)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+        self._thread.stop(10)
 
     def alive(self) -> bool:
         return self._thread.is_alive()
@@ -176,11 +174,11 @@ class LagMonitor:
         return snap
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             try:
                 self.read()
                 LAG_READ_ERRORS.set(0)
             except Exception as exc:  # Kafka away: say so, keep trying
                 LAG_READ_ERRORS.set(1)
                 log.warning("lag not read: %s", exc)
-            self._stop.wait(self.interval_s)
+            self._thread.stopping.wait(self.interval_s)

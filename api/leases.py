@@ -20,6 +20,8 @@ import zlib
 
 from confluent_kafka import Consumer, TopicPartition
 
+from core.threads import BackgroundThread
+
 log = logging.getLogger("skillstream.leases")
 
 SESSION_TIMEOUT_MS = 10_000
@@ -50,8 +52,7 @@ class Leases:
         self._shares = 0
         self._polled_at = 0.0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"leases-{member}", daemon=True)
+        self._thread = BackgroundThread(f"leases-{member}", self._loop)
 
     def start(self) -> Leases:
         md = self._consumer.list_topics(self.topic, timeout=10).topics[self.topic]
@@ -83,13 +84,11 @@ class Leases:
 
     def stop(self) -> None:
         """Leave the group now, so another runner takes the shares at once."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
+        self._thread.stop(10)
 
     def _loop(self) -> None:
         try:
-            while not self._stop.is_set():
+            while not self._thread.stopping.is_set():
                 self._consumer.poll(POLL_S)  # runs the rebalance callbacks
                 with self._lock:
                     self._polled_at = time.monotonic()

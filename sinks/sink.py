@@ -45,6 +45,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 
 from core.kafka_info import TopicsInfo, describe_topics
 from core.settings import Settings
+from core.threads import BackgroundThread
 from sinks.store import Store, StoreError
 from sinks.writers import WRITERS, Writer
 from streams.pipeline import Item, Outcome, dead_letter_headers
@@ -195,8 +196,7 @@ class Sink:
         self.clean_topic = settings.topic("events.clean")
         self.dead_letter_topic = settings.topic("events.dead_letter")
         self._producer: Producer | None = None  # for dead letters, made on first need
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread("sink", self._run_logged)
         self._lock = threading.Lock()
         self.fresh_as_of: dict[str, datetime] = {}
         self._unsunk_oldest: dict[tuple[str, int], int] = {}  # received_at ms per TP
@@ -211,16 +211,13 @@ class Sink:
     # -- lifecycle -----------------------------------------------------------
     def start(self) -> None:
         self._load_freshness()
-        self._thread = threading.Thread(target=self._run_logged, name="sink", daemon=True)
         self._thread.start()
 
     def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._thread.is_alive()
 
     def stop(self, timeout: float = 30) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout)
+        self._thread.stop(timeout)
 
     # -- what /health shows ----------------------------------------------------
     def ingest_lag_ms(self) -> int:
@@ -315,7 +312,7 @@ class Sink:
         consumer = self._consumer()
         batches, held = self._batches, self._held
         try:
-            while not self._stop.is_set():
+            while not self._thread.stopping.is_set():
                 for msg in consumer.consume(num_messages=2000, timeout=0.1):
                     if msg.error():
                         if msg.error().code() != KafkaError._PARTITION_EOF:
@@ -468,7 +465,7 @@ class Sink:
                 {"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "acks": "all"}
             )
         pending = bad
-        while pending and not self._stop.is_set():
+        while pending and not self._thread.stopping.is_set():
             failed: list[BadRecord] = []
             for rec in pending:
                 self._producer.produce(
@@ -480,12 +477,12 @@ class Sink:
                 )
             # every delivery report arrives before flush returns 0; only the
             # ones Kafka refused are sent again
-            while self._producer.flush(5) and not self._stop.is_set():
+            while self._producer.flush(5) and not self._thread.stopping.is_set():
                 log.warning("dead letters not yet acknowledged by Kafka (waiting)")
             pending = failed
             if pending:
                 log.warning("Kafka refused %d dead letter(s) (retrying)", len(pending))
-                self._stop.wait(1)
+                self._thread.stopping.wait(1)
         if pending or len(self._producer):
             raise SinkError("stopped before Kafka acknowledged the sink's dead letters")
 
@@ -502,7 +499,7 @@ class Sink:
         for attempt in Retrying(
             retry=retry_if_exception_type(StoreError),
             wait=wait_exponential(multiplier=0.2, max=30),
-            stop=stop_when_event_set(self._stop),
+            stop=stop_when_event_set(self._thread.stopping),
             reraise=True,
         ):
             with attempt:

@@ -7,11 +7,20 @@ scratch). Each test gets its own topics.
 
 ClickHouse: chdb holds one data path per process, so the whole session
 shares one embedded store; tests isolate themselves by tenant and topic.
+
+Tiers (docs/tests.md): every test is marked by what it needs. ``kafka`` and
+``browser`` follow from the fixtures a test uses (``KAFKA_FIXTURES``,
+``BROWSER_FIXTURES``); tests that start processes of their own say so with
+``stack`` (and ``kafka``/``browser`` when those come without the fixtures);
+``unit`` is every other test, and one that starts a process fails.
 """
 
 from __future__ import annotations
 
+import _posixsubprocess
+import contextlib
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +32,55 @@ from ops.kafka_launcher import KafkaCluster
 
 TEST_RUN_DIR = PROJECT_ROOT / ".run" / "test"
 ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+
+# A test using any of these (directly or through another fixture) gets the mark.
+KAFKA_FIXTURES = {"kafka_bootstrap"}
+BROWSER_FIXTURES = {"browser"}
+NEEDS = ("kafka", "stack", "browser")  # a test with none of these is a unit test
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & KAFKA_FIXTURES:
+            item.add_marker(pytest.mark.kafka)
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
+        if not any(item.get_closest_marker(m) for m in NEEDS):
+            item.add_marker(pytest.mark.unit)
+
+
+def _no_process(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError(
+        "a test marked unit started a process: mark it stack (or kafka/browser), docs/tests.md"
+    )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with _processes_refused(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with _processes_refused(item):
+        return (yield)
+
+
+@contextlib.contextmanager
+def _processes_refused(item: pytest.Item) -> Iterator[None]:
+    """Within a unit test every way of starting a process raises, so a test
+    that needs one cannot pass as a unit test by being forgotten."""
+    if not item.get_closest_marker("unit"):
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(subprocess.Popen, "_execute_child", _no_process)
+        mp.setattr(_posixsubprocess, "fork_exec", _no_process)
+        for name in ("fork", "posix_spawn", "posix_spawnp"):
+            mp.setattr(os, name, _no_process)
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -158,6 +158,7 @@ def test_http_roles_formats_and_audit(live_api, store, tenants):
     assert {r["outcome"] for r in trail} == {"ok", "refused"}
 
 
+@pytest.mark.stack
 def test_cli_sql_formats_and_refusal(tmp_path):
     env = {**os.environ, "SKILLSTREAM_RUN_DIR": str(tmp_path / "run")}
     assert cli(env, "tenant", "create", "acme").returncode == 0

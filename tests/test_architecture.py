@@ -9,12 +9,14 @@ import sys
 from pathlib import Path
 
 import grimp
+import pytest
 
 from core.settings import PROJECT_ROOT
 
 PACKAGES = ("core", "schemas", "streams", "sinks", "api", "ops", "bench")
 
 
+@pytest.mark.stack
 def test_packages_import_only_the_layers_below_them() -> None:
     lint = Path(sys.executable).with_name("lint-imports")
     out = subprocess.run([str(lint)], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)

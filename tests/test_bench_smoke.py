@@ -14,6 +14,8 @@ import pytest
 
 from core.settings import PROJECT_ROOT
 
+pytestmark = pytest.mark.stack
+
 SCENARIOS = ("ingest", "stream", "scale", "freshness", "query", "export", "memory")
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import Producer
 
 from api.ingest.validate import Bounds, validate_event
@@ -76,6 +77,7 @@ def test_undecodable_records_become_dead_letters_and_the_stream_goes_on(
     assert all(d.h("dlq.source_topic") == raw for d in letters)
 
 
+@pytest.mark.stack
 def test_dlq_cli_lists_and_replays_each_letter_once(settings, kafka_bootstrap, unique, tmp_path):
     ensure_topics(kafka_bootstrap, settings)
     raw, dead = settings.topic("events.raw"), settings.topic("events.dead_letter")

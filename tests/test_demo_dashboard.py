@@ -21,7 +21,7 @@ from core.settings import PROJECT_ROOT
 from tests.support.stack import Stack
 from tests.test_dashboard import ARGS, CHROMIUM
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.kafka, pytest.mark.stack, pytest.mark.browser]
 FIRST_LOOK_S = 30.0
 LOADING = re.compile(r"^loading demo history: (starting|\d+ of \d+ days)$")
 

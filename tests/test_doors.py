@@ -106,6 +106,7 @@ def test_loopback_rule(peer, host, headers, allowed):
         assert exc.value.status_code == 403
 
 
+@pytest.mark.stack
 def test_up_turns_demo_on_only_with_the_flag(monkeypatch, tmp_path):
     from ops.stack import _child_env
 
@@ -389,6 +390,7 @@ def test_export_links_are_not_signed_with_the_token_secret(plain_api):
     assert ctx.objects.check("k.csv", expires, ctx.objects.signature("k.csv", expires))
 
 
+@pytest.mark.stack
 def test_token_key_rotation_refuses_old_tokens_and_accepts_new(
     tmp_path_factory, store, kafka_bootstrap
 ):

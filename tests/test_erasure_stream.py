@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from api.retention import erasure
@@ -25,6 +26,8 @@ from tests.test_stream import (  # noqa: F401 (fixture)
     start_worker,
     stop,
 )
+
+pytestmark = pytest.mark.stack
 
 WORKER_TOPICS = ("optout", "identity_links", "identity_pending", "identity_links_sent",
                  "program_week_members")  # fmt: skip

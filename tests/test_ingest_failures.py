@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from tests.conftest import LiveApi
 from tests.support.kafka import read_all
 
 
+@pytest.mark.kafka
 def test_broker_down_gives_503_and_nothing_unacked_is_reported_accepted(tmp_path, store, unique):
     base = Settings()
     cluster = KafkaCluster.ensure(

@@ -141,6 +141,7 @@ def _webhook_export(body: bytes) -> str:
 
 
 @pytest.mark.parametrize("process", ["sink", "jobs"])
+@pytest.mark.stack
 def test_sink_and_jobs_processes_need_a_server(tmp_path, process):
     """chdb admits one process per data path (the API's): said, not a crash."""
     import os

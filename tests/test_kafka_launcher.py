@@ -31,6 +31,8 @@ def _produce(bootstrap: str, topic: str, n: int) -> None:
     assert p.flush(30) == 0
 
 
+@pytest.mark.kafka
+@pytest.mark.stack
 def test_three_node_cluster_survives_one_node_down_and_a_full_stop(tmp_path):
     run_dir = tmp_path / "run"
     started = _cli(run_dir, "kafka", "start", "--brokers", "3")

@@ -71,6 +71,7 @@ def test_readiness_delta_per_term_matches_ground_truth(store, term, months):
     assert term in got["label"]
 
 
+@pytest.mark.stack
 def test_cli_sets_and_reads_a_tenants_term(tmp_path):
     env = {**os.environ, "SKILLSTREAM_RUN_DIR": str(tmp_path / "run")}
     assert cli(env, "tenant", "create", "acme").returncode == 0

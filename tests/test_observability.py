@@ -98,6 +98,7 @@ def _ops_view_shows_the_lag_to_platform_admins_only(url, env, chromium, artifact
     page.close()
 
 
+@pytest.mark.stack
 def test_stopped_worker_shows_as_lag_then_drains(
     tmp_path,
     kafka_bootstrap,

@@ -31,10 +31,12 @@ def _promtool(*args: str, cwd: Path = PROM) -> str:
     return out.stdout
 
 
+@pytest.mark.stack
 def test_prometheus_config_and_rules_are_valid():
     assert "SUCCESS" in _promtool("check", "config", "prometheus.yml")
 
 
+@pytest.mark.stack
 def test_every_alert_rule_passes_its_unit_test():
     assert "SUCCESS" in _promtool("test", "rules", "alerts_test.yml")
     rules = yaml.safe_load((PROM / "alerts.yml").read_text())
@@ -53,6 +55,7 @@ def _panel_exprs() -> list[str]:
     return exprs
 
 
+@pytest.mark.stack
 def test_every_dashboard_panel_parses(tmp_path):
     exprs = _panel_exprs()
     assert len(exprs) >= 12

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.stack
 def test_migrating_a_store_keeps_every_report(tmp_path, seed):
     """A store made by the schema before the read model, with several row
     versions per learner-day: after the migration every report (roles,

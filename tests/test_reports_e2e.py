@@ -11,10 +11,13 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 import httpx
+import pytest
 
 from api.security import issue_token
 from schemas.examples import example_event
 from tests.test_stream import live_api_with_sink, post_all, start_worker, stop  # noqa: F401
+
+pytestmark = pytest.mark.stack
 
 # The documented formula (docs/streams.md, "Engagement score"), written out again.
 WEIGHT_CAP = {

@@ -28,7 +28,7 @@ from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
 from tests.support.stack import Stack, cli
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.kafka, pytest.mark.stack]
 
 
 def _token(env: dict[str, str], tenant: str) -> str:

@@ -40,6 +40,8 @@ from tests.test_stream import (  # noqa: F401 (the fixture)
     wait_for_truth,
 )
 
+pytestmark = [pytest.mark.kafka, pytest.mark.stack]
+
 
 def test_two_workers_share_the_partitions_and_count_once(
     live_api_with_sink,  # noqa: F811 (the fixture)

@@ -66,6 +66,7 @@ def test_a_published_version_cannot_be_deleted(avro_dir):
     assert [p.schema for p in lock.check(avro_dir)] == ["event.v1.avsc"]
 
 
+@pytest.mark.stack
 def test_the_cli_check_is_clean_on_the_repository():
     out = subprocess.run(
         [sys.executable, "-m", "ops.cli", "schemas", "check"],

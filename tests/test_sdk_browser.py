@@ -27,6 +27,8 @@ from ops.kafka_launcher import free_port
 from tests.test_dashboard import ARGS, CHROMIUM
 from tests.test_stream import live_api_with_sink, start_worker, stop  # noqa: F401
 
+pytestmark = [pytest.mark.stack, pytest.mark.browser]
+
 SDK = PROJECT_ROOT / "sdk" / "js"
 
 PAGE = """<!doctype html>

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from skillstream.client import Emitter, backoff_delay, parse_retry_after
 
 from api.ingest.pii import hash_pii
@@ -45,6 +46,7 @@ def test_backoff_and_retry_after():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
+@pytest.mark.kafka
 def test_emitter_through_a_503_window(tmp_path, store, unique):
     base = Settings()
     cluster = KafkaCluster.ensure(
@@ -180,6 +182,7 @@ for i in range(5):
 """
 
 
+@pytest.mark.stack
 def test_emitter_flushes_at_interpreter_exit(live_api, unique):
     _, key = live_api.new_tenant(f"exit-{unique}")
     out = subprocess.run(

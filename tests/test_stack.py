@@ -16,6 +16,8 @@ import pytest
 from core.settings import PROJECT_ROOT
 from tests.support.stack import cli
 
+pytestmark = pytest.mark.stack
+
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return cli(env, *args)

@@ -27,6 +27,7 @@ def test_migrations_applied_once_and_idempotent(store):
         store.command(stmt)
 
 
+@pytest.mark.stack
 def test_each_migration_survives_a_crash_before_its_record(tmp_path):
     """Every migration's statements run twice in a row on a store at that
     version (IF NOT EXISTS, IF EXISTS, back-fills that merge into the same

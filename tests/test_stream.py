@@ -20,6 +20,8 @@ from tests.support import scenario
 from tests.support.kafka import progress
 from tests.support.stream_check import diff, observed
 
+pytestmark = pytest.mark.stack
+
 
 def start_worker(settings, kafka_bootstrap, **extra_env: str) -> subprocess.Popen:
     env = {

@@ -37,6 +37,7 @@ from api.reports.org import OrgRegistry
 from api.reports.scope import Scope, compute_scope
 from api.security import ROLE_CAPABILITIES, Principal
 from core.settings import Settings
+from core.threads import BackgroundThread
 from sinks.store import Store
 
 log = logging.getLogger("skillstream.exports")
@@ -92,15 +93,13 @@ class ExportRunner:
         self.repo = ExportRepo(self.store)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._queued: set[str] = set()
-        self._thread: threading.Thread | None = None
+        self._thread = BackgroundThread("exports", self._loop)
         self._lock = threading.Lock()
 
     # --- the worker thread ------------------------------------------------------
     def submit(self, export_id: str) -> None:
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="exports", daemon=True)
-                self._thread.start()
+            self._thread.start()  # a worker that died is replaced
         with self._lock:
             if export_id in self._queued:
                 return
@@ -120,9 +119,9 @@ class ExportRunner:
                     self._queued.discard(export_id)
 
     def stop(self) -> None:
-        if self._thread and self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(10)
+        if self._thread.is_alive():
+            self._queue.put(None)  # the loop waits on its queue, not on the stop event
+            self._thread.stop(10)
 
     def recover(self) -> int:
         """Queue every unfinished export this runner owns (at start-up, and

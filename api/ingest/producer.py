@@ -17,6 +17,8 @@ from functools import partial
 from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Gauge
 
+from core.threads import BackgroundThread
+
 PRODUCER_QUEUE = Gauge("skillstream_producer_queue_messages", "Messages waiting for Kafka acks")
 
 
@@ -56,12 +58,11 @@ class AsyncProducer:
                 "log_level": 3,
             }
         )
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, name="producer-poll", daemon=True)
+        self._thread = BackgroundThread("producer-poll", self._poll)
         self._thread.start()
 
     def _poll(self) -> None:
-        while not self._stop.is_set():
+        while not self._thread.stopping.is_set():
             self._producer.poll(0.05)
             PRODUCER_QUEUE.set(len(self._producer))
 
@@ -92,8 +93,7 @@ class AsyncProducer:
         return batch.results()
 
     def close(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(2)
+        self._thread.stop(2)
         self._producer.flush(timeout_s)
 
 
