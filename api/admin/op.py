@@ -27,23 +27,12 @@ class NotFound(LookupError):
 class Env(Protocol):
     """What an operation may use: the API's context, or ``LocalEnv``."""
 
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def tenants(self) -> TenantRegistry: ...
-
-    @property
-    def settings(self) -> Settings: ...
-
-    @property
-    def secrets(self) -> Secrets: ...
-
-    @property
-    def objects(self) -> ObjectStore: ...
-
-    @property
-    def origins(self) -> OriginRegistry: ...
+    store: Store
+    tenants: TenantRegistry
+    settings: Settings
+    secrets: Secrets
+    objects: ObjectStore
+    origins: OriginRegistry
 
 
 class LocalEnv:

@@ -17,11 +17,15 @@ from api.tenants import Tenant, TenantError
 from sinks.store import StoreError
 
 
-def _tenant_id(env: Env, name: str) -> str:
+def _tenant(env: Env, name: str) -> Tenant:
     tenant = env.tenants.by_name(name)
     if tenant is None:
         raise NotFound(f"no tenant named {name!r}")
-    return tenant.tenant_id
+    return tenant
+
+
+def _tenant_id(env: Env, name: str) -> str:
+    return _tenant(env, name).tenant_id
 
 
 def _any_tenant_id(env: Env, name: str | None) -> str | None:
@@ -30,6 +34,14 @@ def _any_tenant_id(env: Env, name: str | None) -> str | None:
 
 
 OPERATOR = {"actor_id": "operator", "actor_role": "operator"}
+
+
+def _on_record(
+    env: Env, tenant_id: str, action: str, resource: str, detail: dict[str, Any]
+) -> None:
+    """The operator's row, before the change it records (audit or nothing)."""
+    audit(env.store, tenant_id=tenant_id, **OPERATOR, action=action, resource=resource,
+          outcome="ok", detail=detail)  # fmt: skip
 
 
 # --- tenants and tokens --------------------------------------------------------------
@@ -45,15 +57,8 @@ class TenantCreated(BaseModel):
 
 def create_tenant(env: Env, req: TenantCreate) -> dict[str, str]:
     def audited(tenant: Tenant) -> None:
-        audit(
-            env.store,
-            tenant_id=tenant.tenant_id,
-            **OPERATOR,
-            action="write_key.issued",
-            resource=f"tenant:{tenant.tenant_id}",
-            outcome="ok",
-            detail={"name": req.name},
-        )
+        tid = tenant.tenant_id
+        _on_record(env, tid, "write_key.issued", f"tenant:{tid}", {"name": req.name})
 
     tenant, key = env.tenants.create(req.name, before_insert=audited)
     return {"tenant_id": tenant.tenant_id, "name": tenant.name, "write_key": key}
@@ -73,9 +78,7 @@ class TokenIssued(BaseModel):
 def mint_token(env: Env, req: TokenRequest) -> dict[str, Any]:
     if req.role not in ROLES:
         raise TenantError(f"role must be one of {', '.join(ROLES)}")
-    tenant = env.tenants.by_name(req.tenant)
-    if tenant is None:
-        raise NotFound(f"no tenant named {req.tenant!r}")
+    tenant = _tenant(env, req.tenant)
     ttl_s = env.settings.token_ttl_s
     token = issue_token(
         env.secrets.token_secret,
@@ -85,15 +88,8 @@ def mint_token(env: Env, req: TokenRequest) -> dict[str, Any]:
         user_id=req.user_id,
         ttl_s=ttl_s,
     )
-    audit(
-        env.store,
-        tenant_id=tenant.tenant_id,
-        **OPERATOR,
-        action="token.issued",
-        resource=f"user:{req.user_id or ''}",
-        outcome="ok",
-        detail={"role": req.role, "ttl_s": ttl_s},
-    )
+    detail = {"role": req.role, "ttl_s": ttl_s}
+    _on_record(env, tenant.tenant_id, "token.issued", f"user:{req.user_id or ''}", detail)
     return {"token": token, "expires_in": ttl_s}
 
 
