@@ -50,7 +50,6 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(exports.router)
     app.include_router(notifications.router)
     app.include_router(governance.router)
-    app.include_router(governance.admin_router)
     app.include_router(dashboard.router)
     if ctx.settings.demo_mode:  # `skillstream up --demo` only: otherwise the routes do not exist
         app.include_router(dashboard.demo_router)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from api.security import Principal
 from api.tenants import TenantRegistry
 from sinks.store import Store
@@ -77,7 +77,7 @@ def set_flags(
     row["capabilities"] = after
     row["updated_at"] = datetime.now(UTC)
     time.sleep(0.002)  # updated_at (ms) is the version: never equal to the previous row's
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from sinks.store import Store
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -109,7 +109,7 @@ class OriginRegistry:
                 {"tenant_id": tenant_id, "origin": o, "removed": 1, "version": now}
                 for o in to_remove
             ]
-            with audit_first(
+            with audit(
                 self.store,
                 tenant_id=tenant_id,
                 actor_id=actor_id,

@@ -55,9 +55,12 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_origins(args: argparse.Namespace) -> int:
+    from api.admin.operations import ORIGINS
     from ops.control import control_for
 
-    out = control_for(get_settings()).origins(args.name, args.add, args.remove)
+    out = control_for(get_settings()).run(
+        ORIGINS, tenant=args.name, add=args.add, remove=args.remove
+    )
     for origin in out["origins"]:
         print(origin)
     print(f"{len(out['origins'])} origin(s) allowed for {args.name}", file=sys.stderr)
@@ -83,48 +86,57 @@ def add_tenant_origins_parser(tsub: argparse._SubParsersAction) -> None:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
+    from api.admin.operations import MINT_TOKEN
     from ops.control import control_for
 
-    print(control_for(get_settings()).mint_token(args.tenant, args.role, args.user))
+    out = control_for(get_settings()).run(
+        MINT_TOKEN, tenant=args.tenant, role=args.role, user_id=args.user
+    )
+    print(out["token"])
     return 0
 
 
 def cmd_tenant_term(args: argparse.Namespace) -> int:
+    from api.admin.operations import READINESS_TERM
     from ops.control import control_for
 
-    print(control_for(get_settings()).readiness_term(args.name, args.set)["term"])
+    print(control_for(get_settings()).run(READINESS_TERM, tenant=args.name, term=args.set)["term"])
     return 0
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    from api.admin.operations import SQL
     from ops.control import control_for
 
-    out = control_for(get_settings()).sql(args.query, args.format, args.tenant)
+    out = control_for(get_settings()).run(
+        SQL, sql=args.query, format=args.format, tenant=args.tenant
+    )
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
     return 0
 
 
 def cmd_org(args: argparse.Namespace) -> int:
+    from api.admin.operations import ORG_LINK, ORG_LIST
     from ops.control import control_for
 
     control = control_for(get_settings())
     if args.action == "list":
-        for lk in control.org_list(args.tenant, args.relation):
+        for lk in control.run(ORG_LIST, tenant=args.tenant, relation=args.relation):
             print(f"{lk['relation']}\t{lk['subject_id']}\t{lk['object_id']}")
         return 0
-    control.org_change(
-        args.tenant, args.relation, args.subject, args.object, unlink=args.action == "unlink"
-    )
+    control.run(ORG_LINK, tenant=args.tenant, relation=args.relation, subject_id=args.subject,
+                object_id=args.object, unlink=args.action == "unlink")  # fmt: skip
     verb = "unlinked" if args.action == "unlink" else "linked"
     print(f"{verb} {args.relation} {args.subject} -> {args.object}")
     return 0
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from api.admin.operations import AUDIT_VERIFY
     from ops.control import control_for
 
-    verdicts = control_for(get_settings()).audit_verify(args.tenant)
+    verdicts = control_for(get_settings()).run(AUDIT_VERIFY, tenant=args.tenant)
     bad = 0
     for v in verdicts:
         extra = (
@@ -140,9 +152,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
+    from api.admin.operations import PURGE
     from ops.control import control_for
 
-    reports = control_for(get_settings()).purge(args.tenant)
+    reports = control_for(get_settings()).run(PURGE, tenant=args.tenant)
     for r in reports:
         removed = ", ".join(f"{k} {v}" for k, v in r["removed"].items())
         kept = sum(r["kept_on_hold"].values())
@@ -152,27 +165,32 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_hold(args: argparse.Namespace) -> int:
+    from api.admin.operations import HOLD_ADD, HOLD_LIST, HOLD_RELEASE
     from ops.control import control_for
 
     control = control_for(get_settings())
     if args.action == "list":
-        for h in control.hold_list(args.tenant):
+        for h in control.run(HOLD_LIST, tenant=args.tenant):
             what = h["user_id"] or (f"{h['from_ts']}..{h['to_ts']}" if h["kind"] == "range" else "")
             print(f"{h['hold_id']}\t{h['kind']}\t{what}\t{h['reason']}")
         return 0
     if args.action == "release":
-        h = control.hold_release(args.tenant, args.hold_id)
+        h = control.run(HOLD_RELEASE, tenant=args.tenant, hold_id=args.hold_id)
         print(f"released {h['hold_id']}")
         return 0
-    h = control.hold_add(args.tenant, args.kind, args.reason, args.user, args.start, args.end)
+    h = control.run(HOLD_ADD, tenant=args.tenant, kind=args.kind, reason=args.reason,
+                    user_id=args.user, from_ts=args.start, to_ts=args.end)  # fmt: skip
     print(f"placed {h['hold_id']}")
     return 0
 
 
 def cmd_caps(args: argparse.Namespace) -> int:
+    from api.admin.operations import CAPABILITIES
     from ops.control import control_for
 
-    out = control_for(get_settings()).capabilities(args.name, args.enable, args.disable)
+    out = control_for(get_settings()).run(
+        CAPABILITIES, tenant=args.name, enable=args.enable, disable=args.disable
+    )
     print(" ".join(out["flags"]))
     return 0
 

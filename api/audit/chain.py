@@ -24,7 +24,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -256,29 +255,83 @@ def chain_for(store: Store) -> AuditChain:
 def audit(
     store: Store,
     *,
-    tenant_id: str,
-    actor_id: str,
-    actor_role: str,
     action: str,
     resource: str,
     outcome: str,
     detail: dict[str, Any] | str = "",
-) -> None:
-    """Append one audit event. A failed write raises ``AuditUnavailable``
-    (audit or nothing: call this *before* the change it records, see
-    ``audit_first``), except for refusals, which are only logged: the request
-    was refused either way."""
-    log.info("%s %s %s by %s/%s", action, outcome, resource, actor_role, actor_id)
+    principal: Any = None,
+    tenant_id: str | None = None,
+    actor_id: str | None = None,
+    actor_role: str | None = None,
+    undo: Callable[[], Any] | None = None,
+) -> Audited:
+    """Append one audit event now, before the change it records (audit or
+    nothing): a failed write raises ``AuditUnavailable``, except for
+    refusals, which are only logged: the request was refused either way.
+
+    Who acted: ``principal`` (a verified token: its user, role and tenant,
+    the tenant overridden by ``tenant_id`` when the action targets another),
+    or ``tenant_id``, ``actor_id`` and ``actor_role`` given outright.
+
+    ``undo``: for a change whose row needs what the change produced (an id),
+    so it is made first; a failed write then undoes it before raising.
+
+    Used as ``with audit(...):`` around the change, a block that raises adds
+    a second row with outcome ``failed`` (best effort: the first row already
+    names the attempt)."""
+    if principal is not None:
+        tenant_id = principal.tenant_id if tenant_id is None else tenant_id
+        actor_id, actor_role = principal.user_id or "", principal.role
+    row: dict[str, Any] = {
+        "tenant_id": tenant_id,
+        "actor_id": actor_id,
+        "actor_role": actor_role,
+        "action": action,
+        "resource": resource,
+        "outcome": outcome,
+        "detail": detail,
+    }
     try:
-        chain_for(store).append(
-            tenant_id=tenant_id,
-            actor_id=actor_id,
-            actor_role=actor_role,
-            action=action,
-            resource=resource,
-            outcome=outcome,
-            detail=detail,
-        )
+        _append(store, row)
+    except AuditUnavailable:
+        if undo is not None:
+            undo()
+        raise
+    return Audited(store, row)
+
+
+class Audited:
+    """An appended row; as a context manager, records a ``failed`` row when
+    the change it wraps raises."""
+
+    def __init__(self, store: Store, row: dict[str, Any]) -> None:
+        self.store = store
+        self.row = row
+
+    def __enter__(self) -> Audited:
+        return self
+
+    def __exit__(
+        self, _type: type[BaseException] | None, exc: BaseException | None, _tb: Any
+    ) -> bool:
+        if isinstance(exc, Exception):
+            detail = self.row["detail"] or {}
+            if not isinstance(detail, dict):
+                detail = {"detail": detail}
+            failed = {**self.row, "outcome": "failed", "detail": {**detail, "error": str(exc)}}
+            try:
+                _append(self.store, failed)
+            except AuditUnavailable:
+                log.exception("could not record that %s failed", self.row["action"])
+        return False
+
+
+def _append(store: Store, row: dict[str, Any]) -> None:
+    action, outcome = row["action"], row["outcome"]
+    log.info("%s %s %s by %s/%s", action, outcome, row["resource"], row["actor_role"],
+             row["actor_id"])  # fmt: skip
+    try:
+        chain_for(store).append(**row)
     except Exception as exc:
         AUDIT_FAILURES.labels(action).inc()
         if outcome in REFUSALS:
@@ -287,65 +340,3 @@ def audit(
         # the store's own error stays in the log: callers learn only what matters to them
         log.error("audit write for %s refused by the store: %s", action, exc)
         raise AuditUnavailable(f"audit log unavailable, {action} not done") from exc
-
-
-@contextmanager
-def audit_first(store: Store, **row: Any) -> Iterator[None]:
-    """Audit or nothing: the row is appended before the change runs in the
-    ``with`` block; if the append fails the block never runs. If the change
-    then fails, a second row with outcome ``failed`` says so (best effort:
-    the first row already names the attempt)."""
-    audit(store, **row)
-    try:
-        yield
-    except Exception as exc:
-        detail = row.get("detail") or {}
-        if not isinstance(detail, dict):
-            detail = {"detail": detail}
-        try:
-            audit(store, **{**row, "outcome": "failed", "detail": {**detail, "error": str(exc)}})
-        except AuditUnavailable:
-            log.exception("could not record that %s failed", row.get("action"))
-        raise
-
-
-def audit_or_undo(store: Store, undo: Callable[[], Any], **row: Any) -> None:
-    """For a change whose audit row needs what the change produced (an id):
-    append after it, and undo the change if the append fails."""
-    try:
-        audit(store, **row)
-    except AuditUnavailable:
-        undo()
-        raise
-
-
-def as_row(principal: Any, tenant_id: str | None = None) -> dict[str, str]:
-    """Who acted, from their verified token; the tenant is theirs unless the
-    action targets another (platform admins)."""
-    return {
-        "tenant_id": principal.tenant_id if tenant_id is None else tenant_id,
-        "actor_id": principal.user_id or "",
-        "actor_role": principal.role,
-    }
-
-
-def audit_as(
-    store: Store,
-    principal: Any,
-    *,
-    action: str,
-    resource: str,
-    outcome: str,
-    detail: dict[str, Any] | str = "",
-    tenant_id: str | None = None,
-) -> None:
-    """``audit`` for a caller: who acted comes from their verified token; the
-    tenant is theirs unless the action targets another (platform admins)."""
-    audit(
-        store,
-        **as_row(principal, tenant_id),
-        action=action,
-        resource=resource,
-        outcome=outcome,
-        detail=detail,
-    )

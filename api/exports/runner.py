@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from api.audit.chain import audit, audit_first
+from api.audit.chain import audit
 from api.exports import sources
 from api.exports.csv_writer import write_csv
 from api.exports.model import LIVE, Export, ExportRepo
@@ -311,7 +311,7 @@ class ExportRunner:
         now = now or datetime.now(UTC)
         expired = 0
         for e in self.repo.lapsed(now):
-            with audit_first(
+            with audit(
                 self.store,
                 tenant_id=e.tenant_id,
                 actor_id="system",

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from api.audit.chain import audit, audit_first
+from api.audit.chain import audit
 from sinks.store import Store
 
 __all__ = ["audit", "Link", "OrgError", "OrgRegistry", "RELATIONS"]
@@ -56,7 +56,7 @@ class OrgRegistry:
             "changed_at": datetime.now(UTC),
             "version": time.time_ns(),
         }
-        with audit_first(
+        with audit(
             self.store,
             tenant_id=link.tenant_id,
             actor_id=actor,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, date, datetime
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from sinks.store import Store
 
 TERMS = {"month": 1, "quarter": 3, "half": 6, "year": 12}
@@ -46,7 +46,7 @@ def set_term(store: Store, tenant_id: str, term: str, *, actor_id: str, actor_ro
     before = rows[0]["readiness_term"]
     time.sleep(0.002)  # updated_at (ms) is the version: never equal to the previous row's
     row = {**rows[0], "readiness_term": term, "updated_at": datetime.now(UTC)}
-    with audit_first(store, tenant_id=tenant_id, actor_id=actor_id, actor_role=actor_role,
-                     action="tenant.readiness_term", resource=f"tenant:{tenant_id}",
-                     outcome="ok", detail={"before": before, "after": term}):  # fmt: skip
+    with audit(store, tenant_id=tenant_id, actor_id=actor_id, actor_role=actor_role,
+               action="tenant.readiness_term", resource=f"tenant:{tenant_id}",
+               outcome="ok", detail={"before": before, "after": term}):  # fmt: skip
         store.insert("tenants", [row])

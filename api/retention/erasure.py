@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.audit.chain import audit, audit_first
+from api.audit.chain import audit
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
 from api.reports import summaries
@@ -121,8 +121,8 @@ def erase_user(
         return req
     req.removed = _count_rows(store, tenant_id, user_id)
     req.removed["export_files"] = len(_live_exports(store, tenant_id, user_id))
-    with audit_first(store, **row, outcome="ok",
-                     detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
+    with audit(store, **row, outcome="ok",
+               detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
         if publish is not None:
             publish(tenant_id, user_id, req.request_id)
         _delete_rows(store, tenant_id, user_id, req.removed)
@@ -163,8 +163,8 @@ def _settle(store: Store, publish: Publish | None, due: dict[str, Any]) -> None:
               detail={"request_id": req.request_id, "reason": req.reason})  # fmt: skip
         return
     req.removed = _count_rows(store, req.tenant_id, req.user_id)
-    with audit_first(store, **row, outcome="ok",
-                     detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
+    with audit(store, **row, outcome="ok",
+               detail={"request_id": req.request_id, "removed": req.removed}):  # fmt: skip
         if publish is not None:
             publish(req.tenant_id, req.user_id, req.request_id)
         _delete_rows(store, req.tenant_id, req.user_id, req.removed)

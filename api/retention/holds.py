@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from api.timebounds import storable
 from sinks.store import Store
 
@@ -171,7 +171,7 @@ def place_hold(
         created_by=actor_id,
         created_at=now,
     )
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -193,7 +193,7 @@ def release_hold(
     if not found:
         raise HoldError(f"no active hold {hold_id!r} in this tenant")
     hold = Hold(**{**found[0].__dict__, "released": True})
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from core.settings import Settings
 from schemas.dictionary import BY_NAME, DEFAULT_RETENTION_YEARS
 from sinks.store import Store
@@ -57,7 +57,7 @@ def set_policy(
     if days is not None and not 1 <= days <= 36_500:
         raise PolicyError("retention_days must be 1..36500")
     value = days if days is not None else defaults(settings)[subject]
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,

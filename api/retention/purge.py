@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from api.audit.chain import audit_first
+from api.audit.chain import audit
 from api.exports.model import ExportRepo
 from api.exports.storage import ObjectStore
 from api.reports import summaries
@@ -91,7 +91,7 @@ def purge_tenant(
     _plan_events(store, plan, rep, policy, holds, tenant_id, now)
     _plan_aggregates(store, plan, rep, policy, holds, tenant_id, now)
     _plan_exports(store, plan, rep, policy, holds, tenant_id, now)
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,
@@ -215,7 +215,7 @@ def set_cadence(
     """Per-tenant purge cadence (None: back to ``PURGE_INTERVAL_S``); audited."""
     if every_s is not None and not 60 <= every_s <= 366 * 86400:
         raise ValueError("every_s must be 60 s .. 366 days")
-    with audit_first(
+    with audit(
         store,
         tenant_id=tenant_id,
         actor_id=actor_id,

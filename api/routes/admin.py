@@ -1,179 +1,79 @@
 """Operator endpoints behind the run dir's admin secret (used by the CLI
-while `skillstream up` owns the embedded store)."""
+while `skillstream up` owns the embedded store): one route per operation of
+``api/admin/operations.py``, built from its definition."""
 
 from __future__ import annotations
 
-from typing import Literal
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, get_type_hints
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
 
-from api import operator
-from api.analyst import FORMATS, SqlRefused
+from api.admin.op import Op
+from api.admin.operations import OPS
+from api.context import AppContext
 from api.deps import Admin, Ctx
-from api.security import ROLES
-from api.tenants import TenantError
-from sinks.store import StoreError
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
+router = APIRouter(dependencies=[Admin])
 
 
-class TenantCreate(BaseModel):
-    name: str = Field(description="Unique tenant name.")
-
-
-class TenantCreated(BaseModel):
-    tenant_id: str
-    name: str
-    write_key: str = Field(description="Ingest write key. Shown once; only its hash is stored.")
-
-
-class TokenRequest(BaseModel):
-    tenant: str = Field(description="Tenant name.")
-    role: str = Field(description=f"One of: {', '.join(ROLES)}.")
-    user_id: str | None = None
-
-
-class TokenIssued(BaseModel):
-    token: str
-    expires_in: int
-
-
-@router.post("/tenants", response_model=TenantCreated, status_code=status.HTTP_201_CREATED)
-async def create_tenant(body: TenantCreate, ctx: Ctx) -> TenantCreated:
-    try:
-        tenant, key = await run_in_threadpool(operator.create_tenant, ctx.tenants, body.name)
-    except TenantError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    return TenantCreated(tenant_id=tenant.tenant_id, name=tenant.name, write_key=key)
-
-
-@router.post("/tokens", response_model=TokenIssued, status_code=status.HTTP_201_CREATED)
-async def create_token(body: TokenRequest, ctx: Ctx) -> TokenIssued:
-    ttl = ctx.settings.token_ttl_s
-    try:
-        token = await run_in_threadpool(
-            lambda: operator.mint_token(
-                ctx.tenants,
-                ctx.secrets,
-                tenant_name=body.tenant,
-                role=body.role,
-                user_id=body.user_id,
-                ttl_s=ttl,
+def _fields(op: Op) -> list[inspect.Parameter]:
+    """The endpoint's parameters past the context: the body, or one per
+    field from the query or the path."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    if op.in_body:
+        return [inspect.Parameter("body", kw, annotation=op.request)]
+    params = []
+    for name, field in op.request.model_fields.items():
+        where = Path() if name in op.path_fields else Query()
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        params.append(
+            inspect.Parameter(
+                name, kw, annotation=Annotated[field.annotation, where], default=default
             )
         )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except TenantError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-    return TokenIssued(token=token, expires_in=ttl)
+    return params
 
 
-# --- org data (the CLI's `skillstream org ...`) ------------------------------------
-class OrgLinkRequest(BaseModel):
-    tenant: str = Field(description="Tenant name.")
-    relation: str = Field(description="manager | mentor | program_owner")
-    subject_id: str
-    object_id: str
-    unlink: bool = False
+def _endpoint(op: Op) -> Callable[..., Awaitable[Any]]:
+    async def endpoint(ctx: AppContext, **fields: Any) -> Any:
+        req = fields["body"] if op.in_body else op.request(**fields)
+        try:
+            out = await run_in_threadpool(op.run, ctx, req)
+        except Exception as exc:
+            code = op.status_for(exc)
+            if code is None:
+                raise
+            # a store's error can quote a whole query
+            raise HTTPException(code, str(exc)[:1000]) from exc
+        if op.media_type is not None:
+            return Response(out, media_type=op.media_type(req))
+        return out
+
+    ctx = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Ctx)
+    endpoint.__signature__ = inspect.Signature([ctx, *_fields(op)])  # type: ignore[attr-defined]
+    endpoint.__name__ = op.name
+    return endpoint
 
 
-class OrgLinksBulk(BaseModel):
-    tenant: str
-    links: list[tuple[str, str, str]] = Field(description="(relation, subject_id, object_id)")
+def _response_model(op: Op) -> Any:
+    """The declared model, else what ``run`` says it returns (bytes go out as
+    they are)."""
+    if op.response_model is not None or op.media_type is not None:
+        return op.response_model
+    return get_type_hints(op.run)["return"]
 
 
-@router.post("/org/links")
-async def org_link(body: OrgLinkRequest, ctx: Ctx) -> dict:
-    try:
-        return await run_in_threadpool(
-            lambda: operator.org_change(
-                ctx.tenants, ctx.store, body.tenant, body.relation, body.subject_id,
-                body.object_id, unlink=body.unlink,
-            )
-        )  # fmt: skip
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-
-
-@router.post("/org/links/bulk")
-async def org_link_bulk(body: OrgLinksBulk, ctx: Ctx) -> dict:
-    try:
-        n = await run_in_threadpool(
-            lambda: operator.org_bulk(ctx.tenants, ctx.store, body.tenant, body.links)
-        )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-    return {"linked": n}
-
-
-@router.get("/org/links")
-async def org_list(ctx: Ctx, tenant: str, relation: str | None = None) -> list[dict]:
-    try:
-        return await run_in_threadpool(
-            lambda: operator.org_list(ctx.tenants, ctx.store, tenant, relation)
-        )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-
-
-# --- browser origins (the CLI's `skillstream tenant origins`) -----------------------
-class OriginsChange(BaseModel):
-    tenant: str = Field(description="Tenant name.")
-    add: list[str] = Field(default_factory=list, description="Origins, e.g. https://app.example")
-    remove: list[str] = Field(default_factory=list)
-
-
-@router.post("/origins")
-async def tenant_origins(body: OriginsChange, ctx: Ctx) -> dict:
-    try:
-        return await run_in_threadpool(
-            lambda: operator.set_origins(
-                ctx.tenants, ctx.origins, body.tenant, body.add, body.remove
-            )
-        )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-
-
-class AdminSql(BaseModel):
-    sql: str = Field(max_length=100_000)
-    format: Literal["json", "csv", "parquet"] = "json"
-    tenant: str | None = Field(None, description="Tenant name: its rows only. None: every tenant.")
-
-
-@router.post("/sql", summary="`skillstream sql`: a read-only SELECT (api/analyst.py)")
-async def run_sql(body: AdminSql, ctx: Ctx) -> Response:
-    try:
-        out = await run_in_threadpool(
-            operator.sql, ctx.tenants, ctx.settings, body.sql, body.format, body.tenant
-        )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except (SqlRefused, StoreError) as exc:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)[:1000]) from exc
-    return Response(out, media_type=FORMATS[body.format][1])
-
-
-class TermRequest(BaseModel):
-    tenant: str
-    term: Literal["month", "quarter", "half", "year"] | None = Field(
-        None, description="Set it (audited); none: only read it."
+for _op in OPS:
+    router.add_api_route(
+        _op.path,
+        _endpoint(_op),
+        methods=[_op.method],
+        name=_op.name,
+        tags=["admin"],
+        status_code=_op.status_code,
+        response_model=_response_model(_op),
+        summary=_op.summary,
     )
-
-
-@router.post("/tenants/term", summary="`skillstream tenant term`: the readiness-delta term")
-async def readiness_term(body: TermRequest, ctx: Ctx) -> dict:
-    try:
-        return await run_in_threadpool(
-            operator.readiness_term, ctx.tenants, ctx.settings, body.tenant, body.term
-        )
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc

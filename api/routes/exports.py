@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
-from api.audit.chain import audit, audit_as
+from api.audit.chain import audit
 from api.capabilities import CapabilityError, check_export
 from api.deps import Ctx, CurrentPrincipal
 from api.exports.model import LIVE, ExportRepo, new_export
@@ -51,9 +51,9 @@ class ExportAccepted(BaseModel):
 
 
 def _audit(ctx: Any, p: Principal, action: str, export_id: str, outcome: str, **detail: Any):
-    audit_as(
+    audit(
         ctx.store,
-        p,
+        principal=p,
         action=action,
         resource=f"export:{export_id}",
         outcome=outcome,

@@ -1,21 +1,20 @@
 """Legal holds, retention policies, deletion requests, tenant capability
 flags and audit verification. company_admin acts on its own tenant,
-platform_admin on any (naming it); everything here is audited. The admin
-router under it is the CLI's (admin secret)."""
+platform_admin on any (naming it); everything here is audited. The CLI's
+admin-secret doors to the same are in ``api/routes/admin.py``."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api import operator
 from api.audit.chain import verify
 from api.capabilities import set_flags
-from api.deps import Admin, Ctx, CurrentPrincipal
+from api.deps import Ctx, CurrentPrincipal
 from api.retention.erasure import erase_user
 from api.retention.holds import HoldError, list_holds, place_hold, release_hold
 from api.retention.policies import PolicyError, effective, set_policy
@@ -24,7 +23,6 @@ from api.routes.org import _tenant
 from api.routes.reports import ERRORS, deny
 
 router = APIRouter(prefix="/v1/governance", tags=["governance"])
-admin_router = APIRouter(prefix="/v1/admin", tags=["admin"], dependencies=[Admin])
 
 
 class HoldIn(BaseModel):
@@ -233,81 +231,3 @@ async def audit_verify(
         raise deny(ctx, principal, "audit.verify", "needs the audit_read capability", {})
     tenant = _tenant(ctx, principal, tenant_id, "audit.verify")
     return [v.as_dict() for v in await run_in_threadpool(verify, ctx.store, tenant)]
-
-
-# --- the CLI's admin endpoints ------------------------------------------------------
-class AdminHold(BaseModel):
-    tenant: str
-    kind: Literal["tenant", "user", "range"]
-    reason: str
-    user_id: str | None = None
-    from_ts: datetime | None = None
-    to_ts: datetime | None = None
-
-
-def _op(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except operator.NotFound as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except (ValueError, LookupError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
-
-
-@admin_router.get("/audit/verify")
-async def admin_verify(ctx: Ctx, tenant: Annotated[str | None, Query()] = None) -> list[dict]:
-    return await run_in_threadpool(_op, operator.audit_verify, ctx.tenants, ctx.store, tenant)
-
-
-@admin_router.post("/purge")
-async def admin_purge(ctx: Ctx, tenant: Annotated[str | None, Query()] = None) -> list[dict]:
-    return await run_in_threadpool(
-        _op, operator.purge, ctx.tenants, ctx.store, ctx.settings, ctx.objects, tenant
-    )
-
-
-@admin_router.post("/legal-holds")
-async def admin_hold(body: AdminHold, ctx: Ctx) -> dict:
-    return await run_in_threadpool(
-        _op,
-        operator.hold_add,
-        ctx.tenants,
-        ctx.store,
-        body.tenant,
-        body.kind,
-        body.reason,
-        body.user_id,
-        body.from_ts,
-        body.to_ts,
-    )
-
-
-@admin_router.get("/legal-holds")
-async def admin_holds(ctx: Ctx, tenant: str) -> list[dict]:
-    return await run_in_threadpool(_op, operator.hold_list, ctx.tenants, ctx.store, tenant)
-
-
-@admin_router.post("/legal-holds/{hold_id}/release")
-async def admin_release(ctx: Ctx, hold_id: str, tenant: str) -> dict:
-    return await run_in_threadpool(
-        _op, operator.hold_release, ctx.tenants, ctx.store, tenant, hold_id
-    )
-
-
-class AdminFlags(BaseModel):
-    tenant: str
-    enable: list[str] = []
-    disable: list[str] = []
-
-
-@admin_router.post("/capabilities")
-async def admin_flags(body: AdminFlags, ctx: Ctx) -> dict:
-    return await run_in_threadpool(
-        _op,
-        operator.set_capabilities,
-        ctx.tenants,
-        ctx.store,
-        body.tenant,
-        body.enable,
-        body.disable,
-    )

@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from api.audit.chain import as_row, audit_first, audit_or_undo
+from api.audit.chain import audit
 from api.capabilities import CapabilityError, require_flag
 from api.deps import Ctx, CurrentPrincipal
 from api.notify.config import ConfigError, add_webhook, remove_webhook, set_prefs, webhooks
@@ -96,12 +96,12 @@ async def put_prefs(body: PrefsIn, ctx: Ctx, principal: CurrentPrincipal) -> dic
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_or_undo(
+        lambda: audit(
             ctx.store,
-            lambda: set_prefs(
+            principal=principal,
+            undo=lambda: set_prefs(
                 ctx.store, principal.tenant_id, me, before.email, before.email_opt_in
             ),
-            **as_row(principal),
             action="notify.email_opt_in" if p.email_opt_in else "notify.email_opt_out",
             resource=f"user:{me}",
             outcome="ok",
@@ -140,12 +140,13 @@ async def create_webhook(body: WebhookIn, ctx: Ctx, principal: CurrentPrincipal)
     except ConfigError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
     await run_in_threadpool(
-        lambda: audit_or_undo(
+        lambda: audit(
             ctx.store,
-            lambda: remove_webhook(
+            principal=principal,
+            tenant_id=tenant,
+            undo=lambda: remove_webhook(
                 ctx.store, tenant, hook.webhook_id, principal.user_id or "", ctx.webhook_sealer
             ),
-            **as_row(principal, tenant),
             action="webhook.create",
             resource=f"webhook:{hook.webhook_id}",
             outcome="ok",
@@ -174,9 +175,10 @@ async def delete_webhook(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook {webhook_id!r}")
 
     def delete() -> None:
-        with audit_first(
+        with audit(
             ctx.store,
-            **as_row(principal, tenant),
+            principal=principal,
+            tenant_id=tenant,
             action="webhook.delete",
             resource=f"webhook:{webhook_id}",
             outcome="ok",

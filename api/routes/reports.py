@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, status
 from fastapi.concurrency import run_in_threadpool
 from prometheus_client import Counter, Histogram
 
-from api.audit.chain import audit_as
+from api.audit.chain import audit
 from api.deps import Ctx, CurrentPrincipal
 from api.reports.activity import activity as activity_report
 from api.reports.common import describe
@@ -39,9 +39,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 
 def deny(ctx: Any, principal: Principal, report: str, detail: str, params: dict) -> HTTPException:
     DENIED.labels(report).inc()
-    audit_as(
+    audit(
         ctx.store,
-        principal,
+        principal=principal,
         action="report.denied",
         resource=report,
         outcome="denied",

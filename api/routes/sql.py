@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import analyst
-from api.audit.chain import audit_as
+from api.audit.chain import audit
 from api.deps import Ctx, CurrentPrincipal
 from api.security import Principal
 from sinks.store import StoreError
@@ -57,5 +57,5 @@ async def run_sql(ctx: Ctx, principal: SqlCaller, body: SqlRequest) -> Response:
 
 def _audit(ctx, principal: Principal, body: SqlRequest, outcome: str, error: str) -> None:
     detail = {"sql": body.sql[:2000], "format": body.format, "error": error}
-    audit_as(ctx.store, principal, action="sql.query", resource="sql", outcome=outcome,
-             detail={k: v for k, v in detail.items() if v})  # fmt: skip
+    audit(ctx.store, principal=principal, action="sql.query", resource="sql", outcome=outcome,
+          detail={k: v for k, v in detail.items() if v})  # fmt: skip
