@@ -25,7 +25,6 @@ from streams.steps.optout import optout_step
 from streams.topology import Tables
 
 log = logging.getLogger("skillstream.worker")
-TRANSIENT = TRANSIENT_ERRORS
 
 
 def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipeline, Pipeline]:
@@ -34,7 +33,7 @@ def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipelin
     enrich = enrich_step(tables.watermarks, settings.allowed_lateness_days)
     optout = optout_step(tables.optout, out.emit_optout)
     raw = Pipeline(
-        transient=TRANSIENT,
+        transient=TRANSIENT_ERRORS,
         steps=[
             decode_step(codec_for(settings.schema_registry_url, settings.topic("events.raw"))),
             Step("normalise", _normalise),
@@ -52,7 +51,7 @@ def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipelin
     # must still count once.
     attributed = Pipeline(
         [Step("dedupe_attributed", dedupe_step(tables.seen_attributed).run), optout, enrich, emit],
-        transient=TRANSIENT,
+        transient=TRANSIENT_ERRORS,
     )
     return raw, attributed
 
@@ -63,7 +62,7 @@ async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
     for attempt in itertools.count():
         try:
             return await pipeline.process(item)
-        except TRANSIENT as exc:
+        except TRANSIENT_ERRORS as exc:
             log.warning("%s[%d]@%d: %s; retrying", item.topic, item.partition, item.offset, exc)
             await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
     raise AssertionError("unreachable")

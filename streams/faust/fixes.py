@@ -1,7 +1,8 @@
 """Fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
-Every change to Faust's internals lives here, written against exactly the
-version pinned in pyproject.toml; ``apply`` refuses any other version.
+Every patch of Faust's classes lives here (the package docstring lists
+them with the rest of the adaptation), written against exactly the version
+pinned in pyproject.toml; ``apply`` refuses any other version.
 
 Faust commits offsets after ``producer.flush()``, which first drains its
 ``ProducerBuffer`` (where table changelog writes wait). Its drain gives up
