@@ -16,7 +16,7 @@ import sys
 from mode import Worker
 
 from core.settings import get_settings
-from streams.app import create_app
+from streams.faust.app import create_app
 from streams.pipeline import Item
 from streams.steps.dedupe import dedupe_step
 

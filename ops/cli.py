@@ -303,7 +303,7 @@ def cmd_schemas(args: argparse.Namespace) -> int:
 def cmd_recompute(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from streams.worker import request_recompute
+    from streams.recompute import request_recompute
 
     day = date.fromisoformat(args.date)
     n = request_recompute(_bootstrap(), get_settings(), day)

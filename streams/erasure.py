@@ -35,7 +35,8 @@ from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
 if TYPE_CHECKING:
     from core.settings import Settings
-    from streams.worker import Outputs, Tables, Topics
+    from streams.outputs import Outputs
+    from streams.topology import Tables, Topics
 
 log = logging.getLogger("skillstream.worker")
 TOPIC = "control.erasure"

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 from core.kafka_info import TopicsInfo
 from core.topics import ensure_topics
 from sinks.sink import SinkError, Start, resume_point
-from streams.state_check import disagreement
+from streams.faust.state_check import disagreement
 from tests.conftest import LiveApi
 from tests.test_stream import _setup, post_all, start_worker, stop, wait_for_truth
 

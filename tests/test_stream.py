@@ -23,7 +23,9 @@ from tests.support.stream_check import diff, observed
 pytestmark = pytest.mark.stack
 
 
-def start_worker(settings, kafka_bootstrap, **extra_env: str) -> subprocess.Popen:
+def start_worker(
+    settings, kafka_bootstrap, module: str = "streams.worker", **extra_env: str
+) -> subprocess.Popen:
     env = {
         **os.environ,
         **extra_env,
@@ -34,7 +36,7 @@ def start_worker(settings, kafka_bootstrap, **extra_env: str) -> subprocess.Pope
     }
     log = open(settings.run_dir / "worker.log", "ab")  # noqa: SIM115 (lives with the process)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.worker"], env=env, cwd=PROJECT_ROOT, stdout=log,
+        [sys.executable, "-m", module], env=env, cwd=PROJECT_ROOT, stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
 
@@ -220,7 +222,8 @@ def test_counts_match_after_kill_between_checkpoint_flush_and_commit(
     names, tenant_ids, keys, scen, want = _setup(api, unique, learners=120)
     post_all(api, keys, scen.batches)
     changelog = settings.topic("aggregates.learner_daily")  # learner_day's changelog
-    worker = start_worker(settings, kafka_bootstrap, SKILLSTREAM_KILL_BEFORE_COMMIT="300")
+    worker = start_worker(settings, kafka_bootstrap, module="tests.support.killing_worker",
+                          SKILLSTREAM_KILL_BEFORE_COMMIT="300")  # fmt: skip
     try:
         assert worker.wait(120) == -signal.SIGKILL, "the fault was not injected"
         committed, total = progress(

@@ -159,7 +159,7 @@ class RdKafkaProducer(AIOKafkaProducer):
     def produce_changelog(
         self, table: Any, partition: int, key: bytes, value: bytes | None, headers: list
     ) -> None:
-        """A table's write (streams/state.py); its offset is persisted once delivered."""
+        """A table's write (streams/faust/state.py); its offset is persisted once delivered."""
         topic = table.changelog_topic.get_topic_name()
         self._changelog_tables[(topic, partition)] = table
         gen = self._gen

@@ -31,7 +31,7 @@ from faust.types import TP, AppT, EventT, StreamT
 from prometheus_client import Counter
 
 from core.kafka_info import while_settling
-from streams.checkpoint import Checkpoint
+from streams.faust.checkpoint import Checkpoint
 
 log = logging.getLogger("skillstream.worker")
 
@@ -62,7 +62,7 @@ class InOrder:
         checkpoint = self.checkpoint
         async for event in stream.events():
             # No checkpoint between a record's first write and its ack
-            # (streams/checkpoint.py).
+            # (streams/faust/checkpoint.py).
             if checkpoint is not None:
                 await checkpoint.enter()
             try:

@@ -10,14 +10,14 @@ cheaper:
   included) keyed by (partition, key) as the store is, then RocksDB. This
   process is the only writer of the partitions it holds; the LRU is cleared
   whenever the assignment changes or a recovery has written the store;
-* writes: held per key until the next checkpoint (streams/checkpoint.py),
+* writes: held per key until the next checkpoint (streams/faust/checkpoint.py),
   which writes each changed key once to RocksDB and once to the changelog
   through librdkafka (``RdKafkaProducer.produce_changelog``), as Kafka
   Streams' record cache does. Deletes at the checkpoint are tombstones.
 
 The nightly dedupe sweep deletes through Faust's own path. Before a
 partition's store is opened, its persisted changelog offset and the
-changelog's identity are checked against Kafka (streams/state_check.py).
+changelog's identity are checked against Kafka (streams/faust/state_check.py).
 
 **Restore to the last commit.** Each changelog record names, per input
 topic, the last input record merged into it (header ``skillstream-src``:
@@ -43,8 +43,8 @@ import faust
 from faust.types import TP
 from faust.types.events import EventT
 
+from streams.faust.state_check import ChangelogView, check_partition
 from streams.records import origin_headers
-from streams.state_check import ChangelogView, check_partition
 
 _MISSING = object()
 _DELETED = object()
@@ -105,7 +105,7 @@ class CommittedInput:
 
 class StateTable(faust.Table):
     """A Faust table whose writes are coalesced per key until the next
-    checkpoint (streams/checkpoint.py), with an LRU of decoded values."""
+    checkpoint (streams/faust/checkpoint.py), with an LRU of decoded values."""
 
     name: str
 
@@ -214,6 +214,12 @@ class StateTable(faust.Table):
         for key, value in pending.items():
             if value is not _DELETED:
                 yield key, value
+
+    def stored_in(self, partition: int) -> Iterator[tuple[bytes, bytes]]:
+        """The raw keys and values in RocksDB of one partition whose store is
+        open (nothing when it is not), pending writes left out."""
+        db = self.data._dbs.get(partition)
+        return iter(()) if db is None else iter(db.items())
 
     # -- writes: held until the checkpoint --------------------------------------
     def __setitem__(self, key: Any, value: Any) -> None:

@@ -1,4 +1,5 @@
-"""The Faust application: one app, its topics, and where its state lives.
+"""The Faust application: one app, its topics, where its state lives, and
+how the process runs it.
 
 Table state is RocksDB (through rocksdict) under the run directory, so a
 restarted worker recovers from local state plus the changelog topics.
@@ -6,20 +7,31 @@ restarted worker recovers from local state plus the changelog topics.
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
+from aiokafka.errors import KafkaError
 from confluent_kafka.admin import AdminClient
+from faust.exceptions import PartitionsMismatch
 from faust.types import ProducerT
+from mode import Worker
 
 from core.settings import Settings
 from core.topics import durability
-from streams import faust_fixes
-from streams.rdkafka_producer import RdKafkaProducer
+from streams.faust import fixes
+from streams.faust.producer import RdKafkaProducer
 
-faust_fixes.apply()
+fixes.apply()
+
+# Errors of the infrastructure, not of a record (Kafka unavailable, a
+# table's changelog not yet known): the record is retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    PartitionsMismatch, KafkaError, asyncio.TimeoutError,
+)  # fmt: skip
 
 
 class App(faust.App):
-    """Faust, sending through librdkafka (see streams/rdkafka_producer.py)."""
+    """Faust, sending through librdkafka (see streams/faust/producer.py)."""
 
     def _new_producer(self) -> ProducerT:
         return RdKafkaProducer(self.transport, loop=self.loop, beacon=self.beacon)
@@ -47,7 +59,7 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # tests/test_stream.py (its transactional commit does not flush the
         # send buffer), so it is not used.
         processing_guarantee="at_least_once",
-        # Each commit is a checkpoint (streams/checkpoint.py).
+        # Each commit is a checkpoint (streams/faust/checkpoint.py).
         broker_commit_interval=settings.commit_interval_s,
         # Static membership: a worker restarted after a crash takes its old
         # place in the group at once, instead of waiting out the session
@@ -58,7 +70,7 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         # changelog records as they come, including ones whose input the
         # owner never committed, and its state would be taken as is after a
         # failover. The new owner restores from the changelog instead,
-        # keeping only what committed input wrote (streams/state.py).
+        # keeping only what committed input wrote (streams/faust/state.py).
         table_standby_replicas=0,
         # Batch the many small records one event emits (clean event, rows,
         # score) into few produce requests: per-message requests dominated
@@ -67,3 +79,8 @@ def create_app(settings: Settings, bootstrap: str, app_id: str = "skillstream-wo
         producer_max_batch_size=256 * 1024,
     )
     return app
+
+
+def run(app: faust.App) -> None:
+    """Run the app in this process until it stops (SystemExit with its code)."""
+    Worker(app, quiet=True, override_logging=False).execute_from_commandline()

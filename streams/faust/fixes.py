@@ -1,7 +1,8 @@
 """Fixes to faust-streaming 0.15.3 that at-least-once delivery depends on.
 
-Every change to Faust's internals lives here, written against exactly the
-version pinned in pyproject.toml; ``apply`` refuses any other version.
+Every patch of Faust's classes lives here (the package docstring lists
+them with the rest of the adaptation), written against exactly the version
+pinned in pyproject.toml; ``apply`` refuses any other version.
 
 Faust commits offsets after ``producer.flush()``, which first drains its
 ``ProducerBuffer`` (where table changelog writes wait). Its drain gives up
@@ -15,7 +16,7 @@ to the Kafka client (whose flush follows).
 Its commit takes the offsets to commit and then flushes; with state and
 outputs coalesced until the commit, both must come from one moment with
 no record half applied, so the commit runs the worker's checkpoint
-(streams/checkpoint.py) to take the offsets and flush together. It commits
+(streams/faust/checkpoint.py) to take the offsets and flush together. It commits
 every acknowledged partition, not only those asked: one flushed key may
 merge records of several input topics.
 
@@ -23,7 +24,7 @@ Its fetch loop also treats a jump in offsets as a "gap" (meant for
 transaction markers) and marks the missing offsets acknowledged, so a
 commit can pass records that were dropped, never applied. Our input
 topics are written without transactions and read strictly in order
-(streams/ordering.py), so gaps are not recorded at all.
+(streams/faust/ordering.py), so gaps are not recorded at all.
 """
 
 from __future__ import annotations
@@ -69,9 +70,12 @@ async def _commit_tps_checkpointed(self: Consumer, tps, start_new_transaction: b
         return False
     try:
         await self._handle_attached(offsets)
-        if checkpoint.kill_armed:
+        if checkpoint.before_commit:
+            # The hooks see the checkpoint in Kafka; without any, the flush
+            # of ``_commit_offsets`` below is the only one.
             await self.app.producer.flush()
-            checkpoint.before_commit()
+            for hook in checkpoint.before_commit:
+                await hook()
     except ProducerSendError as exc:
         await self.crash(exc)
         return False
@@ -117,7 +121,7 @@ def apply() -> None:
     found = version("faust-streaming")
     if found != WRITTEN_FOR:
         raise RuntimeError(
-            f"streams/faust_fixes.py was written for faust-streaming {WRITTEN_FOR}, "
+            f"streams/faust/fixes.py was written for faust-streaming {WRITTEN_FOR}, "
             f"found {found}: review the patches, then change the pin and WRITTEN_FOR"
         )
     ProducerBuffer.max_messages = BUFFER_MAX_MESSAGES
