@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from core.kafka_info import while_settling
 from streams.pipeline import DLQ_PREFIX
 
 REPLAY_GROUP = "skillstream-dlq-replay"  # prefix: one group per step, "<prefix>.<step>"
@@ -60,13 +61,18 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
     return sorted(md.topics[topic].partitions)
 
 
+@while_settling
+def _end(consumer: Consumer, tp: TopicPartition) -> int:
+    return consumer.get_watermark_offsets(tp, timeout=10)[1]
+
+
 def _drain(consumer: Consumer, topic: str, start: dict[int, int] | None = None) -> Iterator:
     """Every record from ``start`` (partition -> offset; default the
     beginning) up to the end each partition had when the drain began."""
     parts = [TopicPartition(topic, p) for p in _partitions(consumer, topic)]
     if not parts:
         return
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+    ends = {tp.partition: _end(consumer, tp) for tp in parts}
     start = start or {}
     consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in ends])
     done = {p for p, end in ends.items() if end <= start.get(p, 0)}
