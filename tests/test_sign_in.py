@@ -28,6 +28,7 @@ from api.security import issue_token
 from core.settings import Settings
 from tests.support import oidc
 from tests.support import reports_data as rd
+from tests.test_dashboard import browser  # noqa: F401 (the headless Chromium fixture)
 
 pytestmark = pytest.mark.stack  # node runs the provider
 
@@ -488,9 +489,72 @@ def test_sessions_expire_and_refresh(store):
     sessions = Sessions(store, Sealer(Fernet.generate_key().decode(), "t"), "x" * 32, 2, 3)
     cookie, s = sessions.create(Person("t_x", "u1", "learner", "sub"), "id", None)
     first = s.expires_at
+    other = Sessions(store, sessions.sealer, "x" * 32, 2, 3)  # another API process
+    assert other.get(cookie).user_id == "u1" and other.get("forged") is None
     time.sleep(1.2)  # past half its time: this request refreshes it
     assert sessions.get(cookie).expires_at > first
     time.sleep(1.0)
     assert sessions.get(cookie) is not None  # refreshed, still within the 3 s maximum
     time.sleep(1.2)
     assert sessions.get(cookie) is None  # past the maximum, refreshed or not
+
+
+# --- in Chromium, through the provider's own login page -------------------------------
+def _chromium_sign_in(browser, api, world, login: str):  # noqa: F811 (the fixture)
+    browser.clear_cookies()
+    page = browser.new_page()
+    page.goto(f"{api.url}/?tenant={world['names']['acme']}")
+    page.click("#signin-go", timeout=10000)  # "Sign in with <company>"
+    page.wait_for_selector("input[name=login]", timeout=10000)  # the provider's page
+    assert page.url.startswith(world["idp"].issuer)
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any")
+    page.click("button[type=submit]")
+    return page
+
+
+def _page_learners(page) -> set[str]:
+    body = page.evaluate(
+        "fetch('/v1/reports/learners?page_size=500', {credentials: 'same-origin'})"
+        ".then((r) => r.json())"
+    )
+    return {i["user_id"] for i in body["items"]}
+
+
+def test_chromium_manager_signs_in_sees_their_scope_and_signs_out(api, configured, browser):  # noqa: F811
+    acme = configured["acme"]
+    page = _chromium_sign_in(browser, api, configured, "mia")
+    page.wait_for_selector("body[data-loaded]", timeout=20000)
+    assert page.url.startswith(api.url)
+    who = page.inner_text("#whoami")
+    assert who.startswith(f"manager · {acme.manager}") and configured["names"]["acme"] in who
+    assert _page_learners(page) == rd.visible(acme, "manager")
+    rows = {
+        r.inner_text().split("\t")[0] for r in page.query_selector_all("#atrisk-table tbody tr")
+    }
+    assert rows <= rd.visible(acme, "manager")
+    assert "skillstream_session" not in page.evaluate("document.cookie")  # HttpOnly
+    page.click("#signout")
+    page.wait_for_selector("button[autofocus], button[type=submit]", timeout=10000)
+    assert page.url.startswith(configured["idp"].issuer)  # the provider's own sign-out
+    page.click("button[autofocus]")
+    page.wait_for_selector("#signin:not([hidden])", timeout=10000)
+    assert page.url.startswith(api.url)
+    page.close()
+
+
+def test_chromium_learner_sees_only_their_own(api, configured, browser):  # noqa: F811
+    acme = configured["acme"]
+    page = _chromium_sign_in(browser, api, configured, "leo")
+    page.wait_for_selector("body[data-loaded]", timeout=20000)
+    assert page.inner_text("#whoami").startswith(f"learner · {acme.learner}")
+    assert _page_learners(page) == {acme.learner}
+    page.close()
+
+
+def test_chromium_unmapped_person_gets_the_no_access_page(api, configured, browser):  # noqa: F811
+    page = _chromium_sign_in(browser, api, configured, "nora")
+    page.wait_for_selector("#signin-notice", timeout=10000)
+    assert page.inner_text("h1") == "No access"
+    assert "no role in SkillStream" in page.inner_text("#signin-notice")
+    page.close()

@@ -107,7 +107,8 @@ class Sessions:
         s = None
         if rows:
             r = rows[0]
-            s = Session(**{**r, "ended": bool(r["ended"])})
+            times = {k: _utc(r[k]) for k in ("created_at", "expires_at")}
+            s = Session(**{**r, **times, "ended": bool(r["ended"])})
         with self._lock:
             self._cache[h] = (time.monotonic(), s)
         return s
@@ -135,5 +136,8 @@ class Sessions:
         return self.sealer.open(s.id_token)
 
 
-def _utc(d: datetime) -> datetime:
+def _utc(d: datetime | str) -> datetime:
+    """A stored time as the store returns it (the embedded engine: text)."""
+    if isinstance(d, str):
+        d = datetime.fromisoformat(d)
     return d if d.tzinfo else d.replace(tzinfo=UTC)
