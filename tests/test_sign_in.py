@@ -558,3 +558,65 @@ def test_chromium_unmapped_person_gets_the_no_access_page(api, configured, brows
     assert page.inner_text("h1") == "No access"
     assert "no role in SkillStream" in page.inner_text("#signin-notice")
     page.close()
+
+
+# --- the demo's own provider (Python, nothing to install for `make up`) ---------------
+@pytest.fixture(scope="module")
+def demo_idp(api, tmp_path_factory):
+    import os
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+    from ops.demo_idp import write_config
+
+    tenant, _ = api.ctx.tenants.create(f"demo-{uuid.uuid4().hex[:6]}")
+    run_dir = tmp_path_factory.mktemp("demo-idp")
+    config = write_config(run_dir, api.url, tenant.name)
+    env = {**os.environ, "SKILLSTREAM_DEMO_IDP": str(run_dir / "demo-idp.json")}
+    proc = subprocess.Popen([sys.executable, "-m", "ops.demo_idp"], env=env, cwd=PROJECT_ROOT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(f"{config['issuer']}/.well-known/openid-configuration", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        yield tenant, config
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_demo_provider_signs_the_demo_company_in(api, demo_idp):
+    from api.admin.operations import TENANT_SSO
+    from ops.control import HttpControl
+    from ops.demo_idp import DEMO_ROLES
+
+    tenant, idp = demo_idp
+    HttpControl(api.url, api.ctx.secrets.admin_secret).run(
+        TENANT_SSO,
+        tenant=tenant.name,
+        issuer=idp["issuer"],
+        client_id=idp["client_id"],
+        client_secret=idp["client_secret"],
+        mapping={"roles": DEMO_ROLES, "user_claim": "employee_id"},
+    )
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        r = browser_sign_in(http, f"/v1/auth/login?tenant={tenant.name}", "morgan")
+        assert r.status_code == 200
+        me = http.get("/v1/reports/me").json()
+        assert (me["tenant_id"], me["role"], me["user_id"]) == (
+            tenant.tenant_id,
+            "manager",
+            f"{tenant.name}-mgr-000",
+        )
+        csrf = http.get("/v1/auth/session").json()["csrf_token"]
+        end = http.post("/v1/auth/logout", headers={"X-CSRF-Token": csrf}).json()["end_session_url"]
+        assert end.startswith(idp["issuer"] + "/logout?")
+        assert http.get(end).status_code == 302  # back to the dashboard, signed out there too
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        r = browser_sign_in(http, f"/v1/auth/login?tenant={tenant.name}", "val")
+        assert r.status_code == 403 and "No access" in r.text

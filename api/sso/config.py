@@ -153,6 +153,9 @@ class SsoRegistry:
         with self._lock:
             self._at = float("-inf")
 
+    def all(self) -> list[SsoConfig]:
+        return list(self._load().values())
+
     def get(self, tenant_id: str) -> SsoConfig | None:
         return self._load().get(tenant_id)
 
@@ -199,7 +202,7 @@ def _config(row: dict[str, Any]) -> SsoConfig:
 
 def _clash(registry: SsoRegistry, tenant_id: str, new: SsoConfig) -> str | None:
     """Another tenant that the same tokens or e-mail domains would reach."""
-    for other in registry._load().values():
+    for other in registry.all():
         if other.tenant_id == tenant_id:
             continue
         if other.issuer == new.issuer and {other.audience, other.client_id} & {

@@ -236,10 +236,16 @@
     if (query.get("tenant")) { showSignIn(query.get("tenant")); return; }
     if (state.config.demo) {
       $("demo-banner").hidden = false;
+
       // the demo registers its tenants and their org data just after `up` prints the URL
       while (!((await demoHistory()) || {}).tenants?.length) {
         renderLoading("loading demo history: starting"); await new Promise((ok) => setTimeout(ok, 1000));
       }
+      // the real sign-in, through the demo company's identity provider (set up with the org data)
+      const signIn = (await fetch("/v1/dashboard/config").then((r) => r.json())).sign_in || [];
+      $("demo-signin").innerHTML = signIn.map((s) =>
+        `<a class="signin-link" href="${esc(s.login_url)}">Sign in with ${esc(s.tenant)}</a>`).join(" ");
+      $("demo-signin").hidden = !signIn.length;
       const demo = await fetch("/v1/demo/tokens").then((r) => r.json());
       state.demo = demo.users;
       const sel = $("viewas");
