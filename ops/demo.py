@@ -372,7 +372,7 @@ def register_sign_in(api_url: str, run_dir: Path) -> None:
             )
             return
         except ControlError as exc:
-            if "(HTTP 502)" not in str(exc):
+            if "identity provider unreachable" not in str(exc):
                 raise
             time.sleep(0.2)
     log.warning("the demo's identity provider did not answer: no sign-in")

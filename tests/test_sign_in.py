@@ -204,7 +204,7 @@ def test_cli_sets_the_provider_by_discovery_sealed_and_audited(
         "--client-secret-file",
         str(secret_file),
     )
-    assert code == 1 and "identity provider unreachable" in err and "(HTTP 502)" in err
+    assert code == 1 and "issuer: identity provider unreachable" in err and "(HTTP 422)" in err
     # a tenant's provider never grants platform_admin
     code, _, err = _cli(
         api,
@@ -477,6 +477,24 @@ def test_key_rotation_keeps_sessions_and_refuses_the_removed_key(api, configured
         assert httpx.get(f"{api.url}/v1/reports/me", headers=_bearer(fresh)).status_code == 200
         assert http.get("/v1/reports/me").status_code == 200  # the session lives on
     idp.restart(new + old)  # the other tests' keys
+
+
+def test_provider_down_keeps_sessions_and_says_so_to_new_sign_ins(api, configured):
+    idp, name = configured["idp"], configured["names"]["acme"]
+    token = oidc.sign_in(idp.issuer, name, "mia")["access_token"]
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        browser_sign_in(http, f"/v1/auth/login?tenant={name}", "mia")
+        idp.stop()
+        try:
+            assert http.get("/v1/reports/me").status_code == 200  # signed in: still in
+            time.sleep(api.settings.oidc_jwks_ttl_s + 0.5)
+            # the keys already fetched stay in use while the provider cannot rotate them
+            r = httpx.get(f"{api.url}/v1/reports/me", headers=_bearer(token))
+            assert r.status_code == 200
+            r = httpx.get(f"{api.url}/v1/auth/login", params={"tenant": name})
+            assert r.status_code == 503 and "does not answer" in r.text
+        finally:
+            idp.start()
 
 
 def test_sessions_expire_and_refresh(store):

@@ -14,7 +14,6 @@ from api.analyst import FORMATS, SqlRefused
 from api.audit.chain import audit
 from api.security import ROLES, issue_token
 from api.sso.config import SsoError, SsoSettings, configure
-from api.sso.provider import ProviderUnavailable
 from api.tenants import Tenant, TenantError
 from sinks.store import StoreError
 
@@ -379,7 +378,7 @@ TENANT_SSO = Op(
     f"{A}/tenants/sso",
     TenantSso,
     tenant_sso,
-    errors=(*MISSING, (SsoError, 422), (ProviderUnavailable, 502)),
+    errors=(*MISSING, (SsoError, 422)),
     summary="`skillstream tenant sso`: the tenant's OpenID provider (audited)",
 )
 CAPABILITIES = Op(

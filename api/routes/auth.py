@@ -265,6 +265,4 @@ async def put_sso(body: SsoSettings, ctx: Ctx, principal: CurrentPrincipal) -> d
         )
     except SsoError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    except ProviderUnavailable as exc:
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from exc
     return {"configured": True, **cfg.public()}

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from api.audit.chain import audit
 from api.sealing import Sealer
 from api.security import ROLES
-from api.sso.provider import Providers
+from api.sso.provider import Providers, ProviderUnavailable
 from sinks.store import Store
 
 # A tenant's provider speaks for that tenant only: never for every tenant.
@@ -94,15 +94,19 @@ class SsoConfig:
 
 
 def check_issuer(issuer: str) -> str:
-    parts = urlsplit(issuer)
-    if parts.query or parts.fragment or not parts.hostname:
+    try:
+        parts = urlsplit(issuer)
+        host = parts.hostname
+    except ValueError as exc:
+        raise SsoError(f"issuer: {issuer!r} is not a URL ({exc})") from exc
+    if parts.query or parts.fragment or not host:
         raise SsoError(f"issuer: {issuer!r} is not an issuer URL (https://host[/path])")
     if parts.scheme == "https":
         return issuer
     try:
-        loopback = ipaddress.ip_address(parts.hostname).is_loopback
+        loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = parts.hostname == "localhost"
+        loopback = host == "localhost"
     if parts.scheme == "http" and loopback:
         return issuer  # a provider on this machine (tests, the demo)
     raise SsoError(f"issuer: {issuer!r} must use https")
@@ -247,7 +251,10 @@ def configure(
     clash = _clash(registry, tenant_id, cfg)
     if clash:
         raise SsoError(clash)
-    meta = providers.discover(issuer)
+    try:
+        meta = providers.discover(issuer)
+    except ProviderUnavailable as exc:  # the issuer given does not answer as one: the request's
+        raise SsoError(f"issuer: {exc}") from exc
     if "S256" not in meta.get("code_challenge_methods_supported", ["S256"]):
         raise SsoError(f"issuer: {issuer} does not support PKCE with S256")
     if "code" not in meta.get("response_types_supported", []):

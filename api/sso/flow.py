@@ -63,8 +63,10 @@ def _client(cfg: SsoConfig, secret: str, redirect_uri: str, timeout_s: float) ->
 def start(
     cfg: SsoConfig, providers: Providers, secret: str, redirect_uri: str, sealer: Sealer
 ) -> tuple[str, str]:
-    """The provider's authorization URL and the sealed flow cookie."""
-    meta = providers.metadata(cfg.issuer)
+    """The provider's authorization URL and the sealed flow cookie. Discovery
+    is asked afresh: a provider that is down gets a clear page here, not a
+    browser error at its address."""
+    meta = providers.discover(cfg.issuer)
     flow = Flow(
         cfg.tenant_id,
         secrets.token_urlsafe(24),

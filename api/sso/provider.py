@@ -11,12 +11,14 @@ a key the provider publishes now, ``iss`` equal to the configured issuer,
 Keys are refetched when the cache is ``ttl_s`` old, or early when a token
 names a key id we do not hold (the provider rotated), at most every
 ``min_refresh_s``: a key the provider removed is refused at the latest
-``ttl_s`` after its removal.
+``ttl_s`` after its removal. While the provider does not answer, the keys
+already fetched stay in use (a provider that is down rotates nothing).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,6 +29,8 @@ from authlib.oidc.discovery import OpenIDProviderMetadata
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+log = logging.getLogger("skillstream.sso")
 
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 
@@ -90,9 +94,18 @@ class Providers:
             hit = self._cache.get(issuer)
         if hit and time.monotonic() - hit.fetched_at < self.ttl_s:
             return hit
-        metadata = self.discover(issuer)
+        try:
+            metadata = self.discover(issuer)
+            keys = self._keyset(metadata)
+        except ProviderUnavailable:
+            if hit is None:
+                raise
+            # a provider that is down rotates nothing: its keys stay good, asked again soon
+            log.warning("identity provider %s unreachable: its cached keys stay in use", issuer)
+            hit.fetched_at = time.monotonic() - self.ttl_s + max(self.min_refresh_s, 1.0)
+            return hit
         now = time.monotonic()
-        entry = _Cached(metadata, self._keyset(metadata), now, now)
+        entry = _Cached(metadata, keys, now, now)
         with self._lock:
             self._cache[issuer] = entry
         return entry
