@@ -65,7 +65,7 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def _cookie_principal(ctx: AppContext, request: Request, cookie: str) -> Principal:
     """A browser session; a state-changing call with it must also carry the
     session's CSRF token and, when the browser names one, our own Origin."""
-    session = ctx.sso.sessions.get(cookie)
+    session = ctx.sso.sessions.get(cookie, ctx.sso.refresh_session)
     if session is None:
         raise _unauthorized("session expired or signed out: sign in again")
     if request.method not in _SAFE_METHODS:

@@ -14,7 +14,7 @@ import json
 import re
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import unescape
 from urllib.parse import urljoin
 
@@ -495,6 +495,34 @@ def test_provider_down_keeps_sessions_and_says_so_to_new_sign_ins(api, configure
             assert r.status_code == 503 and "does not answer" in r.text
         finally:
             idp.start()
+
+
+def _due(api, cookie: str) -> None:
+    """The session past half its time, as an hour later."""
+    from dataclasses import replace as dc_replace
+    from datetime import timedelta
+
+    from api.sso.sessions import _hash
+
+    sessions = api.ctx.sso.sessions
+    s = sessions._read(_hash(cookie))
+    sessions._write(dc_replace(s, expires_at=datetime.now(UTC) + timedelta(seconds=30)))
+
+
+def test_session_refresh_asks_the_provider_and_ends_when_it_refuses(api, configured, store):
+    idp, name, acme = configured["idp"], configured["names"]["acme"], configured["acme"]
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        browser_sign_in(http, f"/v1/auth/login?tenant={name}", "mia")
+        cookie = http.cookies["skillstream_session"]
+        _due(api, cookie)
+        # refreshed with the provider's refresh token: still the manager, an hour more
+        after = http.get("/v1/auth/session").json()
+        hour = datetime.now(UTC) + timedelta(seconds=api.settings.session_ttl_s - 60)
+        assert after["role"] == "manager" and datetime.fromisoformat(after["expires_at"]) > hour
+        idp.restart(idp.keys)  # its grants are gone: the refresh token is refused
+        _due(api, cookie)
+        assert http.get("/v1/reports/me").status_code == 401
+    assert _audit(store, acme.tenant_id, "session.ended")
 
 
 def test_sessions_expire_and_refresh(store):

@@ -186,7 +186,8 @@ async def session_info(ctx: Ctx, request: Request) -> dict[str, Any]:
     """The browser's session: who, until when, and the CSRF token its
     state-changing calls must send in `X-CSRF-Token`."""
     cookie = request.cookies.get(COOKIE)
-    s = await run_in_threadpool(ctx.sso.sessions.get, cookie) if cookie else None
+    get = ctx.sso.sessions.get
+    s = await run_in_threadpool(get, cookie, ctx.sso.refresh_session) if cookie else None
     if s is None or cookie is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "not signed in")
     return {

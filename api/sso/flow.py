@@ -76,6 +76,7 @@ def start(
         time.time(),
     )
     client = _client(cfg, secret, redirect_uri, providers.timeout_s)
+    client.scope = scope_for(meta)
     url, _ = client.create_authorization_url(
         meta["authorization_endpoint"],
         state=flow.state,
@@ -127,6 +128,30 @@ def finish(
         token["id_token"], issuer=cfg.issuer, audience=cfg.client_id, nonce=flow.nonce
     )
     return claims, dict(token)
+
+
+def refresh(
+    cfg: SsoConfig, providers: Providers, secret: str, refresh_token: str
+) -> dict[str, Any]:
+    """A session's refresh at the provider: the new token response; the
+    provider refusing (the person disabled, the grant revoked) is
+    ``SignInFailed``, the provider not answering ``ProviderUnavailable``."""
+    meta = providers.metadata(cfg.issuer)
+    client = OAuth2Session(cfg.client_id, secret, token_endpoint_auth_method="client_secret_basic")
+    client.default_timeout = providers.timeout_s
+    try:
+        return dict(client.refresh_token(meta["token_endpoint"], refresh_token=refresh_token))
+    except AuthlibBaseError as exc:
+        raise SignInFailed(f"the provider refused the refresh: {exc.error}") from exc
+    except RequestException as exc:
+        raise ProviderUnavailable(f"identity provider unreachable: {exc}") from exc
+
+
+def scope_for(meta: dict[str, Any]) -> str:
+    """``offline_access`` too where the provider offers it: a refresh token
+    lets a session be checked with the provider as it is refreshed."""
+    offered = meta.get("scopes_supported") or []
+    return SCOPE + (" offline_access" if "offline_access" in offered else "")
 
 
 def end_session_url(providers: Providers, cfg: SsoConfig, id_token: str, after: str) -> str | None:

@@ -5,12 +5,15 @@ provider's access token or a session stands for."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 
+from api.audit.chain import audit
 from api.sealing import Sealer, reseal_rows
 from api.security import ROLE_CAPABILITIES, Principal
+from api.sso import flow
 from api.sso.config import SsoConfig, SsoRegistry
-from api.sso.people import People, person
+from api.sso.people import NoAccess, People, person
 from api.sso.provider import Providers, TokenRefused
 from api.sso.sessions import Session, Sessions
 from api.tenants import TenantRegistry
@@ -78,6 +81,51 @@ class SignIn:
         p = person(cfg, claims)  # NoAccess: a 403
         self.people.provision(p, cfg.issuer)
         return self.principal(p.tenant_id, p.role, p.user_id)
+
+    def refresh_session(self, s: Session) -> Session | None:
+        """A session past half its time, checked with the provider through its
+        refresh token (when it gave one): the role mapped again from fresh
+        claims; None (the session ends, audited) when the provider refuses or
+        the person no longer maps to the same user with a role."""
+        cfg = self.registry.get(s.tenant_id)
+        refresh_token = self.sealer.open(s.refresh_token)
+        if cfg is None or not refresh_token:
+            return s if cfg is not None else self._ended(s, "sign-in is no longer set up")
+        try:
+            token = flow.refresh(
+                cfg, self.providers, self.registry.client_secret(cfg), refresh_token
+            )
+            role = s.role
+            if token.get("id_token"):
+                claims = self.providers.verify(
+                    token["id_token"], issuer=cfg.issuer, audience=cfg.client_id
+                )
+                p = person(cfg, claims)
+                if p.user_id != s.user_id:
+                    return self._ended(s, "the provider now names another user")
+                self.people.provision(p, cfg.issuer)
+                role = p.role
+        except (flow.SignInFailed, TokenRefused, NoAccess) as exc:
+            return self._ended(s, str(exc))
+        return replace(
+            s,
+            role=role,
+            id_token=self.sealer.seal(token["id_token"]) if token.get("id_token") else s.id_token,
+            refresh_token=self.sealer.seal(token.get("refresh_token") or refresh_token),
+        )
+
+    def _ended(self, s: Session, reason: str) -> None:
+        audit(
+            self.store,
+            tenant_id=s.tenant_id,
+            actor_id=s.user_id,
+            actor_role=s.role,
+            action="session.ended",
+            resource=f"user:{s.user_id}",
+            outcome="ok",
+            detail={"reason": reason},
+        )
+        return None
 
     def session_principal(self, s: Session) -> Principal:
         return self.principal(s.tenant_id, s.role, s.user_id)

@@ -20,12 +20,14 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.sealing import Sealer
 from api.sso.people import Person
+from api.sso.provider import ProviderUnavailable
 from sinks.store import Store
 
 COOKIE = "skillstream_session"
@@ -50,6 +52,9 @@ class Session:
         d["ended"] = int(self.ended)
         d["version"] = datetime.now(UTC)
         return d
+
+
+Refresher = Callable[[Session], "Session | None"]
 
 
 def _hash(value: str) -> str:
@@ -113,16 +118,28 @@ class Sessions:
             self._cache[h] = (time.monotonic(), s)
         return s
 
-    def get(self, cookie: str) -> Session | None:
+    def get(self, cookie: str, refresher: Refresher | None = None) -> Session | None:
         """The live session, refreshed when past half its time; None when
-        unknown, ended or expired."""
+        unknown, ended or expired. ``refresher`` checks the session with the
+        provider first: None from it ends the session; a provider that does
+        not answer leaves it as it is, to run out at its time."""
         s = self._read(_hash(cookie))
         now = datetime.now(UTC)
         if s is None or s.ended or _utc(s.expires_at) <= now:
             return None
-        if _utc(s.expires_at) - now < self.ttl / 2:
-            s = replace(s, expires_at=min(now + self.ttl, _utc(s.created_at) + self.max))
-            self._write(s)
+        if _utc(s.expires_at) - now >= self.ttl / 2:
+            return s
+        if refresher is not None:
+            try:
+                checked = refresher(s)
+            except ProviderUnavailable:
+                return s
+            if checked is None:
+                self._write(replace(s, ended=True))
+                return None
+            s = checked
+        s = replace(s, expires_at=min(now + self.ttl, _utc(s.created_at) + self.max))
+        self._write(s)
         return s
 
     def end(self, cookie: str) -> Session | None:
