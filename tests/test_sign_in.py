@@ -70,7 +70,11 @@ def world(api, store, tmp_path_factory):
         "mia": {"groups": ["ss-managers"], "employee_id": acme.manager, "email": "mia@acme.test"},
         "leo": {"groups": ["ss-learners"], "employee_id": acme.learner},
         "ada": {"groups": ["ss-admins"], "employee_id": "ada"},
-        "gus": {"groups": ["ss-managers"], "employee_id": globex.manager},
+        "gus": {
+            "groups": ["ss-managers"],
+            "employee_id": globex.manager,
+            "reports": [u for u in globex.users if u not in globex.reports][:2],
+        },
         "nora": {"groups": ["sales"], "employee_id": "nora"},
     }
     idp = oidc.OidcProvider(tmp_path_factory.mktemp("idp"), accounts)
@@ -371,6 +375,29 @@ def test_a_token_from_tenant_as_provider_is_refused_for_tenant_b(api, configured
         params={"tenant_id": globex.tenant_id, "page_size": 500},
     )
     assert r.status_code == 403 or not {i["user_id"] for i in r.json()["items"]} & set(globex.users)
+
+
+def test_learners_claim_adds_a_managers_learners(api, configured, store):
+    from api.admin.operations import TENANT_SSO
+    from ops.control import HttpControl
+
+    idp, globex, name = configured["idp"], configured["globex"], configured["names"]["globex"]
+    cfg = api.ctx.sso.registry.get(globex.tenant_id)
+    mapping = {**cfg.mapping.model_dump(), "learners_claim": "reports"}
+    HttpControl(api.url, api.ctx.secrets.admin_secret).run(
+        TENANT_SSO,
+        tenant=name,
+        issuer=cfg.issuer,
+        client_id=cfg.client_id,
+        audience=cfg.audience,
+        domains=list(cfg.domains),
+        mapping=mapping,
+    )
+    extra = set(idp.accounts["gus"]["reports"])
+    token = oidc.sign_in(idp.issuer, name, "gus")["access_token"]
+    assert _learners(api, token) == rd.visible(globex, "manager") | extra
+    links = OrgRegistry(store).links(globex.tenant_id, "manager", globex.manager)
+    assert extra <= {lk.object_id for lk in links}
 
 
 # --- browser sessions (over HTTP here; in Chromium in test_sign_in_browser.py) -------

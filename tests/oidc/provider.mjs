@@ -53,7 +53,7 @@ const provider = new Provider(config.issuer, {
   // access tokens carry the person's groups, as a customer's IT configures them
   extraTokenClaims: async (_ctx, token) => {
     const a = accounts[token.accountId];
-    return a ? { groups: a.groups || [], employee_id: a.employee_id } : undefined;
+    return a ? { groups: a.groups || [], employee_id: a.employee_id, reports: a.reports } : undefined;
   },
   issueRefreshToken: async (_ctx, client) => client.grantTypeAllowed("refresh_token"),
   // a first-party app whose consent the customer's IT gave for everyone
