@@ -462,6 +462,17 @@ def test_session_cookie_csrf_and_sign_out(api, configured, store):
     assert store.query("SELECT count() AS n FROM sso_sessions FINAL WHERE ended = 1")[0]["n"] >= 1
 
 
+def test_every_state_changing_cookie_call_needs_the_csrf_token(api, configured):
+    name = configured["names"]["acme"]
+    with httpx.Client(base_url=api.url, timeout=10) as http:
+        browser_sign_in(http, f"/v1/auth/login?tenant={name}", "ada")  # company_admin
+        sso = http.get("/v1/sso").json()
+        body = {k: sso[k] for k in ("issuer", "client_id", "audience", "domains", "mapping")}
+        assert http.put("/v1/sso", json=body).status_code == 403
+        csrf = {"X-CSRF-Token": http.get("/v1/auth/session").json()["csrf_token"]}
+        assert http.put("/v1/sso", json=body, headers=csrf).status_code == 200
+
+
 def test_no_mapped_role_gets_the_no_access_page(api, configured, store):
     name = configured["names"]["acme"]
     with httpx.Client(base_url=api.url, timeout=10) as http:
