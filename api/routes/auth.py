@@ -102,52 +102,62 @@ async def login(ctx: Ctx, request: Request, tenant: str) -> Response:
     return r
 
 
-def _callback(ctx: Any, request: Request) -> tuple[str, dict[str, Any]] | Response:
+UNAVAILABLE = "Your company's sign-in service does not answer. Try again in a few minutes."
+
+
+def _verified(ctx: Any, request: Request) -> tuple[SsoConfig, dict, dict] | Response:
+    """The provider's way back, checked: the tenant's configuration, the ID
+    token's claims and the token response; else the page to show."""
     sso = ctx.sso
     try:
         state = flow.read_flow(sso.sealer, request.cookies.get(flow.FLOW_COOKIE))
     except flow.SignInFailed as exc:
         return page("Sign-in failed", str(exc), 400)
     cfg = sso.registry.get(state.tenant_id)
-    name = sso.tenant_name(state.tenant_id)
     if cfg is None:
         return page("Sign-in", "Sign-in is no longer set up for your company.", 400)
+    name = sso.tenant_name(state.tenant_id)
     callback = state.redirect_uri + "?" + request.url.query
+    secret = sso.registry.client_secret(cfg)
     try:
-        claims, token = flow.finish(
-            cfg, sso.providers, sso.registry.client_secret(cfg), state, callback
-        )
+        claims, token = flow.finish(cfg, sso.providers, secret, state, callback)
     except (flow.SignInFailed, TokenRefused) as exc:
         return page("Sign-in failed", str(exc), 400, name)
     except ProviderUnavailable:
-        return page(
-            "Sign-in unavailable",
-            "Your company's sign-in service does not answer. Try again in a few minutes.",
-            503,
-            name,
-        )
+        return page("Sign-in unavailable", UNAVAILABLE, 503, name)
+    return cfg, claims, token
+
+
+def _no_access(ctx: Any, cfg: SsoConfig, claims: dict, reason: str) -> Response:
+    name = ctx.sso.tenant_name(cfg.tenant_id)
+    audit(
+        ctx.store,
+        tenant_id=cfg.tenant_id,
+        actor_id=str(claims.get("sub", "")),
+        actor_role="none",
+        action="sign_in.denied",
+        resource=f"tenant:{cfg.tenant_id}",
+        outcome="denied",
+        detail={"reason": reason},
+    )
+    message = (
+        f"You signed in to {name}, but your account has no role in SkillStream. "
+        "Ask your company's SkillStream administrator for access."
+    )
+    return page("No access", message, 403, name)
+
+
+def _callback(ctx: Any, request: Request) -> str | Response:
+    """The new session's cookie value, or the page to show."""
+    got = _verified(ctx, request)
+    if isinstance(got, Response):
+        return got
+    cfg, claims, token = got
     try:
         who = person(cfg, claims)
     except NoAccess as exc:
-        audit(
-            ctx.store,
-            tenant_id=cfg.tenant_id,
-            actor_id=str(claims.get("sub", "")),
-            actor_role="none",
-            action="sign_in.denied",
-            resource=f"tenant:{cfg.tenant_id}",
-            outcome="denied",
-            detail={"reason": str(exc)},
-        )
-        return page(
-            "No access",
-            f"You signed in to {name}, but your account has no role in "
-            "SkillStream. Ask your company's SkillStream administrator for access.",
-            403,
-            name,
-        )
-    sso.people.provision(who, cfg.issuer)
-    cookie, session = sso.sessions.create(who, token["id_token"], token.get("refresh_token"))
+        return _no_access(ctx, cfg, claims, str(exc))
+    ctx.sso.people.provision(who, cfg.issuer)
     audit(
         ctx.store,
         tenant_id=who.tenant_id,
@@ -156,9 +166,10 @@ def _callback(ctx: Any, request: Request) -> tuple[str, dict[str, Any]] | Respon
         action="sign_in",
         resource=f"user:{who.user_id}",
         outcome="ok",
-        detail={"issuer": cfg.issuer, "expires_at": session.expires_at.isoformat()},
+        detail={"issuer": cfg.issuer},
     )
-    return cookie, {}
+    cookie, _ = ctx.sso.sessions.create(who, token["id_token"], token.get("refresh_token"))
+    return cookie
 
 
 @router.get("/v1/auth/callback", include_in_schema=False)
@@ -171,7 +182,7 @@ async def callback(ctx: Ctx, request: Request) -> Response:
     r.delete_cookie(flow.FLOW_COOKIE, path="/v1/auth/callback")
     r.set_cookie(
         COOKIE,
-        out[0],
+        out,
         max_age=ctx.settings.session_max_s,
         path="/",
         httponly=True,
