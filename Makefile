@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test test-fast lint install kafka clean bench sdk-js
+.PHONY: up test test-fast lint install kafka clean bench sdk-js oidc-provider
 
 $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,14 @@ NODE ?= node
 sdk-js:
 	cd sdk/js && $(NODE) build.mjs && $(NODE) --test test/
 
-test: install kafka lint sdk-js
+# The sign-in tests' OpenID provider (npm's oidc-provider, pinned by its lock file).
+NPM ?= npm
+tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
+	cd tests/oidc && $(NPM) ci --no-audit --no-fund
+
+oidc-provider: tests/oidc/node_modules/.package-lock.json
+
+test: install kafka lint sdk-js oidc-provider
 	$(BIN)/pytest
 
 test-fast: install lint

@@ -13,6 +13,7 @@ from api.drain import DrainBody
 from api.http_metrics import HttpMetrics
 from api.routes import (
     admin,
+    auth,
     dashboard,
     events,
     exports,
@@ -51,6 +52,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(notifications.router)
     app.include_router(governance.router)
     app.include_router(dashboard.router)
+    app.include_router(auth.router)
     if ctx.settings.demo_mode:  # `skillstream up --demo` only: otherwise the routes do not exist
         app.include_router(dashboard.demo_router)
     app.include_router(ops.router)

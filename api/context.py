@@ -22,6 +22,7 @@ from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
 from api.sealing import Sealer
+from api.sso.service import SignIn
 from api.tenants import TenantRegistry, reseal_salts
 from core.processes import stack_children_alive
 from core.secrets import Secrets
@@ -74,6 +75,7 @@ class AppContext:
     pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
+    sso: SignIn = field(init=False)
     scheduler: Scheduler | None = None
     leases: Leases | None = None
     lag: LagMonitor | None = None
@@ -88,6 +90,8 @@ class AppContext:
         reseal_salts(self.store, self.pii_sealer)
         self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
+        self.sso = SignIn(self.store, s, self.secrets, self.tenants)
+        self.sso.reseal()
         self.kafka = KafkaProbe(self.kafka_bootstrap)
         self.raw_topic = s.topic("events.raw")
         self.producer = AsyncProducer(self.kafka_bootstrap, s.ingest_ack_timeout_s)

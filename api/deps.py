@@ -11,6 +11,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.context import AppContext
 from api.security import Principal, TokenError, verify_token
+from api.sso.people import NoAccess
+from api.sso.provider import ProviderUnavailable, TokenRefused
+from api.sso.sessions import COOKIE as SESSION_COOKIE
+from api.sso.sessions import CSRF_HEADER
 
 bearer = HTTPBearer(auto_error=False)
 
@@ -37,13 +41,49 @@ def require_admin(ctx: Ctx, creds: Credentials) -> None:
         raise _unauthorized("admin secret required")
 
 
-def current_principal(ctx: Ctx, creds: Credentials) -> Principal:
-    if creds is None:
-        raise _unauthorized("missing bearer token")
+def _bearer_principal(ctx: AppContext, token: str) -> Principal:
+    """Our own signed token, or an access token from a tenant's identity
+    provider (verified against its keys: api/sso/provider.py)."""
+    if not ctx.sso.is_provider_token(token):
+        try:
+            return verify_token(ctx.secrets.token_secret, token)
+        except TokenError as exc:
+            raise _unauthorized(str(exc)) from exc
     try:
-        return verify_token(ctx.secrets.token_secret, creds.credentials)
-    except TokenError as exc:
+        return ctx.sso.access_token_principal(token)
+    except TokenRefused as exc:
         raise _unauthorized(str(exc)) from exc
+    except NoAccess as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except ProviderUnavailable as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _cookie_principal(ctx: AppContext, request: Request, cookie: str) -> Principal:
+    """A browser session; a state-changing call with it must also carry the
+    session's CSRF token and, when the browser names one, our own Origin."""
+    session = ctx.sso.sessions.get(cookie, ctx.sso.refresh_session)
+    if session is None:
+        raise _unauthorized("session expired or signed out: sign in again")
+    if request.method not in _SAFE_METHODS:
+        origin = request.headers.get("origin")
+        own = f"{request.url.scheme}://{request.headers.get('host', '')}"
+        presented = request.headers.get(CSRF_HEADER)
+        if (origin and origin != own) or not ctx.sso.sessions.csrf_ok(cookie, presented):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"CSRF check failed: send {CSRF_HEADER}")
+    return ctx.sso.session_principal(session)
+
+
+def current_principal(ctx: Ctx, request: Request, creds: Credentials) -> Principal:
+    if creds is not None:
+        return _bearer_principal(ctx, creds.credentials)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return _cookie_principal(ctx, request, cookie)
+    raise _unauthorized("missing bearer token (or sign in)")
 
 
 # Headers a proxy adds: behind one, the peer address is the proxy's, not the caller's.

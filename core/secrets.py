@@ -6,7 +6,9 @@ One key per purpose, so one leaking or rotating never touches the others:
 - ``admin_secret``: bearer of the CLI's admin calls to a running API;
 - ``export_link_secret``: HMAC key of the local object store's download links;
 - ``pii_keys``: Fernet keys sealing each tenant's PII salt in the store;
-- ``webhook_keys``: Fernet keys sealing webhook signing secrets in the store.
+- ``webhook_keys``: Fernet keys sealing webhook signing secrets in the store;
+- ``sso_keys``: Fernet keys sealing identity providers' client secrets and
+  sign-in sessions' provider tokens in the store.
 
 The Fernet ones are comma-separated lists, newest first: the first seals, all
 open (MultiFernet), so a key can be rotated without losing what it sealed.
@@ -42,6 +44,7 @@ class Secrets:
     export_link_secret: str
     pii_keys: str
     webhook_keys: str
+    sso_keys: str
 
 
 def _new_hmac_secret() -> str:
@@ -58,6 +61,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "export_link_secret": _new_hmac_secret,
     "pii_keys": _new_fernet_key,
     "webhook_keys": _new_fernet_key,
+    "sso_keys": _new_fernet_key,
 }
 
 
@@ -101,6 +105,7 @@ def load_secrets(settings: Settings) -> Secrets:
         "export_link_secret": settings.export_link_secret,
         "pii_keys": settings.pii_keys,
         "webhook_keys": settings.webhook_keys,
+        "sso_keys": settings.sso_keys,
     }
     # Only what the environment does not give comes from (or goes to) the
     # file: a deployment that sets every variable keeps no key on disk.
@@ -115,7 +120,8 @@ def _check_distinct(s: Secrets) -> None:
     """One key per purpose: an operator who sets the same value twice gets
     told at start-up rather than finding out after a leak."""
     values = [s.token_secret, s.admin_secret, s.export_link_secret]
-    keys = [k.strip() for k in f"{s.pii_keys},{s.webhook_keys}".split(",") if k.strip()]
+    sealing = f"{s.pii_keys},{s.webhook_keys},{s.sso_keys}"
+    keys = [k.strip() for k in sealing.split(",") if k.strip()]
     if len(set(values)) != len(values) or len(set(keys)) != len(keys):
         raise SecretsError("each secret must be distinct: one key per purpose (see docs)")
 

@@ -402,8 +402,53 @@ class Settings(BaseSettings):
         description="Fernet keys (comma-separated, newest first) sealing webhook signing "
         "secrets in the store. Unset: generated once into the run directory.",
     )
+    sso_keys: str | None = Field(
+        None,
+        alias="SKILLSTREAM_SSO_KEYS",
+        description="Fernet keys (comma-separated, newest first) sealing identity providers' "
+        "client secrets and sign-in sessions' provider tokens in the store. Unset: generated "
+        "once into the run directory.",
+    )
     token_ttl_s: int = Field(
         12 * 3600, alias="TOKEN_TTL_S", description="Lifetime of bearer tokens (s)."
+    )
+
+    # --- sign-in with the customer's identity provider (docs/sign-in.md) -----
+    session_ttl_s: int = Field(
+        3600,
+        alias="SESSION_TTL_S",
+        gt=0,
+        description="A sign-in session ends this long after its last refresh (s); a request "
+        "in its second half refreshes it.",
+    )
+    session_max_s: int = Field(
+        12 * 3600,
+        alias="SESSION_MAX_S",
+        gt=0,
+        description="No session lives longer than this from its sign-in (s), refreshed or not.",
+    )
+    oidc_jwks_ttl_s: float = Field(
+        300,
+        alias="OIDC_JWKS_TTL_S",
+        gt=0,
+        description="How long a provider's discovery document and keys are cached (s): a key "
+        "the provider removed is refused at the latest this long after.",
+    )
+    oidc_jwks_min_refresh_s: float = Field(
+        10,
+        alias="OIDC_JWKS_MIN_REFRESH_S",
+        ge=0,
+        description="An unknown key id refetches the provider's keys at most this often (s).",
+    )
+    oidc_leeway_s: int = Field(
+        60,
+        alias="OIDC_LEEWAY_S",
+        ge=0,
+        le=300,
+        description="Clock skew allowed on the provider's exp, nbf and iat (s).",
+    )
+    oidc_timeout_s: float = Field(
+        5, alias="OIDC_TIMEOUT_S", gt=0, description="Timeout of each call to a provider (s)."
     )
 
     # --- derived paths -------------------------------------------------------

@@ -85,6 +85,87 @@ def add_tenant_origins_parser(tsub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_tenant_origins)
 
 
+def _mapping(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        value, sep, role = pair.rpartition("=")
+        if not sep or not value:
+            raise SystemExit(f"error: --map {pair!r}: expected CLAIM_VALUE=ROLE")
+        out[value] = role
+    return out
+
+
+def cmd_tenant_sso(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from api.admin.operations import TENANT_SSO
+    from ops.control import control_for, running_api_url
+
+    secret = None
+    if args.client_secret_file:
+        try:
+            secret = Path(args.client_secret_file).read_text().strip()
+        except OSError as exc:
+            print(f"error: --client-secret-file: {exc}", file=sys.stderr)
+            return 1
+    s = get_settings()
+    mapping = {
+        "role_claim": args.role_claim,
+        "roles": _mapping(args.map),
+        "user_claim": args.user_claim,
+        "learners_claim": args.learners_claim,
+    }
+    out = control_for(s).run(
+        TENANT_SSO,
+        tenant=args.name,
+        issuer=args.issuer,
+        client_id=args.client_id,
+        client_secret=secret,
+        audience=args.audience,
+        domains=args.domain,
+        mapping=mapping,
+    )
+    base = s.public_url or running_api_url(s) or "https://YOUR-SKILLSTREAM-HOST"
+    print(f"sso for {out['tenant']}: {out['issuer']} client {out['client_id']}")
+    print(f"redirect URI to register: {base.rstrip('/')}/v1/auth/callback")
+    print(f"sign-out redirect URI: {base.rstrip('/')}/")
+    roles = out["mapping"]["roles"]
+    print(
+        f"{len(roles)} role mapping(s) on claim {out['mapping']['role_claim']!r}"
+        + ("" if roles else ": nobody can sign in until one is added")
+    )
+    return 0
+
+
+def add_tenant_sso_parser(tsub: argparse._SubParsersAction) -> None:
+    p = tsub.add_parser(
+        "sso",
+        help="the tenant's OpenID Connect provider for sign-in (by discovery; secret sealed; "
+        "audited); docs/sign-in.md",
+    )
+    p.add_argument("name", help="tenant name")
+    p.add_argument("--issuer", required=True, help="issuer URL, e.g. https://login.example.com")
+    p.add_argument("--client-id", required=True)
+    p.add_argument(
+        "--client-secret-file",
+        default=None,
+        help="file holding the client secret (required the first time; never on the command line)",
+    )
+    p.add_argument("--audience", default=None, help="aud of API access tokens (default: client id)")
+    p.add_argument("--domain", action="append", default=[], help="e-mail domain that signs in here")
+    p.add_argument("--role-claim", default="groups", help="claim with groups or roles (groups)")
+    p.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="VALUE=ROLE",
+        help="a claim value and the role it gives; none: nobody gets in",
+    )
+    p.add_argument("--user-claim", default="sub", help="claim giving the user id (sub)")
+    p.add_argument("--learners-claim", default=None, help="claim listing a manager's learners")
+    p.set_defaults(func=cmd_tenant_sso)
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from api.admin.operations import MINT_TOKEN
     from ops.control import control_for
@@ -230,6 +311,7 @@ SECRET_PURPOSES = {
     "export-link": ("export_link_secret", "SKILLSTREAM_EXPORT_LINK_SECRET"),
     "pii": ("pii_keys", "SKILLSTREAM_PII_KEYS"),
     "webhook": ("webhook_keys", "SKILLSTREAM_WEBHOOK_KEYS"),
+    "sso": ("sso_keys", "SKILLSTREAM_SSO_KEYS"),
 }
 
 
@@ -410,6 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--disable", action="append", default=[], metavar="FLAG")
     create.set_defaults(func=cmd_caps)
     add_tenant_origins_parser(tsub)
+    add_tenant_sso_parser(tsub)
     term = tsub.add_parser(
         "term", help="the tenant's term for the readiness-delta KPI (audited); prints it"
     )

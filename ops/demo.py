@@ -59,7 +59,12 @@ BACKFILL_IN_FLIGHT = 3
 # A restart that left less than this unsent (a few hundred events) catches
 # up in the live loop, without the dashboard's loading state.
 CATCH_UP_QUIETLY = timedelta(days=1)
-LEGACY_MARKER = "demo-backfilled"  # older run dirs: the whole history was sent
+LEGACY_MARKER = "demo-backfilled"
+DEMO_TENANTS = (
+    "demo-acme",
+    "demo-globex",
+    "demo-initech",
+)  # older run dirs: the whole history was sent
 
 
 @dataclass
@@ -103,7 +108,7 @@ class Population:
     def build(
         cls,
         seed: int = 7,
-        tenants: tuple[str, ...] = ("demo-acme", "demo-globex", "demo-initech"),
+        tenants: tuple[str, ...] = DEMO_TENANTS,
         learners_per_tenant: int = 1000,
         programs_per_tenant: int = 4,
         start: datetime | None = None,
@@ -339,6 +344,40 @@ def register_org(api_url: str, pop: Population) -> None:
         control.org_bulk(t, pop.org_links(t))
 
 
+def register_sign_in(api_url: str, run_dir: Path) -> None:
+    """The first demo tenant signs in through the demo's identity provider
+    (ops/demo_idp.py), set up with the same operation as `tenant sso`."""
+    from api.admin.operations import TENANT_SSO
+    from core.secrets import load_secrets
+    from core.settings import get_settings
+    from ops.control import ControlError, HttpControl
+    from ops.demo_idp import DEMO_ROLES
+
+    path = run_dir / "demo-idp.json"
+    if not path.exists():
+        return
+    idp = json.loads(path.read_text())
+    control = HttpControl(api_url, load_secrets(get_settings()).admin_secret)
+    mapping = {"roles": DEMO_ROLES, "user_claim": "employee_id"}
+    for _ in range(50):  # the provider starts beside the API
+        try:
+            control.run(
+                TENANT_SSO,
+                tenant=idp["tenant"],
+                issuer=idp["issuer"],
+                client_id=idp["client_id"],
+                client_secret=idp["client_secret"],
+                domains=[f"{idp['tenant']}.example"],
+                mapping=mapping,
+            )
+            return
+        except ControlError as exc:
+            if "identity provider unreachable" not in str(exc):
+                raise
+            time.sleep(0.2)
+    log.warning("the demo's identity provider did not answer: no sign-in")
+
+
 def plan_events(
     lr: Learner, at: datetime, name: str, nth: int = 0
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -515,11 +554,15 @@ def _activity_event(
         ev["properties"]["task_id"] = f"task_{rng.randint(1, 12)}"
     if name == "roadmap_task_assigned":
         due = at + timedelta(days=rng.uniform(2, 10))
-        ev["properties"] = {"task_id": f"task_{rng.randint(1, 12)}",
-                            "due_at": due.isoformat().replace("+00:00", "Z")}  # fmt: skip
+        ev["properties"] = {
+            "task_id": f"task_{rng.randint(1, 12)}",
+            "due_at": due.isoformat().replace("+00:00", "Z"),
+        }
     if name == PLANNER:
-        ev["properties"] = {"duration_ms": int(rng.lognormvariate(11.5, 0.8)),
-                            "session_id": f"{lr.user_id}-{at.date().isoformat()}"}  # fmt: skip
+        ev["properties"] = {
+            "duration_ms": int(rng.lognormvariate(11.5, 0.8)),
+            "session_id": f"{lr.user_id}-{at.date().isoformat()}",
+        }
     if name == "survey_response_submitted":
         ev["properties"]["rating"] = rng.randint(1, 5)
     return ev
@@ -553,6 +596,7 @@ def main() -> None:
     hist.loading_from, hist.loading_until = (hist.sent_until, now) if loading else (None, None)
     keys = _keys(api_url, str(run_dir), pop.tenants)
     register_org(api_url, pop)
+    register_sign_in(api_url, run_dir)
     hist.save(run_dir)  # names the tenants: the dashboard waits for them and their org
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -251,6 +251,15 @@ def _spawn_workers(n: int, env: dict[str, str], log_dir: Path) -> list[Child]:
     ]
 
 
+def _spawn_demo_idp(settings: Settings, url: str, env: dict[str, str], log_dir: Path) -> Child:
+    from ops.demo import DEMO_TENANTS
+    from ops.demo_idp import write_config
+
+    write_config(settings.run_dir, url, DEMO_TENANTS[0])
+    idp_env = {**env, "SKILLSTREAM_DEMO_IDP": str(settings.run_dir / "demo-idp.json")}
+    return _spawn("demo-idp", "ops.demo_idp", idp_env, log_dir)
+
+
 def up(
     settings: Settings,
     demo: bool = False,
@@ -290,6 +299,8 @@ def up(
         url = f"http://127.0.0.1:{port}"
         env = _child_env(settings, bootstrap, port, demo)
         children += _spawn_workers(workers, env, log_dir)
+        if demo:  # the demo company's identity provider (ops/demo_idp.py)
+            children.append(_spawn_demo_idp(settings, url, env, log_dir))
         children.append(_spawn("api", "api.main", env, log_dir))
         _write_stack(settings, url, bootstrap, children, env["WORKER_METRICS_PORT"])
         wait_healthy(url, children)
@@ -300,7 +311,11 @@ def up(
         out(f"kafka: {bootstrap}   logs: {log_dir}", file=sys.stderr)
         out(f"dashboard: {url}/   API docs: {url}/docs", file=sys.stderr)
         if demo:
-            out("demo mode: 'view as' tokens for every role, to loopback clients", file=sys.stderr)
+            out(
+                "demo mode: 'view as' tokens for every role, to loopback clients; sign-in "
+                "through the demo company's identity provider",
+                file=sys.stderr,
+            )
         out(f"ready in {time.monotonic() - t0:.1f}s; Ctrl-C stops everything", file=sys.stderr)
         out(url, flush=True)
         while not stopping:

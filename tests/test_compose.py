@@ -50,8 +50,8 @@ def test_app_services_get_the_settings_our_code_reads():
         assert skillstream_vars <= aliases, f"{name}: unknown {skillstream_vars - aliases}"
     # one key per purpose, for the API and the job runners (the worker and
     # the sink sign and open nothing)
-    secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET",
-               "SKILLSTREAM_PII_KEYS", "SKILLSTREAM_WEBHOOK_KEYS"}  # fmt: skip
+    secrets = {"SKILLSTREAM_TOKEN_SECRET", "SKILLSTREAM_EXPORT_LINK_SECRET", "SKILLSTREAM_PII_KEYS",
+               "SKILLSTREAM_WEBHOOK_KEYS", "SKILLSTREAM_SSO_KEYS"}  # fmt: skip
     for name in ("api", "jobs", "jobs-1"):
         assert secrets <= set(services[name]["environment"]), name
     for name in ("sink", "worker", "worker-1"):

@@ -88,6 +88,19 @@ def _first_look(page, url: str, t0: float, shot: Path) -> list[tuple[float, dict
     return seen
 
 
+def _signs_in_through_the_demo_provider(page, url: str) -> None:
+    """The same sign-in a company gets: the demo company's provider's own
+    page, a person picked there, the dashboard as that person."""
+    page.click("#demo-signin a", timeout=10000)
+    page.click("#as-morgan", timeout=10000)  # Morgan Manager, on the provider's page
+    page.wait_for_selector("#signout:not([hidden])", timeout=20000)
+    assert page.url.startswith(url)
+    page.wait_for_function(
+        "document.querySelector('#whoami').textContent.startsWith('manager')", timeout=20000
+    )
+    assert page.inner_text("#whoami").startswith("manager · demo-acme-mgr-000")
+
+
 def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
     stack = Stack(run_env, tmp_path / "up.stderr", demo=True)
     url = stack.url
@@ -108,6 +121,7 @@ def test_first_look_within_30_seconds_of_up(page, run_env, tmp_path, artifacts):
         assert "Demo mode" in page.locator("#demo-banner").inner_text()
         assert page.locator("#demo-banner").is_visible()
         page.screenshot(path=str(artifacts / "dashboard-demo.png"))
+        _signs_in_through_the_demo_provider(page, url)
     finally:
         code = stack.stop()  # Ctrl-C, to the whole group
     assert code == 0

@@ -352,8 +352,9 @@ def test_one_key_per_purpose_and_no_weak_or_shared_secrets(tmp_path):
     from core.secrets import SecretsError, load_secrets
 
     s = load_secrets(Settings(SKILLSTREAM_RUN_DIR=tmp_path))
-    values = [s.token_secret, s.admin_secret, s.export_link_secret, s.pii_keys, s.webhook_keys]
-    assert len(set(values)) == 5
+    values = [s.token_secret, s.admin_secret, s.export_link_secret, s.pii_keys, s.webhook_keys,
+              s.sso_keys]  # fmt: skip
+    assert len(set(values)) == 6
     assert oct((tmp_path / "secrets.json").stat().st_mode & 0o777) == "0o600"
     with pytest.raises(ValidationError):
         Settings(SKILLSTREAM_TOKEN_SECRET="short")
@@ -374,7 +375,8 @@ def test_one_key_per_purpose_and_no_weak_or_shared_secrets(tmp_path):
     env = {f"SKILLSTREAM_{n}": f"{n.lower()}-{'z' * 40}" for n in ("TOKEN_SECRET", "ADMIN_SECRET",
            "EXPORT_LINK_SECRET")}  # fmt: skip
     env |= {"SKILLSTREAM_PII_KEYS": Fernet.generate_key().decode(),
-            "SKILLSTREAM_WEBHOOK_KEYS": Fernet.generate_key().decode()}  # fmt: skip
+            "SKILLSTREAM_WEBHOOK_KEYS": Fernet.generate_key().decode(),
+            "SKILLSTREAM_SSO_KEYS": Fernet.generate_key().decode()}  # fmt: skip
     given = load_secrets(Settings(SKILLSTREAM_RUN_DIR=bare, **env))
     assert given.token_secret.startswith("token_secret-") and not bare.exists()
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from api.exports.storage import ObjectStore
 from api.origins import OriginRegistry
+from api.sso.service import SignIn
 from api.tenants import TenantRegistry
 from core.secrets import Secrets
 from core.settings import Settings
@@ -33,6 +34,7 @@ class Env(Protocol):
     secrets: Secrets
     objects: ObjectStore
     origins: OriginRegistry
+    sso: SignIn
 
 
 class LocalEnv:
@@ -58,6 +60,10 @@ class LocalEnv:
     @cached_property
     def origins(self) -> OriginRegistry:
         return OriginRegistry(self.store)
+
+    @cached_property
+    def sso(self) -> SignIn:
+        return SignIn(self.store, self.settings, self.secrets, self.tenants)
 
 
 # (exception types, HTTP status): the first that matches answers

@@ -13,6 +13,7 @@ from api.admin.op import INVALID, MISSING, Env, NotFound, Op
 from api.analyst import FORMATS, SqlRefused
 from api.audit.chain import audit
 from api.security import ROLES, issue_token
+from api.sso.config import SsoError, SsoSettings, configure
 from api.tenants import Tenant, TenantError
 from sinks.store import StoreError
 
@@ -280,6 +281,18 @@ def readiness_term(env: Env, req: TermRequest) -> dict[str, Any]:
     }
 
 
+# --- sign-in with the tenant's identity provider (docs/sign-in.md) -----------------
+class TenantSso(SsoSettings):
+    tenant: str = Field(description="Tenant name.")
+
+
+def tenant_sso(env: Env, req: TenantSso) -> dict[str, Any]:
+    """The tenant's OpenID provider, by discovery; the secret sealed; audited."""
+    tenant = _tenant(env, req.tenant)
+    cfg = configure(env.sso.registry, env.sso.providers, tenant.tenant_id, req, **OPERATOR)
+    return {"tenant": tenant.name, **cfg.public()}
+
+
 # --- the doors ----------------------------------------------------------------------
 A = "/v1/admin"
 CREATE_TENANT = Op(
@@ -359,6 +372,15 @@ HOLD_RELEASE = Op(
     in_body=False,
     timeout_s=None,
 )
+TENANT_SSO = Op(
+    "tenant_sso",
+    "POST",
+    f"{A}/tenants/sso",
+    TenantSso,
+    tenant_sso,
+    errors=(*MISSING, (SsoError, 422)),
+    summary="`skillstream tenant sso`: the tenant's OpenID provider (audited)",
+)
 CAPABILITIES = Op(
     "capabilities", "POST", f"{A}/capabilities", AdminFlags, capabilities, errors=GOVERNANCE
 )
@@ -378,4 +400,5 @@ OPS: tuple[Op, ...] = (
     HOLD_LIST,
     HOLD_RELEASE,
     CAPABILITIES,
+    TENANT_SSO,
 )

@@ -35,7 +35,19 @@ async def index() -> FileResponse:
 @router.get("/v1/dashboard/config", tags=["dashboard"])
 async def config(ctx: Ctx) -> dict:
     s = ctx.settings
-    return {"demo": s.demo_mode, "stale_after_s": s.stale_after_s, "target": s.engagement_target}
+    out = {"demo": s.demo_mode, "stale_after_s": s.stale_after_s, "target": s.engagement_target}
+    if s.demo_mode:  # the demo offers its companies' sign-in up front (elsewhere: a hint finds it)
+        out["sign_in"] = await run_in_threadpool(_demo_sign_in, ctx)
+    return out
+
+
+def _demo_sign_in(ctx) -> list[dict]:
+    names = {t.tenant_id: t.name for t in ctx.tenants.all()}
+    return [
+        {"tenant": names[c.tenant_id], "login_url": f"/v1/auth/login?tenant={names[c.tenant_id]}"}
+        for c in ctx.sso.registry.all()
+        if c.tenant_id in names
+    ]
 
 
 def demo_users(ctx, tenant_name: str | None) -> list[dict]:

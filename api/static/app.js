@@ -7,7 +7,7 @@
   const WEEKS = 8;
   const $ = (id) => document.getElementById(id);
   const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false,
-                  tenant: "", tenants: null };
+                  tenant: "", tenants: null, session: null };
 
   const TILES = [
     ["programs_tracked", "Programs tracked", (v) => fmtInt(v), false],
@@ -64,8 +64,10 @@
     $("tenant-badge").textContent = t ? "Tenant: " + t.name : "All tenants";
   }
 
+  // a bearer token (operators, "view as") or else the sign-in session's cookie
   async function api(path) {
-    const r = await fetch(path, { headers: { Authorization: "Bearer " + state.token } });
+    const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
+    const r = await fetch(path, { headers, credentials: "same-origin" });
     const body = await r.json().catch(() => ({}));
     if (!r.ok) { const e = new Error(body.detail || r.statusText); e.status = r.status; throw e; }
     return body;
@@ -178,7 +180,7 @@
       document.body.dataset.loaded = String(Date.now());
     } catch (e) {
       $("error").textContent = "Could not load reports: " + e.message; $("error").hidden = false;
-      if (e.status === 401) { $("token-form").hidden = false; }
+      if (e.status === 401) { if (state.session) { location.reload(); return; } $("token-form").hidden = false; }
     } finally {
       if (gen === state.gen) state.timer = setTimeout(() => refresh(gen), loading ? LOADING_REFRESH_MS : REFRESH_MS);
     }
@@ -186,20 +188,64 @@
 
   function useToken(token) {
     state.token = token; state.tenant = ""; state.tenants = null; sessionStorage.setItem("skillstream.token", token);
+    $("signin").hidden = true;
     if (state.chart) { state.chart.destroy(); state.chart = null; $("chart").innerHTML = ""; }
     clearTimeout(state.timer); refresh(++state.gen);
+  }
+
+  // "Sign in with <your company>": the company from a hint (work e-mail, domain or its name)
+  async function findCompany(hint) {
+    $("signin-error").hidden = true; $("signin-found").hidden = true;
+    const r = await fetch("/v1/auth/providers?hint=" + encodeURIComponent(hint));
+    if (!r.ok) {
+      $("signin-error").textContent = "No company signs in with " + hint + " here."; $("signin-error").hidden = false;
+      return;
+    }
+    const found = await r.json();
+    $("signin-go").textContent = "Sign in with " + found.label; $("signin-go").href = found.login_url;
+    $("signin-found").hidden = false;
+  }
+
+  function showSignIn(slug) {
+    $("signin").hidden = false; $("token-form").hidden = false;
+    if (slug) { $("signin-hint").value = slug; findCompany(slug); }
+  }
+
+  function useSession(sess) {
+    state.session = sess; state.token = null; state.tenant = ""; state.tenants = null;
+    $("signin").hidden = true; $("token-form").hidden = true; $("signout").hidden = false;
+    clearTimeout(state.timer); refresh(++state.gen);
+  }
+
+  async function signOut() {
+    const r = await fetch("/v1/auth/logout", { method: "POST", credentials: "same-origin",
+      headers: { [state.session.csrf_header]: state.session.csrf_token } });
+    const body = await r.json().catch(() => ({}));
+    state.session = null;
+    location.assign(body.end_session_url || "/");  // the provider's own sign-out, where it has one
   }
 
   async function start() {
     state.config = await fetch("/v1/dashboard/config").then((r) => r.json());
     const hash = new URLSearchParams(location.hash.slice(1));
     if (hash.get("token")) { useToken(hash.get("token")); history.replaceState(null, "", location.pathname); return; }
+    const query = new URLSearchParams(location.search);
+    const session = await fetch("/v1/auth/session", { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : null)).catch(() => null);
+    if (session) { useSession(session); return; }
+    if (query.get("tenant")) { showSignIn(query.get("tenant")); return; }
     if (state.config.demo) {
       $("demo-banner").hidden = false;
+
       // the demo registers its tenants and their org data just after `up` prints the URL
       while (!((await demoHistory()) || {}).tenants?.length) {
         renderLoading("loading demo history: starting"); await new Promise((ok) => setTimeout(ok, 1000));
       }
+      // the real sign-in, through the demo company's identity provider (set up with the org data)
+      const signIn = (await fetch("/v1/dashboard/config").then((r) => r.json())).sign_in || [];
+      $("demo-signin").innerHTML = signIn.map((s) =>
+        `<a class="signin-link" href="${esc(s.login_url)}">Sign in with ${esc(s.tenant)}</a>`).join(" ");
+      $("demo-signin").hidden = !signIn.length;
       const demo = await fetch("/v1/demo/tokens").then((r) => r.json());
       state.demo = demo.users;
       const sel = $("viewas");
@@ -213,8 +259,13 @@
     }
     const saved = sessionStorage.getItem("skillstream.token");
     if (saved) { useToken(saved); return; }
-    $("token-form").hidden = false;
+    showSignIn(null);
   }
+
+  $("signin-form").addEventListener("submit", (ev) => {
+    ev.preventDefault(); const hint = $("signin-hint").value.trim(); if (hint) findCompany(hint);
+  });
+  $("signout").addEventListener("click", () => signOut());
 
   $("tenant-pick").addEventListener("change", () => {
     state.tenant = $("tenant-pick").value;
