@@ -100,10 +100,11 @@ def learner_days(evs: pw.Table) -> pw.Table:
         .reduce(pw.this.tenant, pw.this.visitor, learner=pw.reducers.min(pw.this.user))
     )
     anonymous = unique.filter(pw.this.user == "")
+    kept = [f for f in rest if f != "user"]
     attributed = anonymous.join(
         links, anonymous.tenant == links.tenant, anonymous.visitor == links.visitor
-    ).select(*pw.left.without(pw.left.user), learner=pw.right.learner)
-    counted = identified.select(*pw.this.without(pw.this.user), learner=pw.this.user)
+    ).select(anonymous.tenant, *[anonymous[f] for f in kept], learner=links.learner)
+    counted = identified.select(pw.this.tenant, *[pw.this[f] for f in kept], learner=pw.this.user)
     counted = counted.concat_reindex(attributed)
     return counted.groupby(pw.this.tenant, pw.this.learner, pw.this.day).reduce(
         pw.this.tenant,
