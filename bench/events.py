@@ -1,5 +1,10 @@
 """Benchmark events from the demo generator (fixed seed), and their producers.
 
+The producers write what the front door writes: requests of 100 events
+(as an SDK sends them), each validated and grouped by partition into batch
+records (``api/ingest/batches.py``). Unlike the front door, a duplicate
+inside one request is kept: the pipelines' dedupe is what is measured.
+
 ``generate`` spreads the demo population's activity over the last five
 days, with 1% duplicates (re-sent up to 500 events later), 2% late events
 (moved to the end of the stream) and visitors who browse anonymously on

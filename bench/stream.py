@@ -174,13 +174,14 @@ def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
 def run_pathway(settings: Settings, expect: int, timeout_s: float) -> dict:
     """The Pathway peer in its own venv (set up here on first use). If the
     venv cannot be installed, ``skipped`` says why and the other rows stand."""
-    from bench.peers.venv import VenvUnavailable, python_for
+    from bench.peers.venv import VenvUnavailable, install_log, python_for
 
-    log = settings.run_dir / "pathway.log"
     try:
-        python = python_for("pathway", log)
+        python = python_for("pathway")
     except VenvUnavailable as exc:
-        return {**NO_PEER, "skipped": f"could not install pathway ({exc}; see {log})"}
+        why = f"could not install pathway ({exc}; see {install_log('pathway')})"
+        return {**NO_PEER, "skipped": why}
+    log = settings.run_dir / "pathway.log"
     cmd = _peer_command(
         "bench.peers.pathway_app", settings, chdb=settings.run_dir / "pathway-clickhouse",
         state_dir=settings.run_dir / "pathway-state", expect=expect, timeout=timeout_s,

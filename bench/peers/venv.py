@@ -11,6 +11,7 @@ A venv whose installed requirements match is reused.
 from __future__ import annotations
 
 import subprocess
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -37,25 +38,37 @@ def requirements(name: str) -> list[str]:
     return [*PEERS[name], *pinned]
 
 
-def python_for(name: str, log: Path) -> Path:
-    """The interpreter of the peer's venv, installing it first if needed;
-    the install's output goes to ``log``. Raises VenvUnavailable."""
-    root = VENVS / name
+def install_log(name: str) -> Path:
+    return VENVS / f"{name}-install.log"
+
+
+def python_for(name: str) -> Path:
+    """The interpreter of the peer's venv, installing it first if needed
+    (its output in ``install_log(name)``). Raises VenvUnavailable."""
+    root, log = VENVS / name, install_log(name)
+    VENVS.mkdir(parents=True, exist_ok=True)
     python, done = root / "bin" / "python", root / ".requirements"
-    wanted = "\n".join(requirements(name))
-    if python.exists() and done.exists() and done.read_text() == wanted:
+    wanted = requirements(name)
+    if python.exists() and done.exists() and done.read_text() == "\n".join(wanted):
         return python
-    with open(log, "ab") as out:
-        _run(["python3.11", "-m", "venv", "--clear", str(root)], out)
-        _run([str(python), "-m", "pip", "install", "-q", *wanted.split("\n")], out)
-    done.write_text(wanted)
+    # the base interpreter of the one running (a venv of a venv is not one)
+    base = getattr(sys, "_base_executable", sys.executable)
+    _run([base, "-m", "venv", "--clear", str(root)], log)
+    _run([str(python), "-m", "pip", "install", "-q", *wanted], log)
+    done.write_text("\n".join(wanted))
     return python
 
 
-def _run(cmd: list[str], out) -> None:
-    try:
-        proc = subprocess.run(cmd, stdout=out, stderr=out, timeout=INSTALL_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VenvUnavailable(f"{cmd[0]}: {exc}") from exc
+def _run(cmd: list[str], log: Path) -> None:
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.run(cmd, stdout=out, stderr=out, timeout=INSTALL_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise VenvUnavailable(f"{' '.join(cmd[1:4])}: {exc}") from exc
     if proc.returncode != 0:
-        raise VenvUnavailable(f"{' '.join(cmd[:4])} exited {proc.returncode}")
+        raise VenvUnavailable(f"{' '.join(cmd[1:4])} exited {proc.returncode}: {_last_line(log)}")
+
+
+def _last_line(log: Path) -> str:
+    lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "no output"
