@@ -15,7 +15,10 @@ counts (``bench/peers/quix_app.py``):
     → subscribe: every closed time's changed rows → learner_daily through
       our store interface (a separate embedded ClickHouse path)
 
-Persistence is on (the filesystem backend under the run dir). Late events
+Persistence is on (the filesystem backend under the run dir): Pathway
+keeps the input it has read and the reader's offsets there, and replays
+them on a restart; a snapshot written after the table is complete is not
+waited for, as the other pipelines' last commit is not. Late events
 count in their own day, as in the Quix peer (its 7-day grace covers the
 generator's five days). Pathway's operators keep every group's state, so a
 visitor's events wait for its link without a bound (the Quix peer holds
