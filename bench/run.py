@@ -115,6 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", help="freshness: comma-separated ev/s (overrides the scale)")
     ap.add_argument("--seconds", type=float, help="freshness: seconds per rate")
     ap.add_argument("--no-peer", action="store_true", help="stream: skip the Quix Streams peer")
+    ap.add_argument(
+        "--pathway",
+        action=argparse.BooleanOptionalAction,
+        help="stream: run the Pathway peer (default: at medium and full; its venv is set up on "
+        "first use, about 1.5 GB)",
+    )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = set(names) - set(SCENARIOS)
@@ -128,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     timeout = {"small": 300, "medium": 3600, "full": 6 * 3600}[args.scale]
     scale = SCALES[args.scale]
     overrides: dict[str, Any] = {"stream_peer": not args.no_peer}
+    if args.pathway is not None:
+        overrides["pathway_peer"] = args.pathway
     if args.events:
         overrides["stream_events"] = args.events
     if args.rates:

@@ -1,29 +1,37 @@
 """Stream: pre-loaded raw events → every learner-day aggregate in ClickHouse.
 
 The raw topic is pre-loaded with demo events (1% duplicates, 2% late,
-anonymous visitors identified later). Then, one after the other on the same
-topic (two cores: side by side would measure the scheduler):
+anonymous visitors identified later), written as the front door writes
+them: requests of 100 events, one batch record per request and partition.
+Then, one after the other on the same topic (two cores: side by side would
+measure the scheduler):
 
 * **ours**: the worker process, and the sink in this process writing a fresh
   embedded ClickHouse, from worker start until ``learner_daily`` holds every
   counted event (``sum(events)`` over FINAL rows = the ground truth);
 * **peer**: the Quix Streams app (``bench/peers/quix_app.py``), its own
   process, RocksDB and ClickHouse data path, the same stop condition;
-* **floor**: a plain confluent-kafka consumer decoding every record;
+* **Pathway peer**: the same aggregates in Pathway
+  (``bench/peers/pathway_app.py``), in a virtualenv of its own that this
+  scenario installs on first use; if that install fails its rows say why;
+* **floor**: a plain confluent-kafka consumer decoding every record (one
+  ``decode_many`` per batch record), timed to the last event;
 * **Faust floor**: a Faust agent that only decodes every record
   (``bench/peers/faust_floor.py``): what Faust's own per-event machinery
   allows one worker process, which is built on it.
 
-Both pipelines' ``learner_daily`` totals are compared, so neither wins by
-counting less.
+Every pipeline's ``learner_daily`` totals are compared with ours, so none
+wins by counting less.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from bench.common import (
     Context,
@@ -36,12 +44,15 @@ from bench.common import (
     stop,
 )
 from bench.events import expected_counted, generate, preload
-from bench.peers.quix_app import TOTALS_SQL
+from bench.peers.learner_daily import TOTALS_SQL
 from core.settings import PROJECT_ROOT, Settings
+
+NO_PEER: dict = {"seconds": None, "peak_rss_mb": None, "totals": None}
 
 
 def decode_floor(bootstrap: str, topic: str, n: int) -> float:
-    """Seconds for a plain consumer to read and decode every raw record."""
+    """Seconds for a plain consumer to read every raw record and decode its
+    ``n`` events in all (one ``decode_many`` per record)."""
     from confluent_kafka import Consumer
 
     from schemas.codec import SingleObjectCodec
@@ -60,8 +71,7 @@ def decode_floor(bootstrap: str, topic: str, n: int) -> float:
     while seen < n:
         for m in c.consume(5000, timeout=1):
             if not m.error():
-                codec.decode(m.value())
-                seen += 1
+                seen += len(codec.decode_many(m.value()))
     c.close()
     return time.perf_counter() - t0
 
@@ -134,15 +144,12 @@ def _peer_command(module: str, settings: Settings, **options: object) -> list[st
     return cmd
 
 
-def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
-    cmd = _peer_command(
-        "bench.peers.quix_app", settings, chdb=settings.run_dir / "quix-clickhouse",
-        state_dir=settings.run_dir / "quix-state", expect=expect, timeout=timeout_s,
-    )  # fmt: skip
-    log = settings.run_dir / "quix.log"
+def _run_peer(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> dict:
+    """A peer process until it reports; its seconds from start to every
+    counted event queryable (None if it timed out), peak RSS and totals."""
     t0_wall = time.time()
-    with open(log, "wb") as err:
-        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=err)
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.PIPE, stderr=err)
         rss = 0.0
         while proc.poll() is None:
             rss = max(rss, peak_rss_mb(proc.pid))
@@ -150,14 +157,41 @@ def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
         out = proc.stdout.read().decode() if proc.stdout else ""
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"quix peer failed (exit {proc.returncode}); see {log}")
+        raise RuntimeError(f"{cmd[2]} failed (exit {proc.returncode}); see {log}")
     res = json.loads(lines[-1])
     seconds = res["done_at"] - t0_wall if res.get("complete") else None
     return {"seconds": seconds, "peak_rss_mb": round(rss, 1), "totals": res["totals"]}
 
 
+def run_peer(settings: Settings, expect: int, timeout_s: float) -> dict:
+    cmd = _peer_command(
+        "bench.peers.quix_app", settings, chdb=settings.run_dir / "quix-clickhouse",
+        state_dir=settings.run_dir / "quix-state", expect=expect, timeout=timeout_s,
+    )  # fmt: skip
+    return _run_peer(cmd, settings.run_dir / "quix.log")
+
+
+def run_pathway(settings: Settings, expect: int, timeout_s: float) -> dict:
+    """The Pathway peer in its own venv (set up here on first use). If the
+    venv cannot be installed, ``skipped`` says why and the other rows stand."""
+    from bench.peers.venv import VenvUnavailable, install_log, python_for
+
+    try:
+        python = python_for("pathway")
+    except VenvUnavailable as exc:
+        why = f"could not install pathway ({exc}; see {install_log('pathway')})"
+        return {**NO_PEER, "skipped": why}
+    log = settings.run_dir / "pathway.log"
+    cmd = _peer_command(
+        "bench.peers.pathway_app", settings, chdb=settings.run_dir / "pathway-clickhouse",
+        state_dir=settings.run_dir / "pathway-state", expect=expect, timeout=timeout_s,
+    )  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
+    return {**_run_peer([str(python), *cmd[1:]], log, env), "skipped": None}
+
+
 def run_faust_floor(settings: Settings, n: int, timeout_s: float) -> dict:
-    """Seconds for a Faust agent to decode ``n`` records, from its start (as
+    """Seconds for a Faust agent to decode ``n`` events, from its start (as
     ours and the peer's are timed) and from its first record. A failed run
     leaves the other rows: its seconds are None and ``error`` says why."""
     result = settings.run_dir / "faust-floor.json"
@@ -184,35 +218,49 @@ def run_faust_floor(settings: Settings, n: int, timeout_s: float) -> dict:
     }
 
 
+def _same(ours: dict, peer: dict) -> bool:
+    if peer["totals"] is None:
+        return False
+    return {k: int(v) for k, v in ours.items()} == {k: int(v) for k, v in peer["totals"].items()}
+
+
 def run(scale: Scale, ctx: Context) -> Result:
     settings = fresh_settings(ctx, "bs")
     events = generate(scale.stream_events)
     expect = expected_counted(events)
     t = time.perf_counter()
-    preload(ctx.bootstrap, settings.topic("events.raw"), events)
+    raw_records = preload(ctx.bootstrap, settings.topic("events.raw"), events)
     preload_s = time.perf_counter() - t
     floor_s = decode_floor(ctx.bootstrap, settings.topic("events.raw"), len(events))
     faust_floor = run_faust_floor(settings, len(events), scale.stream_timeout_s)
     ours = run_ours(settings, expect, scale.stream_timeout_s)
-    no_peer = {"seconds": None, "peak_rss_mb": None, "totals": None}
-    peer = run_peer(settings, expect, scale.stream_timeout_s) if scale.stream_peer else no_peer
+    peer = run_peer(settings, expect, scale.stream_timeout_s) if scale.stream_peer else NO_PEER
+    pathway = (
+        run_pathway(settings, expect, scale.stream_timeout_s)
+        if scale.pathway_peer
+        else {**NO_PEER, "skipped": "not run at this scale (--pathway runs it)", "off": True}
+    )
     n = len(events)
 
     def rate(sec: float | None) -> float | None:
         return round(n / sec, 1) if sec else None
 
-    same = peer["totals"] is not None and {k: int(v) for k, v in ours["totals"].items()} == {
-        k: int(v) for k, v in peer["totals"].items()
-    }
-
     def against(seconds: float | None, baseline: str) -> Row:
         ours_rate = rate(ours["seconds"])
         return Row("events/s to queryable", ours_rate, rate(seconds), "ev/s", "higher", baseline)
 
+    skipped = pathway["skipped"]
+    pathway_name = "Pathway app" + (f" — skipped: {skipped}" if skipped else "")
+    off = pathway.get("off", False)
+    pathway_rate = [] if off else [against(pathway["seconds"], pathway_name)]
+    pathway_rss = [] if off else [
+        Row("peak RSS", ours["peak_rss_mb"], pathway["peak_rss_mb"], "MB", "lower", pathway_name)
+    ]  # fmt: skip
     return Result(
         "stream",
         rows=[
             against(peer["seconds"], "Quix Streams app"),
+            *pathway_rate,
             against(floor_s, "plain consumer, decode only"),
             against(faust_floor["seconds"], "Faust agent, decode only (no state, no sink)"),
             Row(
@@ -231,13 +279,16 @@ def run(scale: Scale, ctx: Context) -> Result:
                 "lower",
                 "Quix Streams app",
             ),
+            *pathway_rss,
         ],  # fmt: skip
         details={
             "events": n,
             "expected_counted": expect,
+            "raw_records": raw_records,
             "preload_s": round(preload_s, 1),
             "ours": ours,
             "quix_peer": peer,
+            "pathway_peer": pathway,
             "decode_floor_s": round(floor_s, 2),
             "faust_floor": faust_floor,
             "faust_floor_after_first_ev_s": rate(faust_floor["after_first_s"]),
@@ -245,7 +296,8 @@ def run(scale: Scale, ctx: Context) -> Result:
             "ours_after_first_row_ev_s": rate(
                 ours["seconds"] - ours["first_row_s"] if ours["seconds"] else None
             ),
-            "learner_daily_totals_match": same,
+            "learner_daily_totals_match": _same(ours["totals"], peer),
+            "learner_daily_totals_match_pathway": _same(ours["totals"], pathway),
             "complete": ours["seconds"] is not None
             and (peer["seconds"] is not None or not scale.stream_peer),
             "peer_skipped": not scale.stream_peer,

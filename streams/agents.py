@@ -18,14 +18,16 @@ from typing import Any
 import faust
 
 from core.settings import Settings
+from schemas.codec import codec_for
 from streams.erasure import Eraser
 from streams.faust.checkpoint import Checkpoint
 from streams.faust.ordering import InOrder
 from streams.outputs import Outputs
-from streams.pipeline import Item
+from streams.pipeline import Item, Outcome
 from streams.pipelines import pipelines, until_done
 from streams.rebalance import follow_rebalances
 from streams.recompute import apply_tick, request_yesterday_if_first
+from streams.steps.decode import alone, decode_record
 from streams.topology import Tables, Topics
 
 STALL_CHECK_S = 2.5
@@ -43,12 +45,19 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
     async def watch_progress() -> None:
         await in_order.watch(watched)
 
+    codec = codec_for(settings.schema_registry_url, settings.topic("events.raw"))
+
     async def apply_raw(event) -> None:
         msg = event.message
-        item = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
-        outcome = await until_done(raw_pipeline, item)
-        if outcome.failed_step:
-            await out.dead_letter(outcome, msg)
+        record = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
+        items = decode_record(codec, record)
+        if isinstance(items, Outcome):
+            await out.dead_letter(items, msg.key, msg.value)
+            return
+        for item in items:  # a batch's events in order, each on its own
+            outcome = await until_done(raw_pipeline, item)
+            if outcome.failed_step:
+                await out.dead_letter(outcome, *alone(codec, item))
 
     async def apply_attributed(event) -> None:
         msg = event.message
@@ -56,7 +65,7 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
         item.record = dict(event.value)
         outcome = await until_done(attributed_pipeline, item)
         if outcome.failed_step:
-            await out.dead_letter(outcome, msg)
+            await out.dead_letter(outcome, msg.key, msg.value)
 
     @app.agent(topics.raw)
     async def process_raw(stream):

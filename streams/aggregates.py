@@ -42,7 +42,7 @@ def learner_day_key(tenant: str, user: str, day: int) -> str:
 
 
 def update_learner_day(
-    table: MutableMapping[str, Any], rec: dict, source: str = "", offset: int = -1
+    table: MutableMapping[str, Any], rec: dict, source: str = "", offset: float = -1
 ) -> dict:
     """The learner's day with this event counted: the full row (plus the
     offsets applied per source, and the live score once the checkpoint adds
@@ -93,7 +93,7 @@ def update_program_week(
     rec: dict,
     partition: int,
     source: str = "",
-    offset: int = -1,
+    offset: float = -1,
 ) -> dict | None:
     """The new row if this event changed the week, else None.
 

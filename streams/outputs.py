@@ -6,7 +6,6 @@ checkpoint's first participant (streams/faust/checkpoint.py)."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import faust
 import orjson
@@ -82,9 +81,10 @@ class Outputs:
             self.topics.optout, learner_key(change["tenant_id"], change["user_id"]), change
         )
 
-    async def dead_letter(self, outcome: Outcome, msg: Any) -> None:
+    async def dead_letter(self, outcome: Outcome, key: bytes | None, value: bytes) -> None:
+        """The failed event alone (``key``, ``value``: what a replay sends)."""
         headers = dead_letter_headers(outcome)
-        await self.topics.dead.send(key=msg.key, value=msg.value, headers=headers)
+        await self.topics.dead.send(key=key, value=value, headers=headers)
 
     async def emit(self, item: Item) -> Item:
         """The clean event; if it counts, the learner's day, the program's
@@ -95,10 +95,10 @@ class Outputs:
         if not rec["countable"]:
             return item
         tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
-        aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.offset)
+        aggregates.update_learner_day(tb.learner_day, rec, item.topic, item.position)
         self._scores.add((p, tenant, user, day))
         week_row = aggregates.update_program_week(
-            tb.program_week, tb.program_week_members, rec, p, item.topic, item.offset
+            tb.program_week, tb.program_week_members, rec, p, item.topic, item.position
         )
         if week_row:
             key = f"{tenant}:{week_row['program_id']}"  # one partition per program's rows

@@ -32,9 +32,14 @@ STEP_SECONDS = Histogram(
 )
 
 
+# A record holds at most this many events (a batch: api/ingest/batches.py).
+BATCH_SPAN = 1 << 16
+
+
 @dataclass
 class Item:
-    """One Kafka record on its way through the pipeline."""
+    """One event on its way through the pipeline: a Kafka record's, or the
+    ``index``-th of a batch record's (``value`` is then the whole record)."""
 
     topic: str
     partition: int
@@ -43,6 +48,17 @@ class Item:
     value: bytes
     headers: list[tuple[str, bytes]] = field(default_factory=list)
     record: dict[str, Any] | None = None  # set by the decode step
+    index: int = 0
+    batched: bool = False
+
+    @property
+    def position(self) -> float:
+        """Where the event stands in its partition, in order: the record's
+        offset, then its place in the batch. State remembers it to tell the
+        same event delivered again (after a crash) from a duplicate; the
+        first event of a record has the record's offset itself, so state
+        written before records were batches reads the same."""
+        return self.offset if self.index == 0 else self.offset + self.index / BATCH_SPAN
 
 
 @dataclass(frozen=True)
@@ -117,5 +133,6 @@ def dead_letter_headers(outcome: Outcome) -> list[tuple[str, bytes]]:
         ("dlq.source_topic", item.topic.encode()),
         ("dlq.source_partition", str(item.partition).encode()),
         ("dlq.source_offset", str(item.offset).encode()),
+        *([("dlq.source_index", str(item.index).encode())] if item.batched else []),
         ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
     ]

@@ -1,7 +1,8 @@
 """The worker's two pipelines of steps, and the retry that runs a record
 through one until it is done.
 
-  events.raw          decode → normalise → dedupe → identity → opt-out → enrich → emit
+  events.raw          (decode: a record → its events) normalise → dedupe → identity →
+                      opt-out → enrich → emit, per event
   events.attributed   dedupe → opt-out → enrich → emit   (anonymous events, now a user's)
 """
 
@@ -12,12 +13,10 @@ import itertools
 import logging
 
 from core.settings import Settings
-from schemas.codec import codec_for
 from streams.faust.app import TRANSIENT_ERRORS
 from streams.outputs import Outputs
 from streams.pipeline import Item, Outcome, Pipeline, Step
 from streams.records import normalise
-from streams.steps.decode import decode_step
 from streams.steps.dedupe import dedupe_step
 from streams.steps.enrich import enrich_step
 from streams.steps.identity import identity_step
@@ -35,7 +34,6 @@ def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipelin
     raw = Pipeline(
         transient=TRANSIENT_ERRORS,
         steps=[
-            decode_step(codec_for(settings.schema_registry_url, settings.topic("events.raw"))),
             Step("normalise", _normalise),
             dedupe_step(tables.seen),
             identity_step(

@@ -203,3 +203,12 @@ def live_api(settings: Settings, store, kafka_bootstrap: str) -> Iterator[LiveAp
     api = LiveApi(settings, store, kafka_bootstrap)
     yield api
     api.close()
+
+
+@pytest.fixture
+def live_api_with_sink(settings: Settings, store, kafka_bootstrap: str) -> Iterator[LiveApi]:
+    """The API process's parts on the session's Kafka, with its sink running."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    api = LiveApi(settings, store, kafka_bootstrap, sink=True)
+    yield api
+    api.close()

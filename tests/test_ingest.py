@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from schemas.codec import SingleObjectCodec
+from api.ingest.batches import partition_for
 from schemas.examples import example_event
-from tests.support.kafka import read_all
+from tests.support.kafka import read_events
 
 
 def post(api, key: str, events, **kw) -> httpx.Response:
@@ -45,15 +45,19 @@ def test_mixed_batch_gives_exact_lists_and_only_valid_events_reach_kafka(live_ap
     assert fields["assessment_id"] == "required for assessment_completed"
     assert "between 0 and 100" in fields["readiness_score"]
 
-    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=2)
-    codec = SingleObjectCodec()
-    decoded = [codec.decode(m.value()) for m in msgs]
+    pairs = read_events(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=2)
+    decoded = [d for _, d in pairs]
     assert sorted(d["client_event_id"] for d in decoded) == [f"{unique}-1", f"{unique}-2"]
     tenant_id = live_api.ctx.tenants.by_write_key(key).tenant_id
-    for m, d in zip(msgs, decoded, strict=True):
+    # one learner, so one partition: one record holds both, where the
+    # learner's key sends it
+    assert len({m.offset() for m, _ in pairs}) == 1
+    parts = live_api.ctx.settings.topic_partitions
+    for m, d in pairs:
         assert d["tenant_id"] == tenant_id
-        assert m.key() == f"{tenant_id}:usr_12345".encode()
-        assert dict(m.headers())["persona"] == b"student"
+        assert m.partition() == partition_for(f"{tenant_id}:usr_12345".encode(), parts)
+        assert dict(m.headers())["tenant_id"] == tenant_id.encode()
+        assert d["persona"] == "student"
         assert d["received_at"] >= d["event_timestamp"] - timedelta(seconds=5)
 
 
@@ -65,7 +69,7 @@ def test_replayed_batch_reports_duplicates(live_api, unique):
     again = post(live_api, key, batch).json()
     assert again == {"accepted": [], "duplicates": [e["client_event_id"] for e in batch],
                      "rejected": []}  # fmt: skip
-    assert len(read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)) == 5
+    assert len(read_events(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)) == 5
 
 
 def test_same_id_in_two_tenants_is_not_a_duplicate(live_api, unique):
@@ -81,8 +85,8 @@ def test_pii_is_hashed_before_kafka_and_never_in_topic_bytes(live_api, unique):
     email, phone = f"Maya.{unique}@Example.com", "+1 (555) 010-7788"
     ev = example_event("session_started", client_event_id=f"{unique}-p", email=email, phone=phone)
     assert post(live_api, key, [ev]).json()["accepted"] == [f"{unique}-p"]
-    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=1)
-    raw = b"".join(m.value() + (m.key() or b"") for m in msgs)
+    pairs = read_events(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=1)
+    raw = b"".join(m.value() + (m.key() or b"") for m, _ in pairs)
     # needles that hex digests and ids cannot contain by chance ("555" alone
     # turned up inside an HMAC now and then)
     for needle in (email, email.lower(), "(555)", "5550107788", "010-7788", "Maya"):
@@ -92,7 +96,7 @@ def test_pii_is_hashed_before_kafka_and_never_in_topic_bytes(live_api, unique):
     client = hmac.new(salt.encode(), b"skillstream:email-client-salt:v1", hashlib.sha256)
     digest = hashlib.sha256((client.hexdigest()[:32] + email.lower()).encode()).hexdigest()
     expected = hmac.new(salt.encode(), digest.encode(), hashlib.sha256).hexdigest()
-    decoded = SingleObjectCodec().decode(msgs[0].value())
+    decoded = pairs[0][1]
     assert decoded["pii_hash"] == expected
     assert decoded["phone_hash"] and len(decoded["phone_hash"]) == 64
 

@@ -15,7 +15,7 @@ import pytest
 
 from api.security import issue_token
 from schemas.examples import example_event
-from tests.test_stream import live_api_with_sink, post_all, start_worker, stop  # noqa: F401
+from tests.test_stream import post_all, start_worker, stop
 
 pytestmark = pytest.mark.stack
 

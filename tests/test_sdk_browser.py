@@ -25,7 +25,7 @@ from api.security import issue_token
 from core.settings import PROJECT_ROOT
 from ops.kafka_launcher import free_port
 from tests.test_dashboard import ARGS, CHROMIUM
-from tests.test_stream import live_api_with_sink, start_worker, stop  # noqa: F401
+from tests.test_stream import start_worker, stop
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
 

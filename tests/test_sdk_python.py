@@ -18,9 +18,8 @@ from skillstream.client import Emitter, backoff_delay, parse_retry_after
 from api.ingest.pii import hash_pii
 from core.settings import PROJECT_ROOT, Settings
 from ops.kafka_launcher import KafkaCluster
-from schemas.codec import SingleObjectCodec
 from tests.conftest import LiveApi
-from tests.support.kafka import read_all
+from tests.support.kafka import read_events
 
 CLIENT = PROJECT_ROOT / "sdk" / "python" / "skillstream" / "client.py"
 
@@ -119,8 +118,8 @@ def test_emitter_through_a_503_window(tmp_path, store, unique):
         assert set(answered) == set(ids) and len(ids) == 81
         assert em.stats["retries"] >= 1 and em.stats["rejected"] == 0
         assert em.stats["dropped"] == 0 and errors == []
-        msgs = read_all(cluster.bootstrap, api.ctx.raw_topic, expect=81, timeout=60)
-        decoded = [SingleObjectCodec().decode(m.value()) for m in msgs]
+        pairs = read_events(cluster.bootstrap, api.ctx.raw_topic, expect=81, timeout=60)
+        decoded = [ev for _, ev in pairs]
         assert {d["client_event_id"] for d in decoded} == set(ids)
         salt = api.ctx.tenants.by_id(tenant_id).pii_salt
         hashed = [d for d in decoded if d["pii_hash"]]
@@ -191,5 +190,5 @@ def test_emitter_flushes_at_interpreter_exit(live_api, unique):
     )  # fmt: skip
     ids = set(out.stdout.split())
     assert len(ids) == 5
-    msgs = read_all(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)
-    assert {SingleObjectCodec().decode(m.value())["client_event_id"] for m in msgs} == ids
+    pairs = read_events(live_api.ctx.kafka_bootstrap, live_api.ctx.raw_topic, expect=5)
+    assert {ev["client_event_id"] for _, ev in pairs} == ids

@@ -83,16 +83,6 @@ def wait_for_truth(query, tenant_ids, want, timeout=120) -> list[str]:
     return problems
 
 
-@pytest.fixture
-def live_api_with_sink(settings, store, kafka_bootstrap):
-    from tests.conftest import LiveApi
-
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    api = LiveApi(settings, store, kafka_bootstrap, sink=True)
-    yield api
-    api.close()
-
-
 def _setup(api, unique, learners: int = 24):
     names = [f"s{unique}a", f"s{unique}b"]
     tenant_ids, keys = {}, {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -19,6 +20,7 @@ from prometheus_client import Gauge
 
 from core.threads import BackgroundThread
 
+PARTITIONS_TTL_S = 30.0
 PRODUCER_QUEUE = Gauge("skillstream_producer_queue_messages", "Messages waiting for Kafka acks")
 
 
@@ -29,12 +31,13 @@ class ProducerUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class OutMessage:
     topic: str
-    key: bytes
+    key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
     # The record's Kafka timestamp: when the front door received the event,
     # so lag and freshness downstream are measured from receipt.
     timestamp_ms: int = 0
+    partition: int = -1  # -1: by the key (the partitioner below)
 
 
 class AsyncProducer:
@@ -58,8 +61,25 @@ class AsyncProducer:
                 "log_level": 3,
             }
         )
+        self._partitions: dict[str, tuple[float, int]] = {}
         self._thread = BackgroundThread("producer-poll", self._poll)
         self._thread.start()
+
+    async def partitions(self, topic: str) -> int:
+        """The topic's partition count, read from Kafka at most once per
+        PARTITIONS_TTL_S (a count changes only when a topic is recreated)."""
+        at, n = self._partitions.get(topic, (0.0, 0))
+        if time.monotonic() - at < PARTITIONS_TTL_S:
+            return n
+        try:
+            md = await asyncio.to_thread(self._producer.list_topics, topic, 5)
+        except KafkaException as exc:
+            raise ProducerUnavailable(f"no metadata for {topic}: {exc}") from exc
+        found = md.topics.get(topic)
+        if found is None or found.error is not None or not found.partitions:
+            raise ProducerUnavailable(f"topic {topic} has no partitions")
+        self._partitions[topic] = (time.monotonic(), len(found.partitions))
+        return len(found.partitions)
 
     def _poll(self) -> None:
         while not self._thread.stopping.is_set():
@@ -79,6 +99,7 @@ class AsyncProducer:
                     m.topic,
                     m.value,
                     m.key,
+                    partition=m.partition,
                     headers=m.headers,
                     timestamp=m.timestamp_ms,
                     on_delivery=partial(batch.delivered, i),

@@ -23,11 +23,10 @@ from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Ctx
+from api.ingest.accept import check_events, send_batches
 from api.ingest.pii import client_salt
-from api.ingest.producer import OutMessage, ProducerUnavailable
-from api.ingest.validate import validate_event
+from api.ingest.producer import ProducerUnavailable
 from api.tenants import Tenant
-from core.keys import learner_key_bytes
 from schemas import dictionary
 from schemas.codec import latest
 
@@ -247,68 +246,27 @@ def _parse(body: bytes) -> Any:
 
 async def _ingest(ctx: Ctx, tenant: Tenant, events: list) -> Any:
     received_at = datetime.now(UTC)
-    rejected: list[dict] = []
-    duplicates: list[str] = []
-    outgoing: list[tuple[str, OutMessage]] = []
-    seen: set[str] = set()
-    for i, raw in enumerate(events):
-        cid = raw.get("client_event_id") if isinstance(raw, dict) else None
-        cid = cid if isinstance(cid, str) else None
-        record, errors = validate_event(
-            raw,
-            tenant_id=tenant.tenant_id,
-            pii_salt=tenant.pii_salt,
-            received_at=received_at,
-            bounds=ctx.bounds,
-        )
-        if errors:
-            rejected.append({"index": i, "client_event_id": cid, "errors": errors})
-            continue
-        cid = record["client_event_id"]
-        if cid in seen or ctx.recent.contains(tenant.tenant_id, cid):
-            duplicates.append(cid)
-            continue
-        seen.add(cid)
+    checked = check_events(ctx, tenant, events, received_at)
+    acked: list[str] = []
+    if checked.accepted:
         try:
-            value = ctx.codec.encode(record)
-        except Exception as exc:  # a validator gap must not become a 500
-            rejected.append(
-                {"index": i, "client_event_id": cid, "errors": [{"field": "", "reason": str(exc)}]}
-            )
-            continue
-        learner = record["user_id"] or record["anonymous_id"]
-        headers = [
-            ("persona", record["persona"].encode()),
-            ("event_name", record["event_name"].encode()),
-            ("tenant_id", tenant.tenant_id.encode()),
-            ("essential", b"1" if dictionary.BY_NAME[record["event_name"]].essential else b"0"),
-        ]
-        key = learner_key_bytes(tenant.tenant_id, learner)
-        msg = OutMessage(ctx.raw_topic, key, value, headers, int(received_at.timestamp() * 1000))
-        outgoing.append((cid, msg))
-
-    if outgoing:
-        try:
-            results = await ctx.producer.send_all([m for _, m in outgoing])
+            outcome = await send_batches(ctx, tenant, checked, received_at)
         except ProducerUnavailable as exc:
             return _error(503, f"Kafka unavailable: {exc}", retry_after=5)
-        acked = [cid for (cid, _), err in zip(outgoing, results, strict=True) if err is None]
+        acked = outcome.acked
         ctx.recent.add_many(tenant.tenant_id, acked)
-        if len(acked) != len(outgoing):
-            first = next(err for err in results if err is not None)
+        if outcome.first_error is not None:
             INGESTED.labels("accepted").inc(len(acked))
-            return _error(503, f"Kafka did not acknowledge every event: {first.str()}", 5)
-    else:
-        acked = []
-
+            return _error(503, f"Kafka did not acknowledge every event: {outcome.first_error}", 5)
+    rejected = sorted(checked.rejected, key=lambda r: r["index"])
     INGESTED.labels("accepted").inc(len(acked))
-    INGESTED.labels("duplicate").inc(len(duplicates))
+    INGESTED.labels("duplicate").inc(len(checked.duplicates))
     INGESTED.labels("rejected").inc(len(rejected))
     for rejection in rejected:
         for error in rejection["errors"]:
             # the field's top level only: a bounded label set
             REJECTIONS.labels(error["field"].split(".")[0] or "event").inc()
-    return {"accepted": acked, "duplicates": duplicates, "rejected": rejected}
+    return {"accepted": acked, "duplicates": checked.duplicates, "rejected": rejected}
 
 
 class DictionaryEvent(BaseModel):

@@ -1,4 +1,4 @@
-"""The Faust floor: one Faust agent that only decodes each raw event.
+"""The Faust floor: one Faust agent that only decodes each raw record.
 
 No tables, no sends, Faust's own acking and commits: what faust-streaming's
 per-event machinery (fetch, conductor, channel queues, the stream's
@@ -9,8 +9,11 @@ agents and tables), so this rate bounds one worker process's.
     python -m bench.peers.faust_floor --bootstrap B --topic T --partitions P \
         --state-dir DIR --expect N --result FILE [--timeout S]
 
+A record is a batch of events, as the front door writes them: one
+``decode_many`` per record, and N counts events.
+
 Writes one JSON object to FILE (Faust takes over stdout): when the first
-and the N-th record were decoded.
+record and the N-th event were decoded.
 """
 
 from __future__ import annotations
@@ -49,8 +52,7 @@ def build(args: argparse.Namespace) -> faust.App:
     @app.agent(topic)
     async def floor(stream: faust.StreamT) -> None:
         async for value in stream:
-            codec.decode(value)
-            result["events"] += 1
+            result["events"] += len(codec.decode_many(value))
             if result["first_at"] is None:
                 result["first_at"] = time.time()
             if result["events"] >= args.expect:
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topic", required=True)
     ap.add_argument("--partitions", type=int, required=True)
     ap.add_argument("--state-dir", required=True)
-    ap.add_argument("--expect", type=int, required=True, help="records to decode")
+    ap.add_argument("--expect", type=int, required=True, help="events to decode")
     ap.add_argument("--result", required=True, help="where the JSON result goes")
     ap.add_argument("--timeout", type=float, default=3600)
     args = ap.parse_args(argv)

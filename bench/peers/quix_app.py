@@ -3,8 +3,11 @@
 What a team would write with Quix Streams instead of our worker, reading
 our raw topic and writing our ClickHouse ``learner_daily`` table:
 
-  raw (Avro, key tenant:learner-or-visitor)
-    → decode (our codec: both sides pay the same decode)
+  raw (Avro batch records, as the front door writes them: no key)
+    → decode (our codec, one call per record: both sides pay the same decode)
+    → explode: apply(..., expand=True)          one row per event
+    → to_topic events, keyed by tenant:learner-or-visitor
+  events (JSON, key tenant:learner-or-visitor)
     → dedupe by (tenant, client_event_id)      stateful filter, RocksDB
     ├─ identified events: already keyed by learner, straight to the window
     └─ anonymous events, and the first link per (learner, visitor)
@@ -17,8 +20,20 @@ our raw topic and writing our ClickHouse ``learner_daily`` table:
     → event time → tumbling 1-day window, 7 days grace, reduce to the counts
     → .current() → BatchingSink → ClickHouse (newest row per key per batch)
 
-Only what needs another key is re-partitioned, as Quix's docs advise and
-as our worker does: identified events never leave their partition.
+Only what needs another key is re-partitioned, as Quix's docs advise.
+
+A raw record is a batch of one request's events bound for one partition,
+written without a key. Quix keeps state and windows per message key, so
+after the explode each event gets its learner key back (the key its own
+record had before batches) the way Quix re-keys: through a topic. Quix
+allows one ``group_by`` per dataframe (a nested one raises
+``GroupByNestingLimit``) and the visitor re-key below already uses it, so
+the learner re-key is a ``to_topic`` with a key function, as the
+attributed events' is. Every event thus passes one more topic before
+dedupe, which our worker does not need (it reads each event's key inside
+the batch on the partition it arrived on). That topic (its event time
+taken by the same timestamp extractor the raw topic had) is the only
+change to the app for batches.
 
 It runs in its own process with its own embedded ClickHouse data path
 (chdb serves one process per path) and reports when the table holds every
@@ -43,21 +58,13 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
 from quixstreams.sinks import BatchingSink, SinkBatch
 
+from bench.peers.learner_daily import COUNTERS, TOTALS_SQL
+from core.keys import learner_key_bytes
 from schemas.codec import SingleObjectCodec
 from schemas.dictionary import BY_NAME
 from sinks.store import Store, open_store
 from streams.records import normalise
 
-COUNTERS = (
-    "sign_ins",
-    "live_sessions",
-    "phase_advances",
-    "submissions",
-    "lessons_completed",
-    "active_minutes",
-    "completions",
-    "events",
-)
 PENDING_MAX_EVENTS = 500  # the worker's bound on anonymous events held per visitor
 
 
@@ -66,8 +73,19 @@ class AvroDeserializer(Deserializer):
         super().__init__()
         self.codec = SingleObjectCodec()
 
-    def __call__(self, value: bytes, ctx: Any) -> dict:
-        return normalise(self.codec.decode(value))
+    def __call__(self, value: bytes, ctx: Any) -> list[dict]:
+        return [normalise(rec) for rec in self.codec.decode_many(value)]
+
+
+def events_of(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+def learner_of(rec: dict) -> bytes:
+    """The key each event's own record had before batches: bytes, like the
+    attributed topic's keys, so a learner's window state is one prefix
+    whichever topic its events come from."""
+    return learner_key_bytes(rec["tenant_id"], rec["user_id"] or rec["anonymous_id"])
 
 
 def first_seen(rec: dict, state: State) -> bool:
@@ -179,7 +197,7 @@ def build(
         loglevel="WARNING",
     )
     event_time = lambda value, headers, ts, ts_type: value["event_timestamp"]  # noqa: E731
-    raw = app.topic(topic, value_deserializer=AvroDeserializer(), timestamp_extractor=event_time)
+    raw = app.topic(topic, value_deserializer=AvroDeserializer())
     attributed = app.topic(
         f"{topic}-quix-attributed",
         # bytes, like the raw topic's keys: a learner's window state is one
@@ -189,7 +207,15 @@ def build(
         config=TopicConfig(num_partitions=partitions, replication_factor=1),
         timestamp_extractor=event_time,
     )
-    sdf = app.dataframe(raw).filter(first_seen, stateful=True)
+    keyed = app.topic(
+        f"{topic}-quix-events",
+        key_serializer="bytes",
+        key_deserializer="bytes",
+        config=TopicConfig(num_partitions=partitions, replication_factor=1),
+        timestamp_extractor=event_time,
+    )
+    app.dataframe(raw).apply(events_of, expand=True).to_topic(keyed, key=learner_of)
+    sdf = app.dataframe(keyed).filter(first_seen, stateful=True)
     known = sdf[sdf.apply(identified)]  # learner_id = user_id already (normalise)
     visitors = sdf[sdf.apply(to_visitor, stateful=True)]
     visitors = visitors.group_by(lambda r: f"{r['tenant_id']}:{r['anonymous_id']}", name="visitor")
@@ -207,13 +233,6 @@ def build(
     return app
 
 
-TOTALS_SQL = (
-    "SELECT count() AS rows, sum(events) AS events, sum(sign_ins) AS sign_ins,"
-    " sum(lessons_completed) AS lessons, sum(submissions) AS submissions"
-    " FROM learner_daily FINAL"
-)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bootstrap", required=True)
@@ -222,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", required=True)
     ap.add_argument("--expect", type=int, required=True, help="sum(events) when complete")
     ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--partitions", type=int, default=6, help="of the attributed topic")
+    ap.add_argument("--partitions", type=int, default=6, help="of the topics it writes")
     args = ap.parse_args(argv)
     from pathlib import Path
 

@@ -32,11 +32,11 @@ def dedupe_step(seen: MutableMapping[str, int]) -> Step:
         key = dedupe_key(rec)
         first = seen.get(key)
         if first is not None:
-            if first[1] == item.offset:
+            if first[1] == item.position:
                 return item  # redelivery of the first occurrence, not a duplicate
             DUPLICATES.inc()
             return None
-        seen[key] = [day_of(rec["received_at"]), item.offset]
+        seen[key] = [day_of(rec["received_at"]), item.position]
         return item
 
     return Step("dedupe", run)

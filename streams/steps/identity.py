@@ -42,13 +42,13 @@ def identity_step(
         if user:
             rec["learner_id"] = user
             sent = links_sent.get(anon_key)  # [user, offset of the event that sent it]
-            if anon and (sent is None or sent[0] != user or sent[1] == item.offset):
+            if anon and (sent is None or sent[0] != user or sent[1] == item.position):
                 await send_link(
                     learner_key(tenant, anon),
                     {"tenant_id": tenant, "anonymous_id": anon, "user_id": user,
                      "linked_at": rec["received_at"]},
                 )  # fmt: skip
-                links_sent[anon_key] = [user, item.offset]
+                links_sent[anon_key] = [user, item.position]
             return item
         linked = links.get(anon_key)
         if linked:

@@ -33,8 +33,15 @@ def _high_watermarks(c: Consumer, parts: list[TopicPartition]) -> dict[int, int]
     return {p.partition: c.get_watermark_offsets(p, timeout=10)[1] for p in parts}
 
 
-def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 20.0):
-    """Every message on ``topic`` from the beginning (waits for ``expect`` if given)."""
+def read_all(
+    bootstrap: str,
+    topic: str,
+    expect: int | None = None,
+    timeout: float = 20.0,
+    weigh=lambda msg: 1,  # noqa: ANN001
+):
+    """Every message on ``topic`` from the beginning (waits for ``expect`` if
+    given: messages, or what ``weigh`` counts in them)."""
     c = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -48,20 +55,31 @@ def read_all(bootstrap: str, topic: str, expect: int | None = None, timeout: flo
     parts = [TopicPartition(topic, p, 0) for p in md.topics[topic].partitions]
     ends = _high_watermarks(c, parts)
     c.assign(parts)
-    out = []
+    out, weight = [], 0
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         msg = c.poll(0.2)
         if msg is not None and not msg.error():
             out.append(msg)
+            weight += weigh(msg)
         positions = {tp.partition: tp.offset for tp in c.position(parts)}
         caught_up = all(positions[p] >= ends[p] or ends[p] == 0 for p in ends)
-        if caught_up and (expect is None or len(out) >= expect):
+        if caught_up and (expect is None or weight >= expect):
             break
-        if expect is not None and caught_up and len(out) < expect:
+        if expect is not None and caught_up and weight < expect:
             ends = _high_watermarks(c, parts)
     c.close()
     return out
+
+
+def read_events(bootstrap: str, topic: str, expect: int | None = None, timeout: float = 20.0):
+    """Every event on a raw topic, as ``(record, event)`` pairs: a batch
+    record (the front door's) gives one pair per event it holds."""
+    from schemas.codec import SingleObjectCodec
+
+    codec = SingleObjectCodec()
+    msgs = read_all(bootstrap, topic, expect, timeout, lambda m: len(codec.decode_many(m.value())))
+    return [(m, ev) for m in msgs for ev in codec.decode_many(m.value())]
 
 
 def progress(bootstrap: str, topic: str, group: str | None = None) -> tuple[int, int]:
