@@ -19,9 +19,8 @@ from api.retention import erasure
 from api.security import issue_token
 from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
-from tests.test_stream import (  # noqa: F401 (fixture)
+from tests.test_stream import (
     _wait_log,
-    live_api_with_sink,
     post_all,
     start_worker,
     stop,
@@ -99,7 +98,7 @@ def _latest_per_key(bootstrap: str, topic: str) -> dict[bytes, bytes | None]:
 
 
 def test_an_erased_learner_is_gone_from_the_stream_and_starts_from_zero(
-    live_api_with_sink,  # noqa: F811 (the fixture)
+    live_api_with_sink,
     settings,
     kafka_bootstrap,
     unique,

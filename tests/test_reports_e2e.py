@@ -129,7 +129,7 @@ def kpi_events(users: list[str]) -> tuple[list[dict], tuple[int, int], float]:
 
 
 def test_reports_match_ground_truth_through_the_pipeline(
-    live_api_with_sink,  # noqa: F811
+    live_api_with_sink,
     settings,
     kafka_bootstrap,
     unique,

@@ -31,9 +31,8 @@ from tests.test_restarts import (  # noqa: F401 (the fixture)
     _wait_for,
     run_env,
 )
-from tests.test_stream import (  # noqa: F401 (the fixture)
+from tests.test_stream import (
     _setup,
-    live_api_with_sink,
     post_all,
     start_worker,
     stop,
@@ -44,7 +43,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.stack]
 
 
 def test_two_workers_share_the_partitions_and_count_once(
-    live_api_with_sink,  # noqa: F811 (the fixture)
+    live_api_with_sink,
     settings,
     kafka_bootstrap,
     unique,

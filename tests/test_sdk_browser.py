@@ -136,7 +136,7 @@ def _wait(predicate, timeout: float, what: str, explain=lambda: "") -> None:
 
 
 def test_browser_sdk_events_reach_clickhouse_exactly_once(
-    live_api_with_sink,  # noqa: F811
+    live_api_with_sink,
     settings,
     kafka_bootstrap,
     unique,
