@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,14 +22,19 @@ from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
+from api.reports.figures import KpiFigures
 from api.sealing import Sealer
 from api.tenants import TenantRegistry, reseal_salts
 from core.processes import stack_children_alive
 from core.secrets import Secrets
 from core.settings import Settings
+from core.threads import BackgroundThread
 from schemas.codec import Codec, codec_for
 from sinks.sink import Sink
 from sinks.store import Store
+
+log = logging.getLogger("skillstream.api")
+KEEPER_POLL_S = 0.1  # how soon after a sink round the keeper looks
 
 
 class KafkaProbe:
@@ -74,6 +80,8 @@ class AppContext:
     pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
+    kpi_figures: KpiFigures = field(init=False)
+    _keeper: BackgroundThread = field(init=False, repr=False)
     scheduler: Scheduler | None = None
     leases: Leases | None = None
     lag: LagMonitor | None = None
@@ -107,7 +115,18 @@ class AppContext:
             self.sink_rounds,
             max_entries=s.report_cache_entries,
             max_age_s=s.report_cache_max_age_s,
+            keep_viewed_s=s.report_keep_viewed_s,
+            interval_s=s.report_refresh_interval_s,
+            on_kept=self.start_keeper,
         )
+        self.kpi_figures = KpiFigures(
+            self.store,
+            self.sink_rounds,
+            self.data_fresh_as_of,
+            default_term=s.readiness_term,
+            interval_s=s.kpi_figures_interval_s,
+        )
+        self._keeper = BackgroundThread("report-keeper", self._keep)
 
     @classmethod
     def for_process(cls, settings: Settings) -> AppContext:
@@ -210,7 +229,27 @@ class AppContext:
     def start_sink(self) -> Sink:
         self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
         self.sink.start()
+        self.start_keeper()  # the KPI figures follow this sink's rounds
         return self.sink
+
+    def start_keeper(self) -> None:
+        """The thread keeping viewed reports ready (and, beside the sink, the
+        KPI figures); started on the first kept result or with the sink."""
+        if self._keeper.stopping.is_set():
+            return  # closing
+        self.report_cache.refreshing = True
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        """Refresh the viewed results that are due, then compute one KPI
+        figures row if any is due, so neither waits long behind the other."""
+        while not self._keeper.stopping.wait(KEEPER_POLL_S):
+            try:
+                self.report_cache.refresh_due(self._keeper.stopping)
+                if self.sink is not None:
+                    self.kpi_figures.refresh_one()
+            except Exception:  # the store down: the next poll tries again
+                log.exception("keeping reports ready failed")
 
     def close(self) -> None:
         if self.scheduler:
@@ -220,6 +259,8 @@ class AppContext:
             self.leases.stop()
         if self.notifier.publisher:
             self.notifier.publisher.close()
+        self._keeper.stop(10)
+        self.report_cache.refreshing = False
         if self.sink:
             self.sink.stop()
         if self.lag:

@@ -16,8 +16,9 @@ from prometheus_client import Counter, Histogram
 
 from api.audit.chain import audit
 from api.deps import Ctx, CurrentPrincipal
+from api.reports import figures
 from api.reports.activity import activity as activity_report
-from api.reports.common import describe
+from api.reports.common import Known, describe, freshness
 from api.reports.engagement import engagement as engagement_report
 from api.reports.kpis import kpis as kpi_report
 from api.reports.learner_events import learner_events as learner_events_report
@@ -74,21 +75,32 @@ CohortQ = Annotated[str | None, Query(description="Narrow to one cohort.")]
 UserQ = Annotated[str | None, Query(description="Narrow to one learner (inside the scope).")]
 
 
-def _fresh(ctx: Any):
-    return ctx.data_fresh_as_of if ctx.sink else None
+def _fresh_before(ctx: Any, scope: Scope) -> Known:
+    """The scope's data freshness, read before a computation's queries run."""
+    return Known(freshness(ctx.store, scope, ctx.data_fresh_as_of if ctx.sink else None))
 
 
 async def _report(
-    ctx: Any, report: str, scope: Scope, compute: Callable[[], dict], **params: Any
+    ctx: Any,
+    report: str,
+    scope: Scope,
+    compute: Callable[[Known], dict],
+    first: Callable[[], dict | None] | None = None,
+    **params: Any,
 ) -> dict:
-    """A report's result from the cache (api/reports/cache.py), computed on a miss."""
+    """A report's newest kept result (api/reports/cache.py); on a first view
+    ``first()`` (figures kept in the store) or ``compute``, given the
+    freshness read before it ran."""
 
     def timed() -> dict:
+        fresh = _fresh_before(ctx, scope)
         with REPORT_SECONDS.labels(report).time():
-            return compute()
+            return compute(fresh)
 
     key = ctx.report_cache.key(report, scope, **params)
-    return await run_in_threadpool(lambda: ctx.report_cache.get(key, timed))
+    return await run_in_threadpool(
+        lambda: ctx.report_cache.get(key, timed, tenant=scope.tenant_id, first=first)
+    )
 
 
 @router.get("/engagement", responses=ERRORS, summary="Engagement · last N weeks")
@@ -111,9 +123,9 @@ async def engagement(
     )  # fmt: skip
     out = await _report(
         ctx, "engagement", scope,
-        lambda: engagement_report(
+        lambda fresh: engagement_report(
             ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
-            sink_fresh=_fresh(ctx),
+            sink_fresh=fresh,
         ),
         weeks=weeks,
     )  # fmt: skip
@@ -155,9 +167,9 @@ async def learners(
     )  # fmt: skip
     return await _report(
         ctx, "learners", scope,
-        lambda: learner_list(
+        lambda fresh: learner_list(
             ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
-            days=days, sink_fresh=_fresh(ctx),
+            days=days, sink_fresh=fresh,
         ),
         page=page, page_size=page_size, sort=sort, at_risk=at_risk, days=days,
     )  # fmt: skip
@@ -203,8 +215,9 @@ async def kpis(
     )  # fmt: skip
     return await _report(
         ctx, "kpis", scope,
-        lambda: kpi_report(ctx.store, scope, days=days, sink_fresh=_fresh(ctx),
-                             default_term=ctx.settings.readiness_term),
+        lambda fresh: kpi_report(ctx.store, scope, days=days, sink_fresh=fresh,
+                                   default_term=ctx.settings.readiness_term),
+        first=lambda: figures.read(ctx.store, scope, days),
         days=days,
     )  # fmt: skip
 
@@ -221,7 +234,11 @@ async def activity(
     before: the tenant's for admins, the caller's own for other roles."""
     scope = await _scope(ctx, principal, "activity", tenant_id=tenant_id)
     return await _report(
-        ctx, "activity", scope, lambda: activity_report(ctx.store, scope, days=days), days=days
+        ctx,
+        "activity",
+        scope,
+        lambda _fresh: activity_report(ctx.store, scope, days=days),
+        days=days,
     )
 
 
