@@ -229,13 +229,17 @@ def kept_polling(store, tenant: str, seconds: float, viewers: dict[str, object])
 
     def viewer(name: str, scope: object, offset: float) -> None:
         stop.wait(offset)
+        first = True  # a scope nobody viewed: computed on request, measured elsewhere
         while not stop.is_set():
             for report, fn in reports(store, scope).items():
                 t = time.perf_counter()
                 got = cache.get(cache.key(report, scope), stamped(fn))
-                polls.setdefault(f"{report}/{name}", []).append((time.perf_counter() - t) * 1000)
+                took = (time.perf_counter() - t) * 1000
                 now, seen = time.perf_counter(), got["seen"]
-                behind.append(0.0 if seen >= rounds[0] else (now - written[seen]) * 1000)
+                if not first:
+                    polls.setdefault(f"{report}/{name}", []).append(took)
+                    behind.append(0.0 if seen >= rounds[0] else (now - written[seen]) * 1000)
+            first = False
             stop.wait(5.0)
 
     n = max(1, len(viewers))
@@ -260,7 +264,7 @@ def kept_polling(store, tenant: str, seconds: float, viewers: dict[str, object])
         t.join()
     keeper.stop(30)
     return {
-        "polls": {k: {"n": len(v), "p50_ms": round(percentile(v, 50), 1),
+        "returning_polls": {k: {"n": len(v), "p50_ms": round(percentile(v, 50), 1),
                       "p95_ms": round(percentile(v, 95), 1)} for k, v in sorted(polls.items())},
         "behind_newest_round_p95_ms": round(percentile(behind, 95), 1) if behind else None,
         "behind_newest_round_max_ms": round(max(behind), 1) if behind else None,
@@ -385,8 +389,11 @@ def measure(store, scale: Scale, size: int, result: Result) -> None:
             result.rows.append(Row(f"kpis {q}, {role}, first view (kept figures), {label}",
                                    m[f"{q}_ms"], raw[f"{q}_ms"], "ms", "lower",
                                    "direct scan of raw events"))  # fmt: skip
-    polling = kept_polling(store, tenant, seconds, scopes(tenant))
-    for key, m in polling["polls"].items():
+    # returning polls: 11 per viewer and report at full scale (the first, a
+    # first view, aside)
+    polled_s = 12 if scale.name == "small" else 60
+    polling = kept_polling(store, tenant, polled_s, scopes(tenant))
+    for key, m in polling["returning_polls"].items():
         report, role = key.split("/")
         result.rows.append(Row(f"{report} p95, {role} polling every 5 s (kept), {label}",
                                m["p95_ms"], raw["p95_ms"], "ms", "lower",
@@ -394,7 +401,7 @@ def measure(store, scale: Scale, size: int, result: Result) -> None:
     result.rows.append(Row(f"polled data behind the newest round p95, {label}",
                            polling["behind_newest_round_p95_ms"], 5000, "ms", "lower",
                            "the issue's bound (5 s)"))  # fmt: skip
-    fifty = kept_polling(store, tenant, seconds, manager_scopes(tenant, 50))
+    fifty = kept_polling(store, tenant, polled_s, manager_scopes(tenant, 50))
     for q in ("p50", "p95"):
         result.rows.append(Row(f"sink round write {q}, 50 scopes polled (kept), {label}",
                                fifty[f"round_write_{q}_ms"], alone[f"round_write_{q}_ms"],
