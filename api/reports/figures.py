@@ -150,8 +150,9 @@ class KpiFigures:
             t = self._queue.pop(0)
         before = summaries.deletions(t[0])
         row = compute(self.store, t, self.fresh(t[0]), self.default_term)
-        if summaries.deletions(t[0]) == before:  # else computed from rows now deleted
-            self.store.insert("kpi_figures", [row])
+        with summaries.DELETING:  # no delete between the check and the row
+            if summaries.deletions(t[0]) == before:  # else computed from rows now deleted
+                self.store.insert("kpi_figures", [row])
         return True
 
     def _plan(self) -> None:

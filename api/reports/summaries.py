@@ -118,21 +118,28 @@ def delete_rows(store: Store, tenant_id: str, table: str, where: str, params: di
     before a later delete of the same request may fail; any delete counts
     as a deletion for the tenant (results kept in memory are computed again
     on their next request) and drops its kept KPI figures."""
-    _count_deletion(tenant_id)  # before: a result computed meanwhile is not reused
-    store.command(f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params)
-    _count_deletion(tenant_id)  # after: nor one computed while the delete ran
-    store.command(
-        "ALTER TABLE kpi_figures DELETE WHERE tenant_id = {t:String} SETTINGS mutations_sync = 1",
-        {"t": tenant_id},
-    )
-    if table == "learner_week":
-        invalidate(store, tenant_id)
+    with DELETING:
+        _count_deletion(tenant_id)  # before: a result computed meanwhile is not reused
+        store.command(
+            f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params
+        )
+        _count_deletion(tenant_id)  # after: nor one computed while the delete ran
+        store.command(
+            "ALTER TABLE kpi_figures DELETE WHERE tenant_id = {t:String}"
+            " SETTINGS mutations_sync = 1",
+            {"t": tenant_id},
+        )
+        if table == "learner_week":
+            invalidate(store, tenant_id)
 
 
 # Deletions this process made, per tenant: part of every kept result's basis
 # (api/reports/cache.py), so none computed before a deletion is served after it.
 _deletions: dict[str, int] = {}
 _deletions_lock = threading.Lock()
+# Held while rows are deleted: a figures row is stored under it after
+# checking no deletion came since its computation began (api/reports/figures.py).
+DELETING = threading.Lock()
 
 
 def _count_deletion(tenant_id: str) -> None:
