@@ -22,7 +22,7 @@ from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
-from api.reports.figures import KpiFigures
+from api.reports.figures import ReportFigures
 from api.sealing import Sealer
 from api.tenants import TenantRegistry, reseal_salts
 from core.processes import stack_children_alive
@@ -80,7 +80,7 @@ class AppContext:
     pii_sealer: Sealer = field(init=False)
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
-    kpi_figures: KpiFigures = field(init=False)
+    report_figures: ReportFigures = field(init=False)
     _keeper: BackgroundThread = field(init=False, repr=False)
     scheduler: Scheduler | None = None
     leases: Leases | None = None
@@ -119,12 +119,13 @@ class AppContext:
             interval_s=s.report_refresh_interval_s,
             on_kept=self.start_keeper,
         )
-        self.kpi_figures = KpiFigures(
+        self.report_figures = ReportFigures(
             self.store,
             self.sink_rounds,
             self.data_fresh_as_of,
+            target_score=s.engagement_target,
             default_term=s.readiness_term,
-            interval_s=s.kpi_figures_interval_s,
+            interval_s=s.report_figures_interval_s,
         )
         self._keeper = BackgroundThread("report-keeper", self._keep)
 
@@ -219,6 +220,8 @@ class AppContext:
             alive["sink"] = self.sink.alive()
         if self.lag is not None:
             alive["lag_monitor"] = self.lag.alive()
+        if self.report_cache.refreshing:  # started: with the sink or a first view
+            alive["report_keeper"] = self._keeper.is_alive()
         if self.scheduler is not None:
             alive["scheduler"] = self.scheduler.alive()
         if self.leases is not None:
@@ -229,25 +232,25 @@ class AppContext:
     def start_sink(self) -> Sink:
         self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
         self.sink.start()
-        self.start_keeper()  # the KPI figures follow this sink's rounds
+        self.start_keeper()  # the report figures follow this sink's rounds
         return self.sink
 
     def start_keeper(self) -> None:
         """The thread keeping viewed reports ready (and, beside the sink, the
-        KPI figures); started on the first kept result or with the sink."""
+        report figures); started on the first kept result or with the sink."""
         if self._keeper.stopping.is_set():
             return  # closing
         self.report_cache.refreshing = True
         self._keeper.start()
 
     def _keep(self) -> None:
-        """Refresh the viewed results that are due, then compute one KPI
+        """Refresh the viewed results that are due, then compute one report
         figures row if any is due, so neither waits long behind the other."""
         while not self._keeper.stopping.wait(KEEPER_POLL_S):
             try:
                 self.report_cache.refresh_due(self._keeper.stopping)
                 if self.sink is not None:
-                    self.kpi_figures.refresh_one()
+                    self.report_figures.refresh_one()
             except Exception:  # the store down: the next poll tries again
                 log.exception("keeping reports ready failed")
 

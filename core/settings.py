@@ -356,12 +356,13 @@ class Settings(BaseSettings):
         description="Shortest time (s) between two background computations of one kept "
         "report result, however many sink rounds and viewers it has.",
     )
-    kpi_figures_interval_s: float = Field(
+    report_figures_interval_s: float = Field(
         30.0,
-        alias="KPI_FIGURES_INTERVAL_S",
-        description="Shortest time (s) between two computations of the KPI figures kept in "
-        "the store per tenant and program (`kpi_figures`), done after sink rounds that "
-        "brought the tenant new data (0 = never: first views compute on request).",
+        alias="REPORT_FIGURES_INTERVAL_S",
+        description="Shortest time (s) between two computations of the dashboard's reports "
+        "kept in the store per tenant and program (`report_figures`: KPIs, chart, at-risk "
+        "list), done after sink rounds that brought the tenant new data (0 = never: first "
+        "views compute on request).",
     )
     readiness_term: Literal["month", "quarter", "half", "year"] = Field(
         "quarter",

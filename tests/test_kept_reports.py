@@ -6,6 +6,7 @@ learner moving between managers or programs moves in every kept figure."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -18,6 +19,7 @@ from api.reports.cache import ReportCache
 from api.reports.common import Known, freshness
 from api.reports.engagement import engagement
 from api.reports.kpis import kpis
+from api.reports.learners import learners
 from api.reports.org import Link, OrgRegistry
 from api.reports.scope import Scope, compute_scope
 from api.security import Principal
@@ -120,7 +122,7 @@ def chart(store, scope: Scope, fresh=None) -> dict:
 
 def figures_of(result: dict) -> dict:
     """What a report shows, without when it was computed."""
-    return {k: v for k, v in result.items() if k not in ("computed_at",)}
+    return {k: v for k, v in result.items() if k not in ("computed_at", "scope")}
 
 
 def current_week_truth(org: rd.Org, learners: set[str]) -> dict:
@@ -250,11 +252,11 @@ def test_a_kept_result_never_shows_data_older_than_it_says(store):
         assert wau >= sum(1 for at in list(received.values()) if at <= fresh)
 
 
-def test_kpi_figures_are_the_kpis_kept_and_follow_program_moves_and_erasure(store):
-    """Figures per tenant and program equal the KPIs computed afresh for a
-    company admin and a program owner; they are read back by a new process
-    (a restart); a learner moving programs moves in them after the next
-    round; an erasure drops them."""
+def test_report_figures_are_the_reports_kept_and_follow_program_moves_and_erasure(store):
+    """Figures per tenant and program equal the dashboard's reports (KPIs,
+    chart, at-risk list) computed afresh for a company admin and a program
+    owner; they are read back by a new process (a restart); a learner moving
+    programs moves in them after the next round; an erasure drops them."""
     from api.retention.erasure import erase_user
 
     today = datetime.now(UTC).date()
@@ -262,10 +264,25 @@ def test_kpi_figures_are_the_kpis_kept_and_follow_program_moves_and_erasure(stor
     rd.insert(store, org)
     t = org.tenant_id
     rounds, clock = [0], Clock()
-    fig = figures.KpiFigures(store, lambda: rounds[0], lambda _t: None, interval_s=2, clock=clock,
-                             tenants=(t,))  # fmt: skip
+    fig = figures.ReportFigures(store, lambda: rounds[0], lambda _t: None, interval_s=2,
+                                clock=clock, tenants=(t,))  # fmt: skip
     admin = Scope("company_admin", "boss", t, None, None)
     owner = Scope("program_owner", org.owner, t, None, tuple(org.owned))
+    fresh = {
+        "kpis": lambda s: kpis(store, s, **figures.KEPT["kpis"]),
+        "engagement": lambda s: engagement(store, s, **figures.KEPT["engagement"]),
+        "learners": lambda s: learners(store, s, **figures.KEPT["learners"]),
+    }
+
+    def read(scope: Scope, report: str = "kpis") -> dict | None:
+        return figures.read(store, scope, report, figures.KEPT[report])
+
+    def same_as_fresh(scope: Scope) -> None:
+        for report, compute in fresh.items():
+            kept, now = read(scope, report), compute(scope)
+            assert kept is not None, report
+            assert json.loads(json.dumps(figures_of(now), default=str)) == json.loads(
+                json.dumps(figures_of(kept), default=str)), report  # fmt: skip
 
     def run_all() -> int:
         n = 0
@@ -274,18 +291,14 @@ def test_kpi_figures_are_the_kpis_kept_and_follow_program_moves_and_erasure(stor
         return n
 
     rounds[0] += 1
-    assert run_all() == 3  # the tenant and its two programs
+    assert run_all() == 3 * 3  # three reports of the tenant and of its two programs
     for scope in (admin, owner):
-        kept = figures.read(store, scope, 30)
-        assert kept is not None
-        fresh = kpis(store, scope, days=30)
-        assert kept["kpis"] == fresh["kpis"] and kept["data_fresh_as_of"] == fresh[
-            "data_fresh_as_of"]  # fmt: skip
-    assert figures.read(store, Scope("manager", "m", t, tuple(org.reports), None), 30) is None
-    assert figures.read(store, admin, 7) is None  # only the dashboard's window is kept
+        same_as_fresh(scope)
+    assert read(Scope("manager", "m", t, tuple(org.reports), None)) is None
+    assert figures.read(store, admin, "kpis", {"days": 7}) is None  # the dashboard's only
 
     def wau(scope: Scope) -> int:
-        got = figures.read(store, scope, 30)
+        got = read(scope)
         assert got is not None
         return {k["key"]: k for k in got["kpis"]}["wau"]["value"]
 
@@ -303,22 +316,24 @@ def test_kpi_figures_are_the_kpis_kept_and_follow_program_moves_and_erasure(stor
     rounds[0] += 1
     assert run_all() == 0  # planned at most once per interval
     clock.t += 2
-    assert run_all() == 3  # the tenant has newer data: all its figures
+    assert run_all() == 3 * 3  # the tenant has newer data: all its figures
     assert wau(owner) == len(p1) + 1  # the mover counts in its new program
+    same_as_fresh(owner)
 
-    # a restart: a new process's first view reads the rows, not nine statements
+    # a restart: a new process's first view reads the rows, not the statements
     restarted = ReportCache(lambda: 0, clock=clock)
     got = restarted.get(restarted.key("kpis", owner), lambda: {"computed": True}, tenant=t,
-                        first=lambda: figures.read(store, owner, 30))  # fmt: skip
+                        first=lambda: read(owner))  # fmt: skip
     assert "computed" not in got and got["kpis"] == kpis(store, owner, days=30)["kpis"]
 
     before = summaries.deletions(t)
     erase_user(store, None, tenant_id=t, user_id=mover, actor_id="boss",
                actor_role="company_admin")  # fmt: skip
     assert summaries.deletions(t) > before
-    assert figures.read(store, owner, 30) is None and figures.read(store, admin, 30) is None
+    assert all(read(s, r) is None for s in (admin, owner) for r in figures.KEPT)
     clock.t += 2
     rounds[0] += 1
     run_all()
     assert wau(owner) == len(p1)
-    assert figures.read(store, owner, 30)["kpis"] == kpis(store, owner, days=30)["kpis"]
+    same_as_fresh(owner)
+    same_as_fresh(admin)

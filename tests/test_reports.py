@@ -332,9 +332,9 @@ def test_a_first_kpi_view_reads_kept_figures_then_the_keeper_refreshes_it(world,
     org = rd.build(tenant.tenant_id, f"g{uuid.uuid4().hex[:4]}", datetime.now(UTC).date())
     rd.insert(store, org)
     world.names[tenant.tenant_id] = tenant.name
-    row = figures.compute(store, (tenant.tenant_id, ""), None, "quarter")
+    row = figures.compute(store, (tenant.tenant_id, ""), "kpis", None)
     hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    store.insert("kpi_figures", [{**row, "computed_at": hour_ago, "data_fresh_as_of": hour_ago}])
+    store.insert("report_figures", [{**row, "computed_at": hour_ago, "data_fresh_as_of": hour_ago}])
     first = world.get("/v1/reports/kpis", "company_admin", org, days=30)
     assert first.status_code == 200, first.text
     stated = hour_ago.isoformat().replace("+00:00", "Z")

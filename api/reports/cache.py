@@ -169,10 +169,11 @@ class ReportCache:
         return done
 
     def _due(self) -> list[tuple[Hashable, Kept]]:
-        now = self._clock()
-        with self._lock:
+        now, today = self._clock(), datetime.now(UTC).date()
+        with self._lock:  # dropped: not viewed lately, or of a day gone by
             for key in [k for k, e in self._entries.items()
-                        if now - e.viewed > self._keep_viewed_s]:  # fmt: skip
+                        if now - e.viewed > self._keep_viewed_s
+                        or (isinstance(k, tuple) and k[-1] != today)]:  # fmt: skip
                 del self._entries[key]
             entries = list(self._entries.items())
         if not entries:

@@ -117,7 +117,7 @@ def delete_rows(store: Store, tenant_id: str, table: str, where: str, params: di
     Deleting learner_week rows invalidates the tenant's kept weeks at once,
     before a later delete of the same request may fail; any delete counts
     as a deletion for the tenant (results kept in memory are computed again
-    on their next request) and drops its kept KPI figures."""
+    on their next request) and drops its kept report figures."""
     with DELETING:
         _count_deletion(tenant_id)  # before: a result computed meanwhile is not reused
         store.command(
@@ -125,7 +125,7 @@ def delete_rows(store: Store, tenant_id: str, table: str, where: str, params: di
         )
         _count_deletion(tenant_id)  # after: nor one computed while the delete ran
         store.command(
-            "ALTER TABLE kpi_figures DELETE WHERE tenant_id = {t:String}"
+            "ALTER TABLE report_figures DELETE WHERE tenant_id = {t:String}"
             " SETTINGS mutations_sync = 1",
             {"t": tenant_id},
         )

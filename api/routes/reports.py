@@ -127,6 +127,7 @@ async def engagement(
             ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
             sink_fresh=fresh,
         ),
+        first=lambda: figures.read(ctx.store, scope, "engagement", {"weeks": weeks}),
         weeks=weeks,
     )  # fmt: skip
     out["stale_after_s"] = ctx.settings.stale_after_s
@@ -161,6 +162,8 @@ async def learners(
 ) -> dict:
     """Latest score per learner with its 14-day components, days inactive and
     at-risk flag; paginated. Mentors get 403 (aggregates only)."""
+    params = {"page": page, "page_size": page_size, "sort": sort, "at_risk": at_risk,
+              "days": days}  # fmt: skip
     scope = await _scope(
         ctx, principal, "learners", per_learner=True,
         tenant_id=tenant_id, program_id=program_id, cohort_id=cohort_id, user_id=user_id,
@@ -171,7 +174,8 @@ async def learners(
             ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
             days=days, sink_fresh=fresh,
         ),
-        page=page, page_size=page_size, sort=sort, at_risk=at_risk, days=days,
+        first=lambda: figures.read(ctx.store, scope, "learners", params),
+        **params,
     )  # fmt: skip
 
 
@@ -217,7 +221,7 @@ async def kpis(
         ctx, "kpis", scope,
         lambda fresh: kpi_report(ctx.store, scope, days=days, sink_fresh=fresh,
                                    default_term=ctx.settings.readiness_term),
-        first=lambda: figures.read(ctx.store, scope, days),
+        first=lambda: figures.read(ctx.store, scope, "kpis", {"days": days}),
         days=days,
     )  # fmt: skip
 
