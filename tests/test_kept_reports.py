@@ -337,3 +337,24 @@ def test_report_figures_are_the_reports_kept_and_follow_program_moves_and_erasur
     assert wau(owner) == len(p1)
     same_as_fresh(owner)
     same_as_fresh(admin)
+
+
+def test_a_subjects_links_are_reused_a_second_and_dropped_at_a_local_write(store):
+    """Scopes read the org data on every request: a subject's links are
+    reused for ORG_CACHE_S, a link written by this process shows at once,
+    one written by another process (straight into the table) within it."""
+    from api.reports.org import ORG_CACHE_S
+
+    t = f"t-org-{uuid.uuid4().hex[:6]}"
+    reg = OrgRegistry(store)
+    reg.link(Link(t, "manager", "m", "u1"), actor="test", actor_role="test")
+    assert reg.objects(t, "manager", "m") == ["u1"]
+    store.insert("org_links", [{
+        "tenant_id": t, "relation": "manager", "subject_id": "m", "object_id": "u2",
+        "deleted": 0, "changed_by": "elsewhere", "changed_at": datetime.now(UTC),
+        "version": time.time_ns()}])  # fmt: skip
+    assert OrgRegistry(store).objects(t, "manager", "m") == ["u1"]  # reused
+    time.sleep(ORG_CACHE_S + 0.1)
+    assert OrgRegistry(store).objects(t, "manager", "m") == ["u1", "u2"]
+    reg.unlink(Link(t, "manager", "m", "u1"), actor="test", actor_role="test")
+    assert OrgRegistry(store).objects(t, "manager", "m") == ["u2"]  # at once
