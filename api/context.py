@@ -35,6 +35,7 @@ from sinks.store import Store
 
 log = logging.getLogger("skillstream.api")
 KEEPER_POLL_S = 0.1  # how soon after a sink round the keeper looks
+FIGURES_MAX_LAG_MS = 5000  # the sink's ingest lag above which no figures are computed
 
 
 class KafkaProbe:
@@ -249,7 +250,9 @@ class AppContext:
         while not self._keeper.stopping.wait(KEEPER_POLL_S):
             try:
                 self.report_cache.refresh_due(self._keeper.stopping)
-                if self.sink is not None:
+                # while the sink is behind (a back-fill) the figures wait: they
+                # would compete with it for the store and be stale at once
+                if self.sink is not None and self.sink.ingest_lag_ms() <= FIGURES_MAX_LAG_MS:
                     self.report_figures.refresh_one()
             except Exception:  # the store down: the next poll tries again
                 log.exception("keeping reports ready failed")
