@@ -204,6 +204,14 @@ class AppContext:
             self._rounds_read_at = now
         return self._stored_rounds
 
+    def ingest_lag_ms(self) -> int:
+        """now − the oldest accepted event not yet queryable: every stage's
+        (the lag monitor's) when read, else the sink's own."""
+        snap = self.lag.latest if self.lag else None
+        if snap is not None:
+            return snap.end_to_end_ms
+        return self.sink.ingest_lag_ms() if self.sink else 0
+
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
         """The freshness watermark (api/lag.py) for a tenant that has data;
         without a lag reading yet, the newest event the sink wrote."""
@@ -252,7 +260,7 @@ class AppContext:
                 self.report_cache.refresh_due(self._keeper.stopping)
                 # while the sink is behind (a back-fill) the figures wait: they
                 # would compete with it for the store and be stale at once
-                if self.sink is not None and self.sink.ingest_lag_ms() <= FIGURES_MAX_LAG_MS:
+                if self.sink is not None and self.ingest_lag_ms() <= FIGURES_MAX_LAG_MS:
                     self.report_figures.refresh_one()
             except Exception:  # the store down: the next poll tries again
                 log.exception("keeping reports ready failed")

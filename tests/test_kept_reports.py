@@ -296,6 +296,12 @@ def test_report_figures_are_the_reports_kept_and_follow_program_moves_and_erasur
         same_as_fresh(scope)
     assert read(Scope("manager", "m", t, tuple(org.reports), None)) is None
     assert figures.read(store, admin, "kpis", {"days": 7}) is None  # the dashboard's only
+    newest = datetime.fromisoformat(read(admin)["data_fresh_as_of"].replace("Z", "+00:00"))
+    assert figures.read(store, admin, "kpis", figures.KEPT["kpis"], newest=newest,
+                        max_behind_s=40) is not None  # fmt: skip
+    # the tenant's data moved on a minute (a back-fill): a first view computes
+    assert figures.read(store, admin, "kpis", figures.KEPT["kpis"],
+                        newest=newest + timedelta(seconds=60), max_behind_s=40) is None  # fmt: skip
 
     def wau(scope: Scope) -> int:
         got = read(scope)

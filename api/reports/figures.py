@@ -98,8 +98,19 @@ def target(scope: Scope, report: str, params: dict[str, Any]) -> Target | None:
     return None
 
 
-def read(store: Store, scope: Scope, report: str, params: dict[str, Any]) -> dict | None:
-    """The scope's report from its kept figures, None when there are none."""
+def read(
+    store: Store,
+    scope: Scope,
+    report: str,
+    params: dict[str, Any],
+    *,
+    newest: datetime | None = None,
+    max_behind_s: float | None = None,
+) -> dict | None:
+    """The scope's report from its kept figures; None when there are none,
+    or when their data are more than ``max_behind_s`` behind ``newest`` (the
+    tenant's freshness now): a first view then computes rather than show
+    figures from before a back-fill."""
     t = target(scope, report, params)
     if t is None:
         return None
@@ -111,12 +122,21 @@ def read(store: Store, scope: Scope, report: str, params: dict[str, Any]) -> dic
     if not rows:
         return None
     r = rows[0]
+    if newest is not None and max_behind_s is not None and _behind(r, newest) > max_behind_s:
+        return None
     return {
         **json.loads(r["result"]),
         "scope": describe(scope),
         "computed_at": common.iso(_ms(r["computed_ms"])),
         "data_fresh_as_of": common.iso(_ms(r["fresh_ms"])),
     }
+
+
+def _behind(row: dict[str, Any], newest: datetime) -> float:
+    """How far (s) a row's data are behind ``newest``."""
+    if row["fresh_ms"] is None:
+        return float("inf")
+    return newest.timestamp() - int(row["fresh_ms"]) / 1000
 
 
 def _ms(v: Any) -> datetime | None:

@@ -75,6 +75,21 @@ CohortQ = Annotated[str | None, Query(description="Narrow to one cohort.")]
 UserQ = Annotated[str | None, Query(description="Narrow to one learner (inside the scope).")]
 
 
+def _figures(ctx: Any, scope: Scope, report: str, params: dict) -> Callable[[], dict | None]:
+    """A first view's answer from the report's kept figures (api/reports/
+    figures.py), unless their data are more than an interval (and 10 s for
+    their computation) behind the tenant's."""
+
+    def first() -> dict | None:
+        if figures.target(scope, report, params) is None:
+            return None
+        s = ctx.settings
+        return figures.read(ctx.store, scope, report, params, newest=_fresh_before(ctx, scope).at,
+                            max_behind_s=s.report_figures_interval_s + 10)  # fmt: skip
+
+    return first
+
+
 def _fresh_before(ctx: Any, scope: Scope) -> Known:
     """The scope's data freshness, read before a computation's queries run."""
     return Known(freshness(ctx.store, scope, ctx.data_fresh_as_of if ctx.sink else None))
@@ -127,7 +142,7 @@ async def engagement(
             ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
             sink_fresh=fresh,
         ),
-        first=lambda: figures.read(ctx.store, scope, "engagement", {"weeks": weeks}),
+        first=_figures(ctx, scope, "engagement", {"weeks": weeks}),
         weeks=weeks,
     )  # fmt: skip
     out["stale_after_s"] = ctx.settings.stale_after_s
@@ -174,7 +189,7 @@ async def learners(
             ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
             days=days, sink_fresh=fresh,
         ),
-        first=lambda: figures.read(ctx.store, scope, "learners", params),
+        first=_figures(ctx, scope, "learners", params),
         **params,
     )  # fmt: skip
 
@@ -221,7 +236,7 @@ async def kpis(
         ctx, "kpis", scope,
         lambda fresh: kpi_report(ctx.store, scope, days=days, sink_fresh=fresh,
                                    default_term=ctx.settings.readiness_term),
-        first=lambda: figures.read(ctx.store, scope, "kpis", {"days": days}),
+        first=_figures(ctx, scope, "kpis", {"days": days}),
         days=days,
     )  # fmt: skip
 
