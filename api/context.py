@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -21,15 +22,21 @@ from api.notify.config import reseal_secrets as reseal_webhook_secrets
 from api.notify.fanout import Notifier
 from api.origins import OriginRegistry
 from api.reports.cache import ReportCache
+from api.reports.figures import ReportFigures
 from api.sealing import Sealer
 from api.sso.service import SignIn
 from api.tenants import TenantRegistry, reseal_salts
 from core.processes import stack_children_alive
 from core.secrets import Secrets
 from core.settings import Settings
+from core.threads import BackgroundThread
 from schemas.codec import Codec, codec_for
 from sinks.sink import Sink
 from sinks.store import Store
+
+log = logging.getLogger("skillstream.api")
+KEEPER_POLL_S = 0.1  # how soon after a sink round the keeper looks
+FIGURES_MAX_LAG_MS = 5000  # the sink's ingest lag above which no figures are computed
 
 
 class KafkaProbe:
@@ -76,6 +83,8 @@ class AppContext:
     exports: ExportRunner = field(init=False)
     report_cache: ReportCache = field(init=False)
     sso: SignIn = field(init=False)
+    report_figures: ReportFigures = field(init=False)
+    _keeper: BackgroundThread = field(init=False, repr=False)
     scheduler: Scheduler | None = None
     leases: Leases | None = None
     lag: LagMonitor | None = None
@@ -111,7 +120,19 @@ class AppContext:
             self.sink_rounds,
             max_entries=s.report_cache_entries,
             max_age_s=s.report_cache_max_age_s,
+            keep_viewed_s=s.report_keep_viewed_s,
+            interval_s=s.report_refresh_interval_s,
+            on_kept=self.start_keeper,
         )
+        self.report_figures = ReportFigures(
+            self.store,
+            self.sink_rounds,
+            self.data_fresh_as_of,
+            target_score=s.engagement_target,
+            default_term=s.readiness_term,
+            interval_s=s.report_figures_interval_s,
+        )
+        self._keeper = BackgroundThread("report-keeper", self._keep)
 
     @classmethod
     def for_process(cls, settings: Settings) -> AppContext:
@@ -187,6 +208,14 @@ class AppContext:
             self._rounds_read_at = now
         return self._stored_rounds
 
+    def ingest_lag_ms(self) -> int:
+        """now − the oldest accepted event not yet queryable: every stage's
+        (the lag monitor's) when read, else the sink's own."""
+        snap = self.lag.latest if self.lag else None
+        if snap is not None:
+            return snap.end_to_end_ms
+        return self.sink.ingest_lag_ms() if self.sink else 0
+
     def data_fresh_as_of(self, tenant_id: str | None = None) -> datetime | None:
         """The freshness watermark (api/lag.py) for a tenant that has data;
         without a lag reading yet, the newest event the sink wrote."""
@@ -204,6 +233,8 @@ class AppContext:
             alive["sink"] = self.sink.alive()
         if self.lag is not None:
             alive["lag_monitor"] = self.lag.alive()
+        if self.report_cache.refreshing:  # started: with the sink or a first view
+            alive["report_keeper"] = self._keeper.is_alive()
         if self.scheduler is not None:
             alive["scheduler"] = self.scheduler.alive()
         if self.leases is not None:
@@ -214,7 +245,29 @@ class AppContext:
     def start_sink(self) -> Sink:
         self.sink = Sink(self.settings, self.store, self.kafka_bootstrap)
         self.sink.start()
+        self.start_keeper()  # the report figures follow this sink's rounds
         return self.sink
+
+    def start_keeper(self) -> None:
+        """The thread keeping viewed reports ready (and, beside the sink, the
+        report figures); started on the first kept result or with the sink."""
+        if self._keeper.stopping.is_set():
+            return  # closing
+        self.report_cache.refreshing = True
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        """Refresh the viewed results that are due, then compute one report
+        figures row if any is due, so neither waits long behind the other."""
+        while not self._keeper.stopping.wait(KEEPER_POLL_S):
+            try:
+                self.report_cache.refresh_due(self._keeper.stopping)
+                # while the sink is behind (a back-fill) the figures wait: they
+                # would compete with it for the store and be stale at once
+                if self.sink is not None and self.ingest_lag_ms() <= FIGURES_MAX_LAG_MS:
+                    self.report_figures.refresh_one()
+            except Exception:  # the store down: the next poll tries again
+                log.exception("keeping reports ready failed")
 
     def close(self) -> None:
         if self.scheduler:
@@ -224,6 +277,8 @@ class AppContext:
             self.leases.stop()
         if self.notifier.publisher:
             self.notifier.publisher.close()
+        self._keeper.stop(10)
+        self.report_cache.refreshing = False
         if self.sink:
             self.sink.stop()
         if self.lag:

@@ -343,6 +343,27 @@ class Settings(BaseSettings):
         alias="REPORT_CACHE_ENTRIES",
         description="Report results kept in memory (least recently used go first).",
     )
+    report_keep_viewed_s: float = Field(
+        300.0,
+        alias="REPORT_KEEP_VIEWED_S",
+        description="A report result viewed within this long (s) is kept ready: computed "
+        "again in the background after sink rounds, so viewers are answered from memory; "
+        "one nobody viewed for longer is dropped and costs nothing.",
+    )
+    report_refresh_interval_s: float = Field(
+        2.0,
+        alias="REPORT_REFRESH_INTERVAL_S",
+        description="Shortest time (s) between two background computations of one kept "
+        "report result, however many sink rounds and viewers it has.",
+    )
+    report_figures_interval_s: float = Field(
+        30.0,
+        alias="REPORT_FIGURES_INTERVAL_S",
+        description="Shortest time (s) between two computations of the dashboard's reports "
+        "kept in the store per tenant and program (`report_figures`: KPIs, chart, at-risk "
+        "list), done after sink rounds that brought the tenant new data (0 = never: first "
+        "views compute on request).",
+    )
     readiness_term: Literal["month", "quarter", "half", "year"] = Field(
         "quarter",
         alias="READINESS_TERM",

@@ -140,6 +140,9 @@ def settings(tmp_path: Path, kafka_bootstrap: str) -> Settings:
         KAFKA_BOOTSTRAP=kafka_bootstrap,
         TOPIC_PREFIX=f"t{uuid.uuid4().hex[:8]}",
         TOPIC_PARTITIONS=3,
+        # the session's store holds every test's tenants: report figures for all
+        # of them would be computed behind each test that runs a sink
+        REPORT_FIGURES_INTERVAL_S=0,
     )
 
 

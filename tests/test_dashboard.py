@@ -120,6 +120,15 @@ def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts)
     assert page.locator("#stale-banner").is_hidden()
     assert page.locator("#demo-banner").is_hidden()  # not a demo: no demo banner
     assert page.locator("#kpi-table tr").count() == 9  # every KPI of seed 003 we compute
+    # every figure states its window, and no two figures share a name
+    windows = page.locator("#tiles .window, #kpi-table .window").all_inner_texts()
+    assert len(windows) == 7 + 9 and all(w.strip() for w in windows)
+    assert "this week so far" in page.locator("#tile-weekly_active_learners .window").inner_text()
+    names = page.locator("#tiles .label").all_text_contents()
+    names += page.locator("#kpi-table td:first-child").all_text_contents()
+    assert len(set(names)) == len(names), names
+    assert "Active in the last 7 days" in names and "Active this week" in names
+    assert page.locator("#kpi-fresh").inner_text().startswith("Computed ")
     assert value("reports_generated") == "3"  # the failed one and the 40-day-old one aside
     assert value("audit_events") == str(audit_rows(store, org.tenant_id))
     assert (

@@ -87,6 +87,9 @@ def _ops_view_shows_the_lag_to_platform_admins_only(url, env, chromium, artifact
     page = chromium.new_page()
     page.goto(f"{url}/#token={admin}")
     page.wait_for_function("Number(document.body.dataset.opsLoaded || 0) > 3", timeout=20_000)
+    page.wait_for_selector(
+        "body[data-loaded]", timeout=20_000
+    )  # the reports shown (#ops is in them)
     assert page.locator("#ops").is_visible()
     assert "worker:" in page.locator("#ops-now").inner_text()
     page.screenshot(path=str(artifacts / "dashboard-ops.png"), full_page=True)

@@ -318,3 +318,35 @@ def test_together_keeps_order_raises_and_nests():
 
     got = together(*(lambda i=i: inner(i) for i in range(12)))
     assert got == [[10 * i + j for j in range(5)] for i in range(12)]
+
+
+def test_a_first_kpi_view_reads_kept_figures_then_the_keeper_refreshes_it(world, store):
+    """A tenant's first KPI view over HTTP is its kept figures row (computed
+    an hour ago here, and saying so), and the keeper computes the result
+    afresh in the background right after: the next polls show it."""
+    from api.reports import figures
+    from api.reports.kpis import kpis
+    from api.reports.scope import Scope
+
+    tenant, _ = world.api.ctx.tenants.create(f"rep-fig-{uuid.uuid4().hex[:6]}")
+    org = rd.build(tenant.tenant_id, f"g{uuid.uuid4().hex[:4]}", datetime.now(UTC).date())
+    rd.insert(store, org)
+    world.names[tenant.tenant_id] = tenant.name
+    row = figures.compute(store, (tenant.tenant_id, ""), "kpis", None)
+    hour_ago = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    store.insert("report_figures", [{**row, "computed_at": hour_ago}])  # its data: as now
+    first = world.get("/v1/reports/kpis", "company_admin", org, days=30)
+    assert first.status_code == 200, first.text
+    stated = hour_ago.isoformat().replace("+00:00", "Z")
+    assert first.json()["computed_at"].startswith(stated[:19])
+    assert first.json()["kpis"] == kpis(store, Scope("company_admin", "b", tenant.tenant_id,
+                                                     None, None), days=30)["kpis"]  # fmt: skip
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        got = world.get("/v1/reports/kpis", "company_admin", org, days=30).json()
+        if not got["computed_at"].startswith(stated[:19]):
+            break
+        time.sleep(0.2)
+    fresh = max(e["received_at"] for e in org.events)
+    assert got["data_fresh_as_of"] == fresh.isoformat().replace("+00:00", "Z")
+    assert [k["key"] for k in got["kpis"]] == [k["key"] for k in first.json()["kpis"]]

@@ -167,8 +167,10 @@ def test_three_workers_on_three_brokers_lose_a_worker_and_a_broker(tmp_path, sto
     base = Settings()
     cluster = KafkaCluster.ensure(tmp_path / "kafka", base.cache_dir, base.kafka_version,
                                   size=3, heap="256m", fresh=True)  # fmt: skip
+    # no report figures: they would be kept for every tenant of the session's store
     settings = Settings(SKILLSTREAM_RUN_DIR=tmp_path / "run", KAFKA_BOOTSTRAP=cluster.bootstrap,
-                        TOPIC_PREFIX=f"s3{unique}", TOPIC_PARTITIONS=6)  # fmt: skip
+                        TOPIC_PREFIX=f"s3{unique}", TOPIC_PARTITIONS=6,
+                        REPORT_FIGURES_INTERVAL_S=0)  # fmt: skip
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     api = LiveApi(settings, store, cluster.bootstrap, sink=True)
     workers: dict[str, object] = {}

@@ -22,7 +22,7 @@ from reportlab.platypus import Flowable, Paragraph, SimpleDocTemplate, Spacer, T
 TILES = (
     ("programs_tracked", "Programs tracked"),
     ("median_engagement", "Median engagement"),
-    ("weekly_active_learners", "Weekly active"),
+    ("weekly_active_learners", "Active this week"),
     ("completion_rate", "Completion rate"),
     ("at_risk_learners", "At-risk learners"),
 )

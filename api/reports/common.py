@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,8 +77,22 @@ FRESHNESS = """
 """
 
 
+@dataclass(frozen=True)
+class Known:
+    """A freshness read before a computation's queries ran: what its answer
+    states, so the data it shows are never older than it says (a round
+    written while the queries run only makes them newer)."""
+
+    at: datetime | None
+
+    def __call__(self, _tenant: str | None) -> datetime | None:
+        return self.at
+
+
 def freshness(store: Store, scope: Scope, sink_fresh: FreshFn | None = None) -> datetime | None:
     """Newest received_at that is queryable for the scope's tenant (or any)."""
+    if isinstance(sink_fresh, Known):
+        return sink_fresh.at
     if sink_fresh is not None:
         got = sink_fresh(scope.tenant_id)
         if got is not None:

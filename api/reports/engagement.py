@@ -107,7 +107,7 @@ def engagement(
         "weeks": weeks,
         "target": target,
         "series": series[-weeks:],
-        "tiles": _tiles(series[-1], series[-2]),
+        "tiles": _tiles(series[-1], series[-2], _monday(today)),
         "computed_at": iso(datetime.now(UTC)),
         "data_fresh_as_of": iso(fresh),
     }
@@ -137,14 +137,20 @@ def _point(
     }
 
 
-def _tiles(cur: dict[str, Any], prev: dict[str, Any]) -> dict[str, dict]:
-    return {
+def _tiles(cur: dict[str, Any], prev: dict[str, Any], monday: date) -> dict[str, dict]:
+    """The current week's figures against the previous week's, each with its
+    window (the ISO week so far; the completion rate counts up to today)."""
+    week = f"this week so far (ISO week from Mon {monday.isoformat()}, UTC)"
+    tiles = {
         "programs_tracked": tile(cur["programs_tracked"], prev["programs_tracked"]),
         "median_engagement": tile(cur["median_score"], prev["median_score"], pct=False),
         "weekly_active_learners": tile(cur["active_learners"], prev["active_learners"]),
         "completion_rate": tile(cur["completion_rate"], prev["completion_rate"], pct=False),
         "at_risk_learners": tile(cur["at_risk"], prev["at_risk"]),
     }
+    for key, t in tiles.items():
+        t["window"] = "all time, up to today" if key == "completion_rate" else week
+    return tiles
 
 
 def _weeks(

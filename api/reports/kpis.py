@@ -208,6 +208,8 @@ def kpis(
         )
     )
     items = [onboarding, adherence, resume, planner, activation, readiness, by_term, iv, wau]
+    _windows(items, days, by_term["term"])
+    del by_term["term"]
     return {
         "scope": describe(scope),
         "window_days": days,
@@ -246,7 +248,7 @@ def _kpi_window(
 
 def _wau(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:
     row = store.query(WAU.format(where=f.sql), p)[0]
-    return _kpi("wau", "Weekly active users", "platform", int(row["cur"]), "learners",
+    return _kpi("wau", "Active in the last 7 days", "platform", int(row["cur"]), "learners",
                 None, None, "distinct identified learners with a counted event in the last 7 days",
                 previous=int(row["prev"]))  # fmt: skip
 
@@ -294,11 +296,12 @@ def _readiness_by_term(
     def delta(n: str, v: str) -> float | None:
         return round(float(row[v]), 2) if int(row[n]) else None
 
-    return _kpi("readiness_delta_term", f"Skill readiness delta this {term}", "student",
+    item = _kpi("readiness_delta_term", f"Skill readiness delta this {term}", "student",
                 delta("cur_n", "cur"), "points", None, int(row["cur_n"]),
                 f"average change in readiness score, last minus first assessment in the current "
                 f"calendar {term} (UTC), over learners with two or more; previous: the {term} "
                 "before", previous=delta("prev_n", "prev"))  # fmt: skip
+    return {**item, "term": term}
 
 
 def _interventions(store: Store, scope: Scope, since: datetime, now: datetime) -> dict[str, Any]:
@@ -321,6 +324,14 @@ def _ratio_kpi(
     """A KPI that is ``num`` out of ``den`` (none when ``den`` is 0)."""
     ratio = round(num / den, 4) if den else None
     return _kpi(key, label, persona, ratio, "ratio", num, den, definition)
+
+
+def _windows(items: list[dict[str, Any]], days: int, term: str) -> None:
+    """Each KPI's window, as the dashboard states it beside the figure."""
+    fixed = {"wau": "last 7 days", "advisee_activation_30d": "last 30 days",
+             "readiness_delta_term": f"this calendar {term} (UTC)"}  # fmt: skip
+    for item in items:
+        item["window"] = fixed.get(item["key"], f"last {days} days")
 
 
 def _kpi(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,50 @@ _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 
 class OrgError(ValueError):
     pass
+
+
+# How long a subject's links read from the store are reused (s): every
+# report request computes its scope from them, and a read waits behind the
+# sink's writes. A link this process writes clears them at once; one
+# written by another process (API replicas on a ClickHouse server, a CLI
+# with CLICKHOUSE_URL) shows within this time.
+ORG_CACHE_S = 1.0
+
+
+class _Objects:
+    """The links read per (store, tenant, relation, subject), each with the
+    count of this process's link writes before it was read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writes = 0
+        self._entries: dict[tuple, tuple[int, float, tuple[str, ...]]] = {}
+
+    @property
+    def writes(self) -> int:
+        with self._lock:
+            return self._writes
+
+    def get(self, key: tuple) -> tuple[str, ...] | None:
+        with self._lock:
+            got = self._entries.get(key)
+            if got is None or got[0] != self._writes or time.monotonic() - got[1] > ORG_CACHE_S:
+                return None
+            return got[2]
+
+    def put(self, key: tuple, writes: int, objects: tuple[str, ...]) -> None:
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[key] = (writes, time.monotonic(), objects)
+
+    def changed(self) -> None:
+        with self._lock:
+            self._writes += 1
+            self._entries.clear()
+
+
+_OBJECTS = _Objects()
 
 
 @dataclass(frozen=True)
@@ -65,7 +110,10 @@ class OrgRegistry:
             resource=f"{link.relation}:{link.subject_id}->{link.object_id}",
             outcome="ok",
         ):
-            self.store.insert("org_links", [row])
+            try:
+                self.store.insert("org_links", [row])
+            finally:
+                _OBJECTS.changed()
 
     def link(self, link: Link, *, actor: str, actor_role: str) -> None:
         self._write(link, deleted=False, actor=actor, actor_role=actor_role)
@@ -101,19 +149,31 @@ class OrgRegistry:
                 outcome="ok",
                 detail={"links": sum(1 for lk in links if lk.tenant_id == tenant)},
             )
-        self.store.insert("org_links", rows)
+        try:
+            self.store.insert("org_links", rows)
+        finally:
+            _OBJECTS.changed()
 
     def unlink(self, link: Link, *, actor: str, actor_role: str) -> None:
         self._write(link, deleted=True, actor=actor, actor_role=actor_role)
 
     def objects(self, tenant_id: str, relation: str, subject_id: str) -> list[str]:
+        """What ``subject_id`` relates to (a manager's reports, an owner's
+        programs), reused for ``ORG_CACHE_S`` unless this process writes a link."""
+        key = (id(self.store), tenant_id, relation, subject_id)
+        got = _OBJECTS.get(key)
+        if got is not None:
+            return list(got)
+        writes = _OBJECTS.writes  # before the read: a write during it is not missed
         rows = self.store.query(
             "SELECT object_id FROM org_links FINAL WHERE tenant_id = {t:String}"
             " AND relation = {r:String} AND subject_id = {s:String} AND deleted = 0"
             " ORDER BY object_id",
             {"t": tenant_id, "r": relation, "s": subject_id},
         )
-        return [r["object_id"] for r in rows]
+        found = tuple(r["object_id"] for r in rows)
+        _OBJECTS.put(key, writes, found)
+        return list(found)
 
     def links(
         self, tenant_id: str, relation: str | None = None, subject_id: str | None = None

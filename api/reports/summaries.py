@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -114,7 +115,41 @@ def invalidate(store: Store, tenant_id: str) -> None:
 def delete_rows(store: Store, tenant_id: str, table: str, where: str, params: dict) -> None:
     """Delete rows of one of ``tenant_id``'s tables now (erasure, purge).
     Deleting learner_week rows invalidates the tenant's kept weeks at once,
-    before a later delete of the same request may fail."""
-    store.command(f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params)
-    if table == "learner_week":
-        invalidate(store, tenant_id)
+    before a later delete of the same request may fail; any delete counts
+    as a deletion for the tenant (results kept in memory are computed again
+    on their next request) and drops its kept report figures."""
+    with DELETING:
+        _count_deletion(tenant_id)  # before: a result computed meanwhile is not reused
+        store.command(
+            f"ALTER TABLE {table} DELETE WHERE {where} SETTINGS mutations_sync = 1", params
+        )
+        _count_deletion(tenant_id)  # after: nor one computed while the delete ran
+        store.command(
+            "ALTER TABLE report_figures DELETE WHERE tenant_id = {t:String}"
+            " SETTINGS mutations_sync = 1",
+            {"t": tenant_id},
+        )
+        if table == "learner_week":
+            invalidate(store, tenant_id)
+
+
+# Deletions this process made, per tenant: part of every kept result's basis
+# (api/reports/cache.py), so none computed before a deletion is served after it.
+_deletions: dict[str, int] = {}
+_deletions_lock = threading.Lock()
+# Held while rows are deleted: a figures row is stored under it after
+# checking no deletion came since its computation began (api/reports/figures.py).
+DELETING = threading.Lock()
+
+
+def _count_deletion(tenant_id: str) -> None:
+    with _deletions_lock:
+        _deletions[tenant_id] = _deletions.get(tenant_id, 0) + 1
+
+
+def deletions(tenant_id: str | None) -> int:
+    """Deletions counted for ``tenant_id`` (None: every tenant's)."""
+    with _deletions_lock:
+        if tenant_id is None:
+            return sum(_deletions.values())
+        return _deletions.get(tenant_id, 0)

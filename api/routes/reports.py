@@ -16,8 +16,9 @@ from prometheus_client import Counter, Histogram
 
 from api.audit.chain import audit
 from api.deps import Ctx, CurrentPrincipal
+from api.reports import figures
 from api.reports.activity import activity as activity_report
-from api.reports.common import describe
+from api.reports.common import Known, describe, freshness
 from api.reports.engagement import engagement as engagement_report
 from api.reports.kpis import kpis as kpi_report
 from api.reports.learner_events import learner_events as learner_events_report
@@ -74,21 +75,47 @@ CohortQ = Annotated[str | None, Query(description="Narrow to one cohort.")]
 UserQ = Annotated[str | None, Query(description="Narrow to one learner (inside the scope).")]
 
 
-def _fresh(ctx: Any):
-    return ctx.data_fresh_as_of if ctx.sink else None
+def _figures(ctx: Any, scope: Scope, report: str, params: dict) -> Callable[[], dict | None]:
+    """A first view's answer from the report's kept figures (api/reports/
+    figures.py), unless their data are more than an interval (and 10 s for
+    their computation) behind the tenant's."""
+
+    def first() -> dict | None:
+        if figures.target(scope, report, params) is None:
+            return None
+        s = ctx.settings
+        return figures.read(ctx.store, scope, report, params, newest=_fresh_before(ctx, scope).at,
+                            max_behind_s=s.report_figures_interval_s + 10)  # fmt: skip
+
+    return first
+
+
+def _fresh_before(ctx: Any, scope: Scope) -> Known:
+    """The scope's data freshness, read before a computation's queries run."""
+    return Known(freshness(ctx.store, scope, ctx.data_fresh_as_of if ctx.sink else None))
 
 
 async def _report(
-    ctx: Any, report: str, scope: Scope, compute: Callable[[], dict], **params: Any
+    ctx: Any,
+    report: str,
+    scope: Scope,
+    compute: Callable[[Known], dict],
+    first: Callable[[], dict | None] | None = None,
+    **params: Any,
 ) -> dict:
-    """A report's result from the cache (api/reports/cache.py), computed on a miss."""
+    """A report's newest kept result (api/reports/cache.py); on a first view
+    ``first()`` (figures kept in the store) or ``compute``, given the
+    freshness read before it ran."""
 
     def timed() -> dict:
+        fresh = _fresh_before(ctx, scope)
         with REPORT_SECONDS.labels(report).time():
-            return compute()
+            return compute(fresh)
 
     key = ctx.report_cache.key(report, scope, **params)
-    return await run_in_threadpool(lambda: ctx.report_cache.get(key, timed))
+    return await run_in_threadpool(
+        lambda: ctx.report_cache.get(key, timed, tenant=scope.tenant_id, first=first)
+    )
 
 
 @router.get("/engagement", responses=ERRORS, summary="Engagement · last N weeks")
@@ -111,10 +138,11 @@ async def engagement(
     )  # fmt: skip
     out = await _report(
         ctx, "engagement", scope,
-        lambda: engagement_report(
+        lambda fresh: engagement_report(
             ctx.store, scope, weeks=weeks, target=ctx.settings.engagement_target,
-            sink_fresh=_fresh(ctx),
+            sink_fresh=fresh,
         ),
+        first=_figures(ctx, scope, "engagement", {"weeks": weeks}),
         weeks=weeks,
     )  # fmt: skip
     out["stale_after_s"] = ctx.settings.stale_after_s
@@ -149,17 +177,20 @@ async def learners(
 ) -> dict:
     """Latest score per learner with its 14-day components, days inactive and
     at-risk flag; paginated. Mentors get 403 (aggregates only)."""
+    params = {"page": page, "page_size": page_size, "sort": sort, "at_risk": at_risk,
+              "days": days}  # fmt: skip
     scope = await _scope(
         ctx, principal, "learners", per_learner=True,
         tenant_id=tenant_id, program_id=program_id, cohort_id=cohort_id, user_id=user_id,
     )  # fmt: skip
     return await _report(
         ctx, "learners", scope,
-        lambda: learner_list(
+        lambda fresh: learner_list(
             ctx.store, scope, page=page, page_size=page_size, sort=sort, at_risk=at_risk,
-            days=days, sink_fresh=_fresh(ctx),
+            days=days, sink_fresh=fresh,
         ),
-        page=page, page_size=page_size, sort=sort, at_risk=at_risk, days=days,
+        first=_figures(ctx, scope, "learners", params),
+        **params,
     )  # fmt: skip
 
 
@@ -203,8 +234,9 @@ async def kpis(
     )  # fmt: skip
     return await _report(
         ctx, "kpis", scope,
-        lambda: kpi_report(ctx.store, scope, days=days, sink_fresh=_fresh(ctx),
-                             default_term=ctx.settings.readiness_term),
+        lambda fresh: kpi_report(ctx.store, scope, days=days, sink_fresh=fresh,
+                                   default_term=ctx.settings.readiness_term),
+        first=_figures(ctx, scope, "kpis", {"days": days}),
         days=days,
     )  # fmt: skip
 
@@ -221,7 +253,11 @@ async def activity(
     before: the tenant's for admins, the caller's own for other roles."""
     scope = await _scope(ctx, principal, "activity", tenant_id=tenant_id)
     return await _report(
-        ctx, "activity", scope, lambda: activity_report(ctx.store, scope, days=days), days=days
+        ctx,
+        "activity",
+        scope,
+        lambda _fresh: activity_report(ctx.store, scope, days=days),
+        days=days,
     )
 
 

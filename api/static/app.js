@@ -9,15 +9,17 @@
   const state = { token: null, demo: [], config: null, chart: null, timer: null, gen: 0, historyDone: false,
                   tenant: "", tenants: null, session: null };
 
+  // Every figure states its window (the tile's `window` from the API, else
+  // the period here); no two figures on the screen share a name.
   const TILES = [
     ["programs_tracked", "Programs tracked", (v) => fmtInt(v), false],
     ["median_engagement", "Engagement score", (v) => (v == null ? "–" : String(Math.round(v))), false],
-    ["weekly_active_learners", "Weekly active", (v) => fmtInt(v), false],
+    ["weekly_active_learners", "Active this week", (v) => fmtInt(v), false],
     ["completion_rate", "Completion rate", (v) => (v == null ? "–" : pct(v)), false],
     ["at_risk_learners", "At-risk", (v) => fmtInt(v), true],
     // from /v1/reports/activity: the last 30 days against the 30 before
-    ["reports_generated", "Reports generated", (v) => fmtInt(v), false, "in the last 30 days"],
-    ["audit_events", "Audit events", (v) => compact(v), false, "in the last 30 days"],
+    ["reports_generated", "Reports generated", (v) => fmtInt(v), false, "last 30 days"],
+    ["audit_events", "Audit events", (v) => compact(v), false, "last 30 days"],
   ];
 
   function fmtInt(v) { return v == null ? "–" : Number(v).toLocaleString("en-US"); }
@@ -76,8 +78,10 @@
   function renderTiles(tiles) {
     $("tiles").innerHTML = TILES.map(([key, label, fmt, inverse, period]) => {
       const t = tiles[key]; const d = deltaText(key, t, period);
+      const win = t.window || period;
       return `<div class="tile${inverse ? " inverse" : ""}" id="tile-${key}">
-        <div class="label" title="${esc(period || "this week")}">${esc(label)}</div>
+        <div class="label">${esc(label)}</div>
+        <div class="window muted">${esc(win)}</div>
         <div class="value" data-value="${t.value == null ? "" : t.value}">${esc(fmt(t.value))}</div>
         <div class="delta ${d.cls}">${esc(d.text)}</div></div>`;
     }).join("");
@@ -119,7 +123,7 @@
       <th class="num">Score</th><th class="num">Days inactive</th></tr></thead><tbody>` +
       res.items.map((l) => `<tr><td>${esc(l.user_id)}</td><td>${esc(l.program_id || "–")}</td>
         <td class="num">${l.score}</td><td class="num">${l.days_inactive}</td></tr>`).join("") +
-      `</tbody></table><p class="muted">${fmtInt(res.total)} at risk in scope</p>`;
+      `</tbody></table><p class="muted">${fmtInt(res.total)} in scope</p>`;
   }
 
   function renderKpis(res) {
@@ -127,9 +131,11 @@
       const v = k.value == null ? "–" : k.unit === "ratio" ? pct(k.value) : k.unit === "points" ?
         (k.value > 0 ? "+" : "") + k.value + " pts" : k.unit === "seconds" ? secs(k.value) : fmtInt(k.value);
       const nd = k.denominator != null && k.numerator != null ? `${fmtInt(k.numerator)}/${fmtInt(k.denominator)}` : "";
-      return `<tr title="${esc(k.definition)}"><td>${esc(k.label)}</td><td class="num">${esc(v)}</td>
+      return `<tr title="${esc(k.definition)}"><td>${esc(k.label)}</td>
+        <td class="window muted">${esc(k.window || "")}</td><td class="num">${esc(v)}</td>
         <td class="num muted">${nd}</td></tr>`;
-    }).join("") + "</tbody></table>";
+    }).join("") + "</tbody></table>" +
+      `<p class="muted" id="kpi-fresh">Computed ${esc(utc(res.computed_at))} · data fresh as of ${esc(utc(res.data_fresh_as_of))}</p>`;
   }
 
   // Zeros while history is still on its way would read as data: say so instead.

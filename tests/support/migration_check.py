@@ -126,6 +126,11 @@ def scopes() -> dict[str, Scope]:
     }
 
 
+def figure(item: dict) -> dict:
+    """A tile's or KPI's figures, without its wording (label, window)."""
+    return {k: v for k, v in item.items() if k not in ("label", "window")}
+
+
 def kpis(store, module, names: tuple[str, ...]) -> dict:
     now = datetime.now(UTC)
     out = {}
@@ -133,7 +138,8 @@ def kpis(store, module, names: tuple[str, ...]) -> dict:
         for days in (7, 30, 90):
             got = module.kpis(store, scopes()[name], days=days, now=now)
             # KPIs that came with the read model: nothing to compare them with
-            out[f"{name}/kpis/{days}"] = [k for k in got["kpis"] if k["key"] not in NEW_KPIS]
+            out[f"{name}/kpis/{days}"] = [figure(k) for k in got["kpis"]
+                                          if k["key"] not in NEW_KPIS]  # fmt: skip
     return out
 
 
@@ -141,7 +147,8 @@ def reports(store, module) -> dict:
     out = {}
     for name, scope in scopes().items():
         eng = module.engagement(store, scope, weeks=10)
-        out[f"{name}/engagement"] = {"series": eng["series"], "tiles": eng["tiles"]}
+        tiles = {k: figure(v) for k, v in eng["tiles"].items()}
+        out[f"{name}/engagement"] = {"series": eng["series"], "tiles": tiles}
         for sort in SORTS:
             for at_risk in (None, True):
                 got = module.learners(store, scope, page=1, page_size=25, sort=sort,
