@@ -158,16 +158,8 @@ def _callback(ctx: Any, request: Request) -> str | Response:
     except NoAccess as exc:
         return _no_access(ctx, cfg, claims, str(exc))
     ctx.sso.people.provision(who, cfg.issuer)
-    audit(
-        ctx.store,
-        tenant_id=who.tenant_id,
-        actor_id=who.user_id,
-        actor_role=who.role,
-        action="sign_in",
-        resource=f"user:{who.user_id}",
-        outcome="ok",
-        detail={"issuer": cfg.issuer},
-    )
+    audit(ctx.store, principal=who, action="sign_in", resource=f"user:{who.user_id}",
+          outcome="ok", detail={"issuer": cfg.issuer})  # fmt: skip
     cookie, _ = ctx.sso.sessions.create(who, token["id_token"], token.get("refresh_token"))
     return cookie
 

@@ -261,15 +261,8 @@ def configure(
         raise SsoError(f"issuer: {issuer} does not support the authorization code flow")
     detail = {k: v for k, v in cfg.public().items() if k != "mapping"}
     detail["roles"] = cfg.mapping.roles
-    audit(
-        registry.store,
-        tenant_id=tenant_id,
-        actor_id=actor_id,
-        actor_role=actor_role,
-        action="sso.configured",
-        resource=f"tenant:{tenant_id}",
-        outcome="ok",
-        detail=detail,
-    )
+    who = {"tenant_id": tenant_id, "actor_id": actor_id, "actor_role": actor_role}
+    audit(registry.store, **who, action="sso.configured", resource=f"tenant:{tenant_id}",
+          outcome="ok", detail=detail)  # fmt: skip
     registry.save(cfg)
     return cfg

@@ -115,16 +115,8 @@ class SignIn:
         )
 
     def _ended(self, s: Session, reason: str) -> None:
-        audit(
-            self.store,
-            tenant_id=s.tenant_id,
-            actor_id=s.user_id,
-            actor_role=s.role,
-            action="session.ended",
-            resource=f"user:{s.user_id}",
-            outcome="ok",
-            detail={"reason": reason},
-        )
+        audit(self.store, principal=s, action="session.ended", resource=f"user:{s.user_id}",
+              outcome="ok", detail={"reason": reason})  # fmt: skip
         return None
 
     def session_principal(self, s: Session) -> Principal:
