@@ -13,21 +13,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 
 # Below Kafka's default max.message.bytes (1 MiB) with room for the
 # record's framing and headers.
 MAX_RECORD_BYTES = 900_000
 
-# Java's partitioner (murmur2 of the key, positive, modulo the count), as
-# the producers here use (librdkafka's murmur2_random): an event's batch
-# goes where its own record would have gone.
-_partition_of = DefaultPartitioner()
-
 
 def partition_for(key: bytes, partitions: int) -> int:
-    every = list(range(partitions))
-    return _partition_of(key, every, every)
+    """Java's partitioner (murmur2 of the key, positive, modulo the count),
+    as the producers here use (librdkafka's murmur2_random): an event's
+    batch goes where its own record would have gone."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 @dataclass(frozen=True)
