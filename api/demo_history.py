@@ -37,7 +37,9 @@ def progress(
     store: Store, run_dir: Path, tenant_ids: dict[str, str], fresh: FreshFn
 ) -> dict[str, Any]:
     """``loading``, ``loaded`` and ``days`` (None when nothing is loading),
-    and the demo's tenant names. ``tenant_ids``: name → id of every tenant."""
+    the demo's tenant names and, once this run's history is queryable, when
+    the demo finished sending it (``finished_at``: a report whose data is
+    older than that does not show it all yet). ``tenant_ids``: name → id of every tenant."""
     state = read_state(run_dir)
     if state is None:  # the demo has not started yet
         return {"loading": True, "loaded": 0, "days": None, "tenants": []}
@@ -50,7 +52,7 @@ def progress(
     ids = [tenant_ids[n] for n in names if n in tenant_ids]
     finished = state.get("finished_at")
     if finished and len(ids) == len(names) and _fresh_since(ids, fresh, finished):
-        return {**out, "loaded": days, "days": days}
+        return {**out, "loaded": days, "days": days, "finished_at": finished}
     newest = _newest(store, ids, start, until)
     loaded = min(((newest.get(i, start) - start) // DAY for i in ids), default=0)
     return {**out, "loading": True, "loaded": min(days - 1, loaded), "days": days}

@@ -75,7 +75,8 @@ def test_loading_counts_days_queryable_for_every_demo_tenant(tmp_path, store):
     sunk(names[0], NOW - timedelta(minutes=1))
     sunk(names[1], NOW - timedelta(minutes=1))
     assert progress(store, tmp_path, ids, fresh.get) == {
-        "loading": False, "loaded": 10, "days": 10, "tenants": names
+        "loading": False, "loaded": 10, "days": 10, "tenants": names,
+        "finished_at": hist.finished_at.isoformat(),
     }  # fmt: skip
 
 

@@ -147,8 +147,16 @@
     const h = await demoHistory();
     if (h && h.loading && (!h.tenants.length || h.tenants.includes(me.tenant_name)))
       return "loading demo history: " + (h.days ? `${h.loaded} of ${h.days} days` : "starting");
-    if (h && !h.loading) state.historyDone = true;
+    if (h && !h.loading) state.historyDone = { at: h.finished_at && Date.parse(h.finished_at), days: h.days };
     return null;
+  }
+
+  // A kept result from before the history's end would show part of it as if it were all.
+  function historyBehind(eng) {
+    const done = state.historyDone;
+    if (!done || !done.at) return null;
+    if (eng.data_fresh_as_of && Date.parse(eng.data_fresh_as_of) >= done.at) { done.at = null; return null; }
+    return `loading demo history: ${done.days} of ${done.days} days`;
   }
 
   function renderLoading(text) {
@@ -170,6 +178,7 @@
         catch (e) { if (e.status === 403) risk = { error: "Aggregated view: " + e.message }; else throw e; }
         // zeros with nothing queryable behind them would read as data
         if (!eng.data_fresh_as_of) loading = "loading history: no events are queryable for this scope yet";
+        else loading = historyBehind(eng);
       }
       $("error").hidden = true; renderLoading(loading);
       $("whoami").textContent = `${me.role}${me.user_id ? " · " + me.user_id : ""} · ${me.tenant_name}` +
