@@ -98,10 +98,18 @@ Plans = dict[tuple[str, int, str], tuple[int, int]]  # ... -> planned (start, en
 
 @dataclass
 class BadRecord:
-    """A record some table could not take; dead-lettered once per record."""
+    """A record some table could not take, or one row of a record of rows
+    (``index``: its place, ``row``: it alone, what a replay sends);
+    dead-lettered once."""
 
     msg: object  # the confluent_kafka Message
     reasons: dict[str, str] = field(default_factory=dict)  # table -> why
+    index: int | None = None
+    row: bytes | None = None
+
+    @property
+    def value(self) -> bytes:
+        return self.msg.value() if self.row is None else self.row
 
     @property
     def step(self) -> str:
@@ -112,7 +120,7 @@ class BadRecord:
         return "; ".join(f"{t}: {why}" for t, why in sorted(self.reasons.items()))[:1000]
 
 
-BadRecords = dict[tuple[str, int, int], BadRecord]  # (topic, partition, offset) -> it
+BadRecords = dict[tuple[str, int, int, int | None], BadRecord]  # (topic, partition, offset, index)
 
 
 class SinkError(RuntimeError):
@@ -131,9 +139,18 @@ def _reason(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+def _note_bad(bad: BadRecords, table: str, exc: Exception, m,  # noqa: ANN001 (a Message)
+              index: int | None = None, row: bytes | None = None) -> None:  # fmt: skip
+    BAD_RECORDS.labels(table).inc()
+    key = (m.topic(), m.partition(), m.offset(), index)
+    bad.setdefault(key, BadRecord(m, index=index, row=row)).reasons[table] = _reason(exc)
+    log.error("dead-lettering %s:%s@%s[%s] for %s: %s", *key, table, _reason(exc))
+
+
 def _letter_headers(rec: BadRecord) -> list[tuple[str, bytes]]:
-    m = rec.msg
-    item = Item(m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers() or [])
+    m, batched = rec.msg, rec.index is not None
+    item = Item(m.topic(), m.partition(), m.offset(), m.key(), rec.value, m.headers() or [],
+                index=rec.index or 0, batched=batched)  # fmt: skip
     return dead_letter_headers(Outcome(item, False, failed_step=rec.step, error=rec.error))
 
 
@@ -371,8 +388,9 @@ class Sink:
 
     def _note_unsunk(self, key: tuple[str, int], msg) -> None:
         try:
-            received = int(orjson.loads(msg.value())["received_at"])
-        except (ValueError, KeyError, TypeError):
+            value = orjson.loads(msg.value())
+            received = int((value[0] if isinstance(value, list) else value)["received_at"])
+        except (ValueError, KeyError, TypeError, IndexError):
             return
         with self._lock:
             self._unsunk_oldest[key] = received
@@ -444,14 +462,19 @@ class Sink:
             if m.value() is None:
                 continue  # a tombstone: the key's state was deleted
             try:
-                row = to_row(orjson.loads(m.value()))
+                value = orjson.loads(m.value())
+            except ValueError as exc:
+                _note_bad(bad, table, exc, m)
+                continue
+            batched = isinstance(value, list)  # a record of rows (the worker's clean events)
+            for i, v in enumerate(value if batched else (value,)):
+                try:
+                    row = to_row(v)
+                except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                    _note_bad(bad, table, exc, m, *((i, orjson.dumps(v)) if batched else ()))
+                    continue
                 if row is not None:
                     rows.append(row)
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                BAD_RECORDS.labels(table).inc()
-                key = (m.topic(), m.partition(), m.offset())
-                bad.setdefault(key, BadRecord(m)).reasons[table] = _reason(exc)
-                log.error("dead-lettering %s:%s@%s for %s: %s", *key, table, _reason(exc))
         return rows
 
     def _dead_letter(self, bad: list[BadRecord]) -> None:
@@ -470,7 +493,7 @@ class Sink:
             for rec in pending:
                 self._producer.produce(
                     self.dead_letter_topic,
-                    rec.msg.value(),
+                    rec.value,
                     rec.msg.key(),
                     headers=_letter_headers(rec),
                     on_delivery=_on_delivery(failed, rec),

@@ -58,6 +58,7 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
             outcome = await until_done(raw_pipeline, item)
             if outcome.failed_step:
                 await out.dead_letter(outcome, *alone(codec, item))
+        out.send_clean()
 
     async def apply_attributed(event) -> None:
         msg = event.message
@@ -66,6 +67,7 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
         outcome = await until_done(attributed_pipeline, item)
         if outcome.failed_step:
             await out.dead_letter(outcome, msg.key, msg.value)
+        out.send_clean()
 
     @app.agent(topics.raw)
     async def process_raw(stream):

@@ -22,7 +22,9 @@ from streams.topology import Tables, Topics
 class Outputs:
     """Everything the worker writes besides its tables' changelogs.
 
-    Clean events go out as they come; program-week rows are held per key
+    A record's clean events go out together, as one record holding a JSON
+    array (``send_clean``, once the record's events are through): the sink
+    explodes it, as the worker explodes the front door's batches. Program-week rows are held per key
     until the checkpoint, which writes each once. A learner's day is the
     learner_day table's changelog record; its live score is computed at the
     checkpoint, once per learner-day changed since the last one, and goes
@@ -35,11 +37,12 @@ class Outputs:
         # (topic, row id) -> [partition, key, row, origin headers of its first update]
         self._rows: dict[tuple[str, str], list] = {}
         self._scores: set[tuple[int, str, str, int]] = set()  # (partition, tenant, user, day)
+        self._clean: list[dict] = []  # the clean rows of the record being processed
 
     async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
         self._produce(t.get_topic_name(), key, value, origin_headers())
 
-    def _produce(self, topic: str, key: str, value: dict, headers: list) -> None:
+    def _produce(self, topic: str, key: str, value: dict | list, headers: list) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/faust/producer.py).
         self.app.producer.produce(topic, key.encode(), orjson.dumps(value), headers=headers)
@@ -90,8 +93,7 @@ class Outputs:
         """The clean event; if it counts, the learner's day, the program's
         week and the learner's live score are due at the checkpoint."""
         rec, t, tb, p = item.record, self.topics, self.tables, item.partition
-        learner = rec.get("learner_id") or rec["anonymous_id"]
-        await self.send(t.clean, learner_key(rec["tenant_id"], learner), _clean_row(rec))
+        self._clean.append(_clean_row(rec))
         if not rec["countable"]:
             return item
         tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
@@ -104,6 +106,15 @@ class Outputs:
             key = f"{tenant}:{week_row['program_id']}"  # one partition per program's rows
             self.hold(t.program_weekly, key, week_row, p, f"{key}:{week_row['week']}:{p}")
         return item
+
+    def send_clean(self) -> None:
+        """The clean events of the record just processed, as one record keyed
+        by its first event's learner (the sink reads it whole)."""
+        rows, self._clean = self._clean, []
+        if rows:
+            first = rows[0]
+            key = learner_key(first["tenant_id"], first.get("learner_id") or first["anonymous_id"])
+            self._produce(self.topics.clean.get_topic_name(), key, rows, origin_headers())
 
     def flush(self) -> int:
         """The checkpoint's step 3: every held row; every due live score

@@ -19,7 +19,7 @@ import pytest
 
 from api.ingest.recent import RecentIds
 from ops.kafka_launcher import KafkaCluster
-from tests.support.kafka import progress
+from tests.support.kafka import clean_events, progress
 from tests.support.stack import Stack, cli
 from tests.test_restarts import (  # noqa: F401 (the fixture)
     _active_learners,
@@ -59,7 +59,7 @@ def test_two_workers_share_the_partitions_and_count_once(
     try:
         _wait_outputs(kafka_bootstrap, clean, 1)
         second = start_worker(settings, kafka_bootstrap, WORKER_ID="1")
-        outputs = progress(kafka_bootstrap, clean)[1]
+        outputs = clean_events(kafka_bootstrap, clean)
         # posted while the first worker is killed, so the kill is mid-stream
         # however fast the workers keep up
         posting = threading.Thread(target=post_all, args=(api, keys, scen.batches[half:]))
@@ -86,8 +86,8 @@ def test_two_workers_share_the_partitions_and_count_once(
 
 def _wait_outputs(bootstrap: str, topic: str, at_least: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while progress(bootstrap, topic)[1] < at_least:
-        assert time.monotonic() < deadline, f"{topic} never reached {at_least} records"
+    while clean_events(bootstrap, topic) < at_least:
+        assert time.monotonic() < deadline, f"{topic} never reached {at_least} events"
         time.sleep(0.05)
 
 
@@ -186,7 +186,7 @@ def test_three_workers_on_three_brokers_lose_a_worker_and_a_broker(tmp_path, sto
         _wait_outputs(cluster.bootstrap, clean, 1, timeout=180)
         posting = threading.Thread(target=post_all, args=(api, keys, scen.batches[third:]))
         posting.start()
-        outputs = progress(cluster.bootstrap, clean)[1]
+        outputs = clean_events(cluster.bootstrap, clean)
         _wait_outputs(cluster.bootstrap, clean, outputs + 500, timeout=180)
         workers["1"].send_signal(signal.SIGKILL)
         workers["1"].wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
 from confluent_kafka import Producer
 
 from core.topics import ensure_topics
@@ -105,6 +106,12 @@ def test_undecodable_rows_are_dead_lettered_with_the_reason(
     p.produce(topic, b"{not json", f"{tenant}:bad1".encode(), headers=[("tenant_id", b"x")])
     p.produce(topic, json.dumps({"tenant_id": tenant}).encode(), f"{tenant}:bad2".encode())
     p.produce(topic, None, f"{tenant}:gone".encode())  # a tombstone: skipped, not a letter
+    # a record of rows (as the worker writes a record's clean events): its bad row alone
+    ok = [
+        {"tenant_id": tenant, "user_id": f"b{i}", "opted_out": True, "changed_at": 1}
+        for i in (0, 1)
+    ]
+    p.produce(topic, json.dumps([ok[0], {"tenant_id": tenant, "n": 3}, ok[1]]).encode(), b"k")
     assert p.flush(15) == 0
     _produce_optout_rows(kafka_bootstrap, topic, tenant, 2, first=2)
     sink = Sink(settings, store, kafka_bootstrap)
@@ -114,15 +121,18 @@ def test_undecodable_rows_are_dead_lettered_with_the_reason(
 
     def written_and_lettered() -> bool:
         letters[:] = dlq.list_dead_letters(kafka_bootstrap, dead)
-        return _count(store, tenant) >= 4 and len(letters) >= 2
+        return _count(store, tenant) >= 6 and len(letters) >= 3
 
     try:
         _wait(written_and_lettered)
     finally:
         sink.stop()
-    assert _count(store, tenant) == 4
+    assert _count(store, tenant) == 6
     by_value = {d.value: d for d in letters}
-    assert set(by_value) == {b"{not json", json.dumps({"tenant_id": tenant}).encode()}
+    row_alone = orjson.dumps({"tenant_id": tenant, "n": 3})
+    assert set(by_value) == {b"{not json", json.dumps({"tenant_id": tenant}).encode(), row_alone}
+    assert by_value[row_alone].h("dlq.source_index") == "1"
+    assert by_value[row_alone].h("dlq.error") == "optout_state: KeyError: 'user_id'"
     garbled, partial = by_value[b"{not json"], by_value[json.dumps({"tenant_id": tenant}).encode()]
     assert garbled.h("dlq.step") == partial.h("dlq.step") == "sink.optout_state"
     assert garbled.h("dlq.error").startswith("optout_state: JSONDecodeError")

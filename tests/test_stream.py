@@ -17,7 +17,7 @@ from api.ingest.recent import RecentIds
 from core.settings import PROJECT_ROOT
 from schemas.examples import example_event
 from tests.support import scenario
-from tests.support.kafka import progress
+from tests.support.kafka import clean_events, progress
 from tests.support.stream_check import diff, observed
 
 pytestmark = pytest.mark.stack
@@ -161,7 +161,7 @@ def kill_mid_stream(worker, settings, kafka_bootstrap, outputs_before: int) -> N
     clean, raw = settings.topic("events.clean"), settings.topic("events.raw")
     group = f"{settings.topic_prefix}-worker"
     deadline = time.monotonic() + 90
-    while progress(kafka_bootstrap, clean)[1] <= outputs_before:
+    while clean_events(kafka_bootstrap, clean) <= outputs_before:
         assert time.monotonic() < deadline, "the worker never started processing"
         time.sleep(0.05)
     worker.send_signal(signal.SIGKILL)
@@ -185,7 +185,7 @@ def test_counts_match_after_worker_sigkill_and_sink_crash(
         # the sink dies between a ClickHouse insert and its Kafka commit
         sink = api.ctx.sink
         sink.crash_after_insert = True
-        outputs = progress(kafka_bootstrap, settings.topic("events.clean"))[1]
+        outputs = clean_events(kafka_bootstrap, settings.topic("events.clean"))
         worker = start_worker(settings, kafka_bootstrap)  # restores its tables, replays
         deadline = time.monotonic() + 60
         while sink._thread.is_alive() and time.monotonic() < deadline:

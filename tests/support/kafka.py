@@ -82,6 +82,15 @@ def read_events(bootstrap: str, topic: str, expect: int | None = None, timeout: 
     return [(m, ev) for m in msgs for ev in codec.decode_many(m.value())]
 
 
+def clean_events(bootstrap: str, topic: str) -> int:
+    """Events on a clean topic so far: the worker writes a record's clean
+    events as one JSON array (a record of one object before it did)."""
+    import orjson
+
+    values = [orjson.loads(m.value()) for m in read_all(bootstrap, topic, timeout=10) if m.value()]
+    return sum(len(v) if isinstance(v, list) else 1 for v in values)
+
+
 def progress(bootstrap: str, topic: str, group: str | None = None) -> tuple[int, int]:
     """(records the group has committed, records in the topic), over all partitions."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group or "progress", "log_level": 0})
