@@ -24,7 +24,7 @@ from streams.faust.checkpoint import Checkpoint
 from streams.faust.ordering import InOrder
 from streams.outputs import Outputs
 from streams.pipeline import Item, Outcome
-from streams.pipelines import pipelines, until_done
+from streams.pipelines import pipelines, prefetch, until_done
 from streams.rebalance import follow_rebalances
 from streams.recompute import apply_tick, request_yesterday_if_first
 from streams.steps.decode import alone, decode_record
@@ -54,6 +54,7 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
         if isinstance(items, Outcome):
             await out.dead_letter(items, msg.key, msg.value)
             return
+        prefetch(tables, msg.partition, items)
         for item in items:  # a batch's events in order, each on its own
             outcome = await until_done(raw_pipeline, item)
             if outcome.failed_step:
