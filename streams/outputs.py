@@ -6,6 +6,7 @@ checkpoint's first participant (streams/faust/checkpoint.py)."""
 from __future__ import annotations
 
 import time
+from datetime import date
 
 import faust
 import orjson
@@ -132,22 +133,34 @@ class Outputs:
         self._rows = {k: v for k, v in self._rows.items() if v[0] not in partitions}
         self._scores = {k for k in self._scores if k[0] not in partitions}
 
-    async def recompute(self, partition: int, day: int) -> int:
-        """Daily snapshot: a score for every learner of this partition active in the window."""
+    async def recompute(self, partition: int, day: int, last: int | None = None) -> int:
+        """Daily snapshots of ``day`` (through ``last``): a score for every
+        learner of this partition active in each day's window, from the
+        days up to it (a learner first seen later has no score that day, as
+        when the nightly recompute ran on time). One pass over the table
+        for the whole range: an import recomputes the days it touched."""
         from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
-        oldest = iso_day(day - WINDOW_DAYS - INACTIVE_DAYS)
-        learners = {
-            tuple(key.rsplit(":", 1)[0].split(":", 1))
-            for key, row in self.tables.learner_day.items_in(partition)
-            if row and row["day"] >= oldest  # gone quiet for three weeks: no longer active
-        }
+        last = day if last is None else last
+        reach = WINDOW_DAYS + INACTIVE_DAYS
+        first_iso, last_iso = iso_day(day - reach), iso_day(last)
+        active: dict[tuple[str, str], set[int]] = {}
+        for key, row in self.tables.learner_day.items_in(partition):
+            if row and first_iso <= row["day"] <= last_iso:
+                learner = tuple(key.rsplit(":", 1)[0].split(":", 1))
+                active.setdefault(learner, set()).add(date.fromisoformat(row["day"]).toordinal())
         now_ms = int(time.time() * 1000)
         topic = self.topics.scores.get_topic_name()
-        for tenant, user in sorted(learners):
-            row = self._score_row(partition, tenant, user, day, "daily", now_ms * 2 + 1, now_ms)
-            self._produce(topic, f"{tenant}:{user}:{iso_day(day)}", row, origin_headers())
-        return len(learners)
+        n = 0
+        for (tenant, user), days in sorted(active.items()):
+            for d in range(day, last + 1):
+                # gone quiet for three weeks before d (or not started yet): not active on d
+                if not any(d - reach <= a <= d for a in days):
+                    continue
+                row = self._score_row(partition, tenant, user, d, "daily", now_ms * 2 + 1, now_ms)
+                self._produce(topic, f"{tenant}:{user}:{iso_day(d)}", row, origin_headers())
+                n += 1
+        return n
 
     async def forward_pending(self, link: dict, offset: int) -> None:
         """A link arrived: the visitor's pending anonymous events go to the user."""
@@ -163,7 +176,7 @@ class Outputs:
             pending[key] = {"events": entry["events"], "forwarded_by": offset}
 
 
-_INTERNAL_FIELDS = ("component", "countable", "attributed_later")
+_INTERNAL_FIELDS = ("component", "countable", "attributed_later", "imported")
 # what a learner-day row already holds; the rest of a score row goes in its "score"
 _SCORE_ROW_KEYS = ("tenant_id", "user_id", "day", "program_id", "cohort_id", "kind")
 
