@@ -9,12 +9,12 @@ import gzip
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
 
+import httpx
 import pytest
 
 from core.settings import PROJECT_ROOT
@@ -63,6 +63,14 @@ def run_import(env, path, tenant) -> subprocess.CompletedProcess:
          "--no-progress", "--wait-s", "120"],
         env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
+
+
+def token(api, tid: str, name: str, role: str) -> dict[str, str]:
+    from api.security import issue_token
+
+    t = issue_token(api.ctx.secrets.token_secret, tenant_id=tid, tenant_name=name, role=role,
+                    user_id="admin-1", ttl_s=600)  # fmt: skip
+    return {"Authorization": f"Bearer {t}"}
 
 
 def expected_daily_scores(daily: dict, day: date) -> dict:
@@ -129,13 +137,25 @@ def test_a_year_imported_beside_live_events_is_exact_and_counted_once(
                     int(r["score"]), int(r["at_risk"]))  # fmt: skip
         assert got == want_scores
 
-        # the same file again adds nothing; a copy (another file, the same ids) neither
+        # the same file again adds nothing; uploaded over HTTP (another file, the
+        # same ids) neither, and the import answers with the same counts
         again = run_import(env, path, name)
         assert again.returncode == 0 and "adds nothing" in again.stdout, again.stdout
-        copy = tmp_path / "copy.ndjson.gz"
-        shutil.copy(path, copy)
-        again = run_import(env, copy, name)
-        assert again.returncode == 0, again.stdout + again.stderr
+        admin = token(api, tid, name, "company_admin")
+        manager = token(api, tid, name, "manager")
+        denied = httpx.post(f"{api.url}/v1/imports/upload?filename=h.ndjson.gz",
+                            content=b"{}", headers=manager)  # fmt: skip
+        assert denied.status_code == 403
+        r = httpx.post(f"{api.url}/v1/imports/upload?filename=h.ndjson.gz",
+                       content=path.read_bytes(), headers=admin, timeout=30)  # fmt: skip
+        assert r.status_code == 202, r.text
+        deadline, st = time.monotonic() + 60, {}
+        while st.get("status") != "done" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            st = httpx.get(f"{api.url}{r.json()['status_url']}", headers=admin).json()
+        assert (st["status"], st["read"], st["accepted"]) == ("done", len(imported), len(imported))
+        listed = httpx.get(f"{api.url}/v1/imports", headers=admin).json()
+        assert r.json()["import_id"] in [i["import_id"] for i in listed]
         time.sleep(3)
         problems = diff(want, observed(api.ctx.store.query, [tid]))
         assert not problems, "\n".join(problems[:20])
