@@ -19,6 +19,7 @@ from api.routes import (
     exports,
     governance,
     health,
+    imports,
     notifications,
     ops,
     org,
@@ -49,6 +50,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(reports.router)
     app.include_router(org.router)
     app.include_router(exports.router)
+    app.include_router(imports.router)
     app.include_router(notifications.router)
     app.include_router(governance.router)
     app.include_router(dashboard.router)

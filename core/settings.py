@@ -219,6 +219,20 @@ class Settings(BaseSettings):
         alias="INGEST_MAX_AGE_S",
         description="Late-arrival bound: older events are rejected (s).",
     )
+    import_max_age_s: float = Field(
+        0,
+        alias="IMPORT_MAX_AGE_S",
+        ge=0,
+        description="Historical imports (`skillstream import`): events older than this are "
+        "rejected (s). 0: no bound. The live bound INGEST_MAX_AGE_S never applies to imports.",
+    )
+    import_chunk_events: int = Field(
+        5000,
+        alias="IMPORT_CHUNK_EVENTS",
+        gt=0,
+        description="Events an import validates, sends and acknowledges at a time: its resume "
+        "point moves after each chunk Kafka acknowledged.",
+    )
     ingest_ack_timeout_s: float = Field(
         10, alias="INGEST_ACK_TIMEOUT_S", description="Wait for Kafka acks before 503 (s)."
     )

@@ -10,6 +10,7 @@ from core.settings import Settings
 COMPACT = {"cleanup.policy": "compact"}
 TOPICS: dict[str, dict[str, str]] = {
     "events.raw": {},  # the front door's output, keyed tenant:learner
+    "events.import": {},  # historical imports (api/imports/): same records, lower priority
     "events.dead_letter": {"retention.ms": str(30 * 24 * 3600 * 1000)},
     "events.attributed": {},  # anonymous events forwarded to their user's partition
     "identity.links": {},  # anonymous_id -> user_id, keyed tenant:anonymous_id

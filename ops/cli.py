@@ -529,6 +529,10 @@ def build_parser() -> argparse.ArgumentParser:
     hr.add_argument("hold_id")
     hr.set_defaults(func=cmd_hold)
 
+    from ops.importer import add_parser as add_import_parser
+
+    add_import_parser(sub)
+
     rec = sub.add_parser("recompute", help="recompute daily engagement scores for a date")
     rec.add_argument("--date", required=True, help="UTC date, YYYY-MM-DD")
     rec.set_defaults(func=cmd_recompute)

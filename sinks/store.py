@@ -82,11 +82,13 @@ def encode_rows(rows: Iterable[Row]) -> bytes:
 def insert_sql(table: str, dedup_token: str | None) -> str:
     # The token makes a replayed batch a no-op: MergeTree tables keep a window
     # of recent tokens (non_replicated_deduplication_window in the DDL).
-    settings = ""
+    # A batch of imported history spans many days (events are partitioned by
+    # day): no cap on the partitions one insert touches.
+    settings = " SETTINGS max_partitions_per_insert_block=0"
     if dedup_token:
         if "'" in dedup_token or "\\" in dedup_token:
             raise ValueError("dedup token must not contain quotes")
-        settings = f" SETTINGS insert_deduplication_token='{dedup_token}'"
+        settings += f", insert_deduplication_token='{dedup_token}'"
     if not table.replace("_", "").isalnum():
         raise ValueError(f"bad table name {table!r}")
     return f"INSERT INTO {table}{settings} FORMAT JSONEachRow"

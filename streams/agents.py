@@ -1,6 +1,7 @@
 """The worker's agents, one per input topic, and its timers:
 
   events.raw          the raw pipeline (streams/pipelines.py)
+  events.import       the imported events' pipeline, after live work (streams/priority.py)
   events.attributed   the attributed pipeline (anonymous events, now a user's)
   identity.links      remember the link; forward the visitor's pending events
   control.recompute   nightly/on-demand score snapshot + dedupe sweep (streams/recompute.py)
@@ -25,6 +26,7 @@ from streams.faust.ordering import InOrder
 from streams.outputs import Outputs
 from streams.pipeline import Item, Outcome
 from streams.pipelines import pipelines, prefetch, until_done
+from streams.priority import LiveFirst
 from streams.rebalance import follow_rebalances
 from streams.recompute import apply_tick, request_yesterday_if_first
 from streams.steps.decode import alone, decode_record
@@ -35,11 +37,12 @@ STALL_CHECK_S = 2.5
 
 def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: Topics,
                    tables: Tables, out: Outputs, checkpoint: Checkpoint) -> None:  # fmt: skip
-    raw_pipeline, attributed_pipeline = pipelines(settings, tables, out)
+    raw_pipeline, attributed_pipeline, import_pipeline = pipelines(settings, tables, out)
+    live_first = LiveFirst()
     in_order = InOrder(app, bootstrap, checkpoint)
     follow_rebalances(app, in_order, checkpoint)
     watched = {t.get_topic_name() for t in (topics.raw, topics.attributed, topics.links,
-                                            topics.erasure)}  # fmt: skip
+                                            topics.erasure, topics.imports)}  # fmt: skip
 
     @app.timer(interval=STALL_CHECK_S)
     async def watch_progress() -> None:
@@ -47,19 +50,26 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
 
     codec = codec_for(settings.schema_registry_url, settings.topic("events.raw"))
 
-    async def apply_raw(event) -> None:
+    async def apply_raw(event, pipeline=raw_pipeline, imported: bool = False) -> None:
         msg = event.message
         record = Item(msg.topic, msg.partition, msg.offset, msg.key, msg.value, _headers(msg))
         items = decode_record(codec, record)
         if isinstance(items, Outcome):
             await out.dead_letter(items, msg.key, msg.value)
             return
+        if not imported:
+            live_first.live()
         prefetch(tables, msg.partition, items)
         for item in items:  # a batch's events in order, each on its own
-            outcome = await until_done(raw_pipeline, item)
+            if imported:
+                await live_first.give_way()
+            outcome = await until_done(pipeline, item)
             if outcome.failed_step:
                 await out.dead_letter(outcome, *alone(codec, item))
-        out.send_clean()
+        out.send_clean(msg.topic)
+
+    async def apply_imported(event) -> None:
+        await apply_raw(event, import_pipeline, imported=True)
 
     async def apply_attributed(event) -> None:
         msg = event.message
@@ -68,11 +78,15 @@ def declare_agents(app: faust.App, settings: Settings, bootstrap: str, topics: T
         outcome = await until_done(attributed_pipeline, item)
         if outcome.failed_step:
             await out.dead_letter(outcome, msg.key, msg.value)
-        out.send_clean()
+        out.send_clean(msg.topic)
 
     @app.agent(topics.raw)
     async def process_raw(stream):
         await in_order.consume(stream, apply_raw)
+
+    @app.agent(topics.imports)
+    async def process_imports(stream):
+        await in_order.consume(stream, apply_imported)
 
     @app.agent(topics.attributed)
     async def process_attributed(stream):

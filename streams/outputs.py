@@ -6,6 +6,7 @@ checkpoint's first participant (streams/faust/checkpoint.py)."""
 from __future__ import annotations
 
 import time
+from datetime import date
 
 import faust
 import orjson
@@ -37,7 +38,9 @@ class Outputs:
         # (topic, row id) -> [partition, key, row, origin headers of its first update]
         self._rows: dict[tuple[str, str], list] = {}
         self._scores: set[tuple[int, str, str, int]] = set()  # (partition, tenant, user, day)
-        self._clean: list[dict] = []  # the clean rows of the record being processed
+        # source topic -> the clean rows of the record its agent is processing
+        # (agents interleave: an imported record gives way to live ones)
+        self._clean: dict[str, list[dict]] = {}
 
     async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
         self._produce(t.get_topic_name(), key, value, origin_headers())
@@ -93,7 +96,7 @@ class Outputs:
         """The clean event; if it counts, the learner's day, the program's
         week and the learner's live score are due at the checkpoint."""
         rec, t, tb, p = item.record, self.topics, self.tables, item.partition
-        self._clean.append(_clean_row(rec))
+        self._clean.setdefault(item.topic, []).append(_clean_row(rec))
         if not rec["countable"]:
             return item
         tenant, user, day = rec["tenant_id"], rec["learner_id"], rec["event_day"]
@@ -107,10 +110,10 @@ class Outputs:
             self.hold(t.program_weekly, key, week_row, p, f"{key}:{week_row['week']}:{p}")
         return item
 
-    def send_clean(self) -> None:
-        """The clean events of the record just processed, as one record keyed
-        by its first event's learner (the sink reads it whole)."""
-        rows, self._clean = self._clean, []
+    def send_clean(self, source: str) -> None:
+        """The clean events of the record of ``source`` just processed, as
+        one record keyed by its first event's learner (the sink reads it whole)."""
+        rows = self._clean.pop(source, None)
         if rows:
             first = rows[0]
             key = learner_key(first["tenant_id"], first.get("learner_id") or first["anonymous_id"])
@@ -143,22 +146,34 @@ class Outputs:
         self._rows = {k: v for k, v in self._rows.items() if v[0] not in partitions}
         self._scores = {k for k in self._scores if k[0] not in partitions}
 
-    async def recompute(self, partition: int, day: int) -> int:
-        """Daily snapshot: a score for every learner of this partition active in the window."""
+    async def recompute(self, partition: int, day: int, last: int | None = None) -> int:
+        """Daily snapshots of ``day`` (through ``last``): a score for every
+        learner of this partition active in each day's window, from the
+        days up to it (a learner first seen later has no score that day, as
+        when the nightly recompute ran on time). One pass over the table
+        for the whole range: an import recomputes the days it touched."""
         from streams.score import INACTIVE_DAYS, WINDOW_DAYS
 
-        oldest = iso_day(day - WINDOW_DAYS - INACTIVE_DAYS)
-        learners = {
-            tuple(key.rsplit(":", 1)[0].split(":", 1))
-            for key, row in self.tables.learner_day.items_in(partition)
-            if row and row["day"] >= oldest  # gone quiet for three weeks: no longer active
-        }
+        last = day if last is None else last
+        reach = WINDOW_DAYS + INACTIVE_DAYS
+        first_iso, last_iso = iso_day(day - reach), iso_day(last)
+        active: dict[tuple[str, str], set[int]] = {}
+        for key, row in self.tables.learner_day.items_in(partition):
+            if row and first_iso <= row["day"] <= last_iso:
+                learner = tuple(key.rsplit(":", 1)[0].split(":", 1))
+                active.setdefault(learner, set()).add(date.fromisoformat(row["day"]).toordinal())
         now_ms = int(time.time() * 1000)
         topic = self.topics.scores.get_topic_name()
-        for tenant, user in sorted(learners):
-            row = self._score_row(partition, tenant, user, day, "daily", now_ms * 2 + 1, now_ms)
-            self._produce(topic, f"{tenant}:{user}:{iso_day(day)}", row, origin_headers())
-        return len(learners)
+        n = 0
+        for (tenant, user), days in sorted(active.items()):
+            for d in range(day, last + 1):
+                # gone quiet for three weeks before d (or not started yet): not active on d
+                if not any(d - reach <= a <= d for a in days):
+                    continue
+                row = self._score_row(partition, tenant, user, d, "daily", now_ms * 2 + 1, now_ms)
+                self._produce(topic, f"{tenant}:{user}:{iso_day(d)}", row, origin_headers())
+                n += 1
+        return n
 
     async def forward_pending(self, link: dict, offset: int) -> None:
         """A link arrived: the visitor's pending anonymous events go to the user."""
@@ -174,7 +189,7 @@ class Outputs:
             pending[key] = {"events": entry["events"], "forwarded_by": offset}
 
 
-_INTERNAL_FIELDS = ("component", "countable", "attributed_later")
+_INTERNAL_FIELDS = ("component", "countable", "attributed_later", "imported")
 # what a learner-day row already holds; the rest of a score row goes in its "score"
 _SCORE_ROW_KEYS = ("tenant_id", "user_id", "day", "program_id", "cohort_id", "kind")
 

@@ -4,6 +4,9 @@ through one until it is done.
   events.raw          (decode: a record → its events) normalise → dedupe → identity →
                       opt-out → enrich → emit, per event
   events.attributed   dedupe → opt-out → enrich → emit   (anonymous events, now a user's)
+  events.import       the raw steps, for history (api/imports/): the same dedupe table
+                      (an event imported and also sent live counts once), counted
+                      whatever its age
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from streams.faust.app import TRANSIENT_ERRORS
 from streams.outputs import Outputs
 from streams.pipeline import Item, Outcome, Pipeline, Step
 from streams.records import normalise
-from streams.steps.dedupe import dedupe_key, dedupe_step
+from streams.steps.dedupe import dedupe_key, dedupe_step, import_position
 from streams.steps.enrich import enrich_step
 from streams.steps.identity import identity_step
 from streams.steps.optout import optout_step
@@ -26,19 +29,34 @@ from streams.topology import Tables
 log = logging.getLogger("skillstream.worker")
 
 
-def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipeline, Pipeline]:
-    """The raw events' pipeline and the attributed (forwarded) events' one."""
+def pipelines(
+    settings: Settings, tables: Tables, out: Outputs
+) -> tuple[Pipeline, Pipeline, Pipeline]:
+    """The raw events' pipeline, the attributed (forwarded) events' one and
+    the imported events' one."""
     emit = Step("emit", out.emit)
     enrich = enrich_step(tables.watermarks, settings.allowed_lateness_days)
     optout = optout_step(tables.optout, out.emit_optout)
+    identity = identity_step(
+        tables.links, tables.links_sent, tables.pending, out.send_link, out.forward
+    )
     raw = Pipeline(
         transient=TRANSIENT_ERRORS,
         steps=[
             Step("normalise", _normalise),
             dedupe_step(tables.seen),
-            identity_step(
-                tables.links, tables.links_sent, tables.pending, out.send_link, out.forward
-            ),  # fmt: skip
+            identity,
+            optout,
+            enrich,
+            emit,
+        ],
+    )
+    imported = Pipeline(
+        transient=TRANSIENT_ERRORS,
+        steps=[
+            Step("normalise", _normalise_imported),
+            dedupe_step(tables.seen, import_position),
+            identity,
             optout,
             enrich,
             emit,
@@ -51,7 +69,7 @@ def pipelines(settings: Settings, tables: Tables, out: Outputs) -> tuple[Pipelin
         [Step("dedupe_attributed", dedupe_step(tables.seen_attributed).run), optout, enrich, emit],
         transient=TRANSIENT_ERRORS,
     )
-    return raw, attributed
+    return raw, attributed, imported
 
 
 def prefetch(tables: Tables, partition: int, items: list[Item]) -> None:
@@ -76,4 +94,10 @@ async def until_done(pipeline: Pipeline, item: Item) -> Outcome:
 
 async def _normalise(item: Item) -> Item:
     item.record = normalise(item.record)
+    return item
+
+
+async def _normalise_imported(item: Item) -> Item:
+    item.record = normalise(item.record)
+    item.record["imported"] = True  # kept when forwarded: enrich counts it whatever its age
     return item

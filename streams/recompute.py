@@ -7,34 +7,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, date, datetime, timedelta
 
 import faust
-from confluent_kafka import Producer
 from faust.types import TP
 
 from core.settings import Settings
 from streams.faust.state import StateTable
 from streams.outputs import Outputs
+from streams.ticks import request_recompute
 
 log = logging.getLogger("skillstream.worker")
-
-
-def request_recompute(bootstrap: str, settings: Settings, day: date) -> int:
-    """Produce one recompute tick per partition (used by the crontab and the CLI)."""
-    from confluent_kafka.admin import AdminClient
-
-    name = settings.topic("control.recompute")
-    md = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(name, timeout=10)
-    partitions = list(md.topics[name].partitions)
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
-    body = json.dumps({"date": day.isoformat(), "requested_at": time.time()}).encode()
-    for part in partitions:
-        p.produce(name, body, b"recompute", partition=part)
-    if p.flush(30) != 0:
-        raise RuntimeError("recompute ticks not acknowledged by Kafka")
-    return len(partitions)
 
 
 def request_yesterday_if_first(app: faust.App, ticks: faust.TopicT, bootstrap: str,
@@ -51,12 +34,14 @@ def request_yesterday_if_first(app: faust.App, ticks: faust.TopicT, bootstrap: s
 async def apply_tick(tick: dict, partition: int, out: Outputs, seen: StateTable,
                      settings: Settings) -> None:  # fmt: skip
     day = date.fromisoformat(tick["date"]).toordinal()
-    n = await out.recompute(partition, day)
+    last = date.fromisoformat(tick["until"]).toordinal() if tick.get("until") else day
+    n = await out.recompute(partition, day, last)
     # by receive day, relative to now (not to the tick's date, which
     # `recompute --date` may set anywhere)
     today = datetime.now(UTC).date().toordinal()
     swept = sweep_dedupe(seen, partition, today - settings.dedupe_window_days)
-    log.warning("recompute %s p%s: %d scores, %d ids swept", tick["date"], partition, n, swept)
+    span = f"{tick['date']}..{tick['until']}" if tick.get("until") else tick["date"]
+    log.warning("recompute %s p%s: %d scores, %d ids swept", span, partition, n, swept)
 
 
 def sweep_dedupe(seen: StateTable, partition: int, oldest_day: int) -> int:

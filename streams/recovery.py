@@ -16,7 +16,8 @@ from core.settings import Settings
 from core.topics import durability
 
 INPUT_TOPICS = (
-    "events.raw", "events.attributed", "identity.links", "control.recompute", "control.erasure",
+    "events.raw", "events.import", "events.attributed", "identity.links", "control.recompute",
+    "control.erasure",
 )  # fmt: skip
 CLEAN_MARKER = "CLEAN_SHUTDOWN"
 

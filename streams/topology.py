@@ -30,6 +30,7 @@ class Topics:
     optout: faust.TopicT
     ticks: faust.TopicT
     erasure: faust.TopicT
+    imports: faust.TopicT  # historical imports: raw records, applied after live ones
 
     @classmethod
     def declare(cls, app: faust.App, settings: Settings) -> Topics:
@@ -43,7 +44,7 @@ class Topics:
             topic("events.attributed"), topic("identity.links"), topic("events.clean"),
             topic("aggregates.learner_daily"), topic("aggregates.program_weekly"),
             topic("scores.learner"), topic("optout.state"), topic("control.recompute"),
-            topic("control.erasure"),
+            topic("control.erasure"), topic("events.import", raw=True),
         )  # fmt: skip
 
 

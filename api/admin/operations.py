@@ -293,6 +293,44 @@ def tenant_sso(env: Env, req: TenantSso) -> dict[str, Any]:
     return {"tenant": tenant.name, **cfg.public()}
 
 
+# --- historical import (`skillstream import`, api/imports/) -------------------------
+class ImportStart(BaseModel):
+    tenant: str = Field(description="Tenant name: every imported event is this tenant's.")
+    import_id: str
+    source: str
+    dry_run: bool = False
+
+
+class ImportTarget(BaseModel):
+    tenant_id: str
+    name: str
+    pii_salt: str = Field(description="The tenant's PII salt: the import hashes before Kafka.")
+
+
+def import_start(env: Env, req: ImportStart) -> dict[str, str]:
+    """The tenant an import writes for, and its salt (the CLI hashes PII
+    itself); audited unless a dry run. Behind the run dir's admin secret,
+    whose holder can open every salt anyway."""
+    tenant = _tenant(env, req.tenant)
+    if not req.dry_run:
+        _on_record(env, tenant.tenant_id, "import.started", f"import:{req.import_id}",
+                   {"source": req.source[:500]})  # fmt: skip
+    return {"tenant_id": tenant.tenant_id, "name": tenant.name, "pii_salt": tenant.pii_salt}
+
+
+class ImportFinish(BaseModel):
+    tenant: str
+    import_id: str
+    status: str
+    counts: dict[str, int] = Field(default_factory=dict)
+
+
+def import_finish(env: Env, req: ImportFinish) -> dict[str, str]:
+    tid = _tenant_id(env, req.tenant)
+    _on_record(env, tid, f"import.{req.status}", f"import:{req.import_id}", dict(req.counts))
+    return {"import_id": req.import_id, "status": req.status}
+
+
 # --- the doors ----------------------------------------------------------------------
 A = "/v1/admin"
 CREATE_TENANT = Op(
@@ -384,6 +422,23 @@ TENANT_SSO = Op(
 CAPABILITIES = Op(
     "capabilities", "POST", f"{A}/capabilities", AdminFlags, capabilities, errors=GOVERNANCE
 )
+IMPORT_START = Op(
+    "import_start",
+    "POST",
+    f"{A}/imports/start",
+    ImportStart,
+    import_start,
+    response_model=ImportTarget,
+    summary="`skillstream import`: the tenant an import writes for (audited)",
+)
+IMPORT_FINISH = Op(
+    "import_finish",
+    "POST",
+    f"{A}/imports/finish",
+    ImportFinish,
+    import_finish,
+    summary="`skillstream import`: how it ended (audited)",
+)
 
 OPS: tuple[Op, ...] = (
     CREATE_TENANT,
@@ -401,4 +456,6 @@ OPS: tuple[Op, ...] = (
     HOLD_RELEASE,
     CAPABILITIES,
     TENANT_SSO,
+    IMPORT_START,
+    IMPORT_FINISH,
 )

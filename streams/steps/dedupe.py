@@ -12,7 +12,7 @@ on: its earlier processing may not have been committed.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from prometheus_client import Counter
 
@@ -26,17 +26,31 @@ def dedupe_key(rec: dict) -> str:
     return f"{rec['tenant_id']}|{rec['client_event_id']}"
 
 
-def dedupe_step(seen: MutableMapping[str, int]) -> Step:
+def _position(item: Item) -> float | str:
+    return item.position
+
+
+def import_position(item: Item) -> str:
+    """An imported event's place, told apart from a live one's: both topics
+    share the table (an event imported and also sent live counts once), and
+    their offsets are counted apart."""
+    return f"i{item.position}"
+
+
+def dedupe_step(
+    seen: MutableMapping[str, int], mark: Callable[[Item], float | str] = _position
+) -> Step:
     async def run(item: Item) -> Item | None:
         rec = item.record
         key = dedupe_key(rec)
         first = seen.get(key)
+        here = mark(item)
         if first is not None:
-            if first[1] == item.position:
+            if first[1] == here:
                 return item  # redelivery of the first occurrence, not a duplicate
             DUPLICATES.inc()
             return None
-        seen[key] = [day_of(rec["received_at"]), item.position]
+        seen[key] = [day_of(rec["received_at"]), here]
         return item
 
     return Step("dedupe", run)

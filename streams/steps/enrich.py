@@ -29,7 +29,12 @@ def enrich_step(watermarks: MutableMapping[str, int], allowed_lateness_days: int
         ts = rec["event_timestamp"]
         wm_key = f"p{item.partition}"
         watermark = watermarks.get(wm_key) or 0
-        if ts > watermark + WATERMARK_STEP_MS:
+        if rec.get("imported"):
+            # History (api/imports/; forwarded later, too) counts whatever its
+            # age and leaves the live watermark alone: an import has its own
+            # age bound, and the days it touched are recomputed at its end.
+            watermark = ts
+        elif ts > watermark + WATERMARK_STEP_MS:
             # Advance in steps: every write is a changelog record, and a
             # minute is nothing against a lateness measured in days.
             watermarks[wm_key] = ts
