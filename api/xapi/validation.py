@@ -1,0 +1,137 @@
+"""xAPI statement rules, checked before a statement is accepted.
+
+The statement itself is checked by Ralph's xAPI models (``ralph-malph``,
+pydantic: the structure, IRIs, mailto IFIs, one IFI per agent, language
+maps, scores within their bounds, UUIDs, ISO 8601 timestamps and
+durations, ...). What they leave out, or check only for 1.0.x, is checked
+here: the 2.0 version and its context agents and groups, the voiding rules,
+and what an LRS must refuse of a request as a whole (ids repeated in one
+array).
+
+A problem names the statement (its position and id) and the rule, which is
+what the 400 answer says.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+from ralph.models.xapi.base.statements import BaseXapiStatement
+
+VERSION = re.compile(r"^(1\.0|2\.0)(\.\d+)?$")
+VOIDED = "http://adlnet.gov/expapi/verbs/voided"
+_CONTEXT_20 = ("contextAgents", "contextGroups")  # xAPI 2.0, unknown to the 1.0 models
+
+
+@dataclass(frozen=True)
+class Problem:
+    index: int
+    statement_id: str | None
+    path: str
+    rule: str
+
+    def __str__(self) -> str:
+        sid = f" (id {self.statement_id})" if self.statement_id else ""
+        where = f" at {self.path}" if self.path else ""
+        return f"statement {self.index}{sid}{where}: {self.rule}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"statement": self.index, "id": self.statement_id, "path": self.path,
+                "rule": self.rule}  # fmt: skip
+
+
+def _path(loc: tuple) -> str:
+    # pydantic's union branches (model names, 'function-after[...]') are not paths
+    parts = [str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p))]
+    return ".".join(parts)
+
+
+def _ralph_problems(index: int, sid: str | None, statement: dict) -> list[Problem]:
+    try:
+        BaseXapiStatement.model_validate(statement)
+    except ValidationError as exc:
+        out, seen = [], set()
+        for err in exc.errors(include_url=False):
+            path, rule = _path(err["loc"]), err["msg"]
+            if (path, rule) not in seen:
+                seen.add((path, rule))
+                out.append(Problem(index, sid, path, rule))
+        # an agent matching no union branch lists every branch's complaint
+        return out[:8]
+    except (TypeError, ValueError) as exc:  # a validator's own error on odd input
+        return [Problem(index, sid, "", str(exc))]
+    return []
+
+
+def _context_20(index: int, sid: str | None, context: Any) -> list[Problem]:
+    out = []
+    for key, kind in (("contextAgents", "contextAgent"), ("contextGroups", "contextGroup")):
+        value = context.get(key) if isinstance(context, dict) else None
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(
+            isinstance(v, dict) and v.get("objectType") == kind for v in value
+        ):
+            out.append(Problem(index, sid, f"context.{key}",
+                               f"must be an array of objects with objectType {kind}"))  # fmt: skip
+    return out
+
+
+def statement_id(raw: Any) -> str | None:
+    sid = raw.get("id") if isinstance(raw, dict) else None
+    return sid if isinstance(sid, str) else None
+
+
+def check_statement(index: int, raw: Any) -> list[Problem]:
+    """Every rule this statement breaks (empty: it may be accepted)."""
+    sid = statement_id(raw)
+    if not isinstance(raw, dict):
+        return [Problem(index, None, "", "a statement is a JSON object")]
+    problems: list[Problem] = []
+    if "id" in raw:
+        try:
+            UUID(str(raw["id"]))
+        except ValueError:
+            problems.append(Problem(index, sid, "id", "must be a UUID"))
+    version = raw.get("version")
+    if version is not None and (not isinstance(version, str) or not VERSION.match(version)):
+        problems.append(Problem(index, sid, "version", "must be 1.0.x or 2.0.x"))
+    body = {k: v for k, v in raw.items() if k != "version"}
+    context = raw.get("context")
+    if isinstance(context, dict) and any(k in context for k in _CONTEXT_20):
+        problems += _context_20(index, sid, context)
+        body["context"] = {k: v for k, v in context.items() if k not in _CONTEXT_20}
+    problems += _ralph_problems(index, sid, body)
+    verb = raw.get("verb")
+    if isinstance(verb, dict) and verb.get("id") == VOIDED:
+        obj = raw.get("object")
+        if not isinstance(obj, dict) or obj.get("objectType") != "StatementRef":
+            problems.append(
+                Problem(index, sid, "object", "a voiding statement's object is a StatementRef")
+            )
+    for i, att in enumerate(raw.get("attachments") or []):
+        if isinstance(att, dict) and not att.get("fileUrl"):
+            problems.append(Problem(index, sid, f"attachments.{i}",
+                                    "attachment content (multipart/mixed) is not supported: "
+                                    "give a fileUrl"))  # fmt: skip
+    return problems
+
+
+def check_request(statements: list) -> list[Problem]:
+    """The rules of a whole POST: each statement's, and no id twice."""
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(statements):
+        problems += check_statement(i, raw)
+        sid = statement_id(raw)
+        if sid is None:
+            continue
+        key = sid.lower()
+        if key in seen:
+            problems.append(Problem(i, sid, "id", f"the same id as statement {seen[key]}"))
+        seen.setdefault(key, i)
+    return problems
