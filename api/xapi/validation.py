@@ -81,6 +81,30 @@ def _context_20(index: int, sid: str | None, context: Any) -> list[Problem]:
     return out
 
 
+_NUMBERS = frozenset({"scaled", "raw", "min", "max", "length"})  # score, attachment length
+_BOOLEANS = frozenset({"success", "completion"})
+_HEX = re.compile(r"^[0-9a-fA-F]{40,128}$")
+
+
+def _json_types(value: Any, path: str, out: list[tuple[str, str]]) -> None:
+    """Outside extensions, a statement's numbers are a score's and an
+    attachment's length, its booleans a result's success and completion;
+    anything else must not be a number (the models would turn 10 into "10")."""
+    key = path.rsplit(".", 1)[-1]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k != "extensions":
+                _json_types(v, f"{path}.{k}" if path else k, out)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _json_types(v, f"{path}.{i}", out)
+    elif isinstance(value, bool):
+        if key not in _BOOLEANS:
+            out.append((path, "must not be true or false here"))
+    elif isinstance(value, (int, float)) and key not in _NUMBERS:
+        out.append((path, "must be a string, not a number"))
+
+
 def statement_id(raw: Any) -> str | None:
     sid = raw.get("id") if isinstance(raw, dict) else None
     return sid if isinstance(sid, str) else None
@@ -105,6 +129,9 @@ def check_statement(index: int, raw: Any) -> list[Problem]:
     if isinstance(context, dict) and any(k in context for k in _CONTEXT_20):
         problems += _context_20(index, sid, context)
         body["context"] = {k: v for k, v in context.items() if k not in _CONTEXT_20}
+    types: list[tuple[str, str]] = []
+    _json_types(raw, "", types)
+    problems += [Problem(index, sid, path, rule) for path, rule in types]
     problems += _ralph_problems(index, sid, body)
     verb = raw.get("verb")
     if isinstance(verb, dict) and verb.get("id") == VOIDED:
@@ -114,6 +141,8 @@ def check_statement(index: int, raw: Any) -> list[Problem]:
                 Problem(index, sid, "object", "a voiding statement's object is a StatementRef")
             )
     for i, att in enumerate(raw.get("attachments") or []):
+        if isinstance(att, dict) and not _HEX.match(str(att.get("sha2", ""))):
+            problems.append(Problem(index, sid, f"attachments.{i}.sha2", "must be a SHA-2 hash"))
         if isinstance(att, dict) and not att.get("fileUrl"):
             problems.append(Problem(index, sid, f"attachments.{i}",
                                     "attachment content (multipart/mixed) is not supported: "
