@@ -117,6 +117,9 @@ ERRORS = {
     503: {"description": "Kafka unavailable: retry after Retry-After (safe)."},
 }  # fmt: skip
 STATEMENT = {"type": "object", "description": "An xAPI statement (xAPI 1.0.3 / 2.0)."}
+VERSION_PARAM = {"name": VERSION_HEADER, "in": "header", "required": True,
+                 "schema": {"type": "string", "enum": SUPPORTED},
+                 "description": "The xAPI version the client speaks (1.0.x or 2.0.x)."}  # fmt: skip
 
 
 @router.post(
@@ -124,8 +127,9 @@ STATEMENT = {"type": "object", "description": "An xAPI statement (xAPI 1.0.3 / 2
     responses={200: {"description": "The statements' ids, in order.",
                      "content": {"application/json": {"schema": {
                          "type": "array", "items": {"type": "string"}}}}}, **ERRORS},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": {"oneOf": [STATEMENT, {"type": "array", "items": STATEMENT}]}}}}},
+    openapi_extra={"parameters": [VERSION_PARAM], "requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"oneOf": [STATEMENT, {"type": "array",
+                                                              "items": STATEMENT}]}}}}},
     summary="Store one statement or an array of them (all or none)",
 )  # fmt: skip
 async def post_statements(request: Request, ctx: Ctx) -> Response:
@@ -151,8 +155,8 @@ VoidedId = Annotated[str | None, Query(alias="voidedStatementId", max_length=64)
     "/statements",
     status_code=204,
     responses={204: {"description": "Stored."}, **ERRORS},
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-        "schema": STATEMENT}}}},
+    openapi_extra={"parameters": [VERSION_PARAM], "requestBody": {"required": True,
+                   "content": {"application/json": {"schema": STATEMENT}}}},
     summary="Store one statement under the statementId given",
 )  # fmt: skip
 async def put_statement(request: Request, ctx: Ctx, statement_id: StatementId = None) -> Response:
@@ -180,6 +184,7 @@ async def put_statement(request: Request, ctx: Ctx, statement_id: StatementId = 
                      "content": {"application/json": {"schema": STATEMENT}}},
                404: {"description": "No such statement (or, by statementId, a voided one)."},
                **ERRORS},
+    openapi_extra={"parameters": [VERSION_PARAM]},
     summary="One stored statement, by statementId or voidedStatementId",
 )  # fmt: skip
 async def get_statement(
