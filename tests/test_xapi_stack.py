@@ -180,6 +180,21 @@ def test_the_statuses_an_lrs_client_expects(stack, unique):
             "X-Experience-API-Version": "2.0.0"})  # fmt: skip
         assert two.status_code == 200 and len(two.json()) == 2
         assert two.headers["X-Experience-API-Version"] == "2.0.0"
+    # the tenant's own rule, set by an admin, comes before the defaults
+    admin = {"Authorization": f"Bearer {stack.ctx.secrets.admin_secret}"}
+    rule = {"verb": ADL + "experienced", "event": "lesson_completed"}
+    r = httpx.post(f"{stack.url}/v1/admin/tenants/xapi-mapping", headers=admin,
+                   json={"tenant": f"s{unique}", "rules": [rule]})  # fmt: skip
+    assert r.status_code == 200 and r.json()["rules"] == [{**rule, "activity_type": None}], r.text
+    broken = {"tenant": f"s{unique}", "rules": [{"verb": "x", "event": "y"}]}
+    bad = httpx.post(f"{stack.url}/v1/admin/tenants/xapi-mapping", headers=admin, json=broken)
+    assert bad.status_code == 422
+    ctx = {"contextActivities": {"grouping": [{"id": "https://lms.example/courses/c1"}]}}
+    r = httpx.post(u, json=_ok(context=ctx), headers=_basic(key))
+    row = stack.ctx.store.query("SELECT event_name FROM xapi_statements WHERE tenant_id ="
+                                " {t:String} AND statement_id = {s:String}",
+                                {"t": tid, "s": r.json()[0]})  # fmt: skip
+    assert row == [{"event_name": "lesson_completed"}]
     one = {"event_name": "session_started", "client_event_id": f"one-{unique}",
            "event_timestamp": NOW, "anonymous_id": str(uuid.uuid4()),
            "persona": "student", "context_page": "/", "opt_out_status": False}  # fmt: skip
