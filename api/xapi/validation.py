@@ -6,7 +6,9 @@ maps, scores within their bounds, UUIDs, ISO 8601 timestamps and
 durations, ...). What they leave out, or check only for 1.0.x, is checked
 here: the 2.0 version and its context agents and groups, the voiding rules,
 and what an LRS must refuse of a request as a whole (ids repeated in one
-array).
+array). Ralph's model is applied part by part, each part's verdict kept
+by its JSON (``_part_errors``): a tool repeats its verbs, objects and
+contexts, and the whole model costs ~0.3 ms a statement.
 
 A problem names the statement (its position and id) and the rule, which is
 what the 400 answer says.
@@ -14,12 +16,14 @@ what the 400 answer says.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from ralph.models.xapi.base.statements import BaseXapiStatement
 
 VERSION = re.compile(r"^(1\.0|2\.0)(\.\d+)?$")
@@ -50,21 +54,49 @@ def _path(loc: tuple) -> str:
     return ".".join(parts)
 
 
-def _ralph_problems(index: int, sid: str | None, statement: dict) -> list[Problem]:
+_FIELDS = BaseXapiStatement.model_fields
+_PARTS = {
+    name: TypeAdapter(Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation)
+    for name, f in _FIELDS.items()
+}
+_REQUIRED = tuple(name for name, f in _FIELDS.items() if f.is_required())
+
+
+@lru_cache(maxsize=65_536)
+def _part_errors(name: str, text: str) -> tuple[tuple[str, str], ...]:
+    """Ralph's verdict on one part of a statement (its verb, object, context,
+    ...), by its JSON: a tool's statements repeat most parts, so most are
+    checked once."""
     try:
-        BaseXapiStatement.model_validate(statement)
+        _PARTS[name].validate_python(json.loads(text))
     except ValidationError as exc:
-        out, seen = [], set()
-        for err in exc.errors(include_url=False):
-            path, rule = _path(err["loc"]), err["msg"]
-            if (path, rule) not in seen:
-                seen.add((path, rule))
-                out.append(Problem(index, sid, path, rule))
-        # an agent matching no union branch lists every branch's complaint
-        return out[:8]
-    except (TypeError, ValueError) as exc:  # a validator's own error on odd input
-        return [Problem(index, sid, "", str(exc))]
-    return []
+        return tuple((_path((name, *e["loc"])), e["msg"]) for e in exc.errors(include_url=False))
+    return ()
+
+
+def _ralph_problems(index: int, sid: str | None, statement: dict) -> list[Problem]:
+    """What ``BaseXapiStatement.model_validate`` says, part by part: the
+    statement's own rules (no empty values, platform and revision only with
+    an Activity), its fields, then each part with Ralph's model of it."""
+    found: list[tuple[str, str]] = [(k, "Extra inputs are not permitted")
+                                    for k in statement if k not in _PARTS]  # fmt: skip
+    found += [(k, "Field required") for k in _REQUIRED if k not in statement]
+    try:
+        BaseXapiStatement.check_absence_of_empty_and_invalid_values(statement)
+    except ValidationError as exc:
+        found += [(_path(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:  # odd input: its parts say
+        found.append(("", str(exc)))
+    for name, value in statement.items():
+        if name in _PARTS:
+            found += _part_errors(name, json.dumps(value, sort_keys=True))
+    out, seen = [], set()
+    for path, rule in found:
+        if (path, rule) not in seen:
+            seen.add((path, rule))
+            out.append(Problem(index, sid, path, rule))
+    # an agent matching no union branch lists every branch's complaint
+    return out[:8]
 
 
 def _context_20(index: int, sid: str | None, context: Any) -> list[Problem]:
