@@ -9,7 +9,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up test test-fast lint install kafka clean bench sdk-js oidc-provider
+.PHONY: up test test-fast lint install kafka clean bench sdk-js oidc-provider xapi-clients
 
 $(BIN)/.installed: pyproject.toml sdk/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ tests/oidc/node_modules/.package-lock.json: tests/oidc/package-lock.json
 
 oidc-provider: tests/oidc/node_modules/.package-lock.json
 
-test: install kafka lint sdk-js oidc-provider
+# The xAPI tests' client and validator test cases (npm's @xapi/xapi, xapi-validation).
+tests/xapi/node_modules/.package-lock.json: tests/xapi/package-lock.json
+	cd tests/xapi && $(NPM) ci --no-audit --no-fund
+
+xapi-clients: tests/xapi/node_modules/.package-lock.json
+
+test: install kafka lint sdk-js oidc-provider xapi-clients
 	$(BIN)/pytest
 
 test-fast: install lint

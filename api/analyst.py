@@ -38,6 +38,7 @@ TABLES = (
     "kpi_events",
     "org_links",
     "audit_events",
+    "xapi_statements",  # every accepted xAPI statement, pseudonymised (docs/ingestion.md)
 )
 FORMATS = {
     "json": ("JSONEachRow", "application/x-ndjson"),

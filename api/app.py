@@ -25,6 +25,7 @@ from api.routes import (
     org,
     reports,
     sql,
+    xapi,
 )
 
 DESCRIPTION = """
@@ -32,6 +33,8 @@ SkillStream: streaming learning analytics on Kafka and ClickHouse.
 
 * **Ingest**: `POST /v1/events/batch` with a tenant write key; the event dictionary for
   SDKs at `GET /v1/events/dictionary`; CORS for the origins each tenant allowed.
+  One event: `POST /v1/events`. xAPI statements (a Learning Record Store's statements
+  resource, HTTP Basic with the write key): `/xapi/statements`, `/xapi/about`.
 * **Reports**: `GET /v1/reports/{engagement,learners,kpis}`, role-scoped, with a bearer
   token from `skillstream token`; org data at `/v1/org/links`.
 * **Exports** (`/v1/exports`), **notifications** (`/v1/notifications`, `/v1/webhooks`),
@@ -47,6 +50,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(admin.router)
     app.include_router(events.router)
+    app.include_router(xapi.router)
     app.include_router(reports.router)
     app.include_router(org.router)
     app.include_router(exports.router)

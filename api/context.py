@@ -26,6 +26,7 @@ from api.reports.figures import ReportFigures
 from api.sealing import Sealer
 from api.sso.service import SignIn
 from api.tenants import TenantRegistry, reseal_salts
+from api.xapi.store import MappingRegistry, StatementLog
 from core.processes import stack_children_alive
 from core.secrets import Secrets
 from core.settings import Settings
@@ -67,6 +68,8 @@ class AppContext:
     kafka_bootstrap: str
     tenants: TenantRegistry = field(init=False)
     origins: OriginRegistry = field(init=False)
+    xapi_log: StatementLog = field(init=False)
+    xapi_mappings: MappingRegistry = field(init=False)
     kafka: KafkaProbe = field(init=False)
     producer: AsyncProducer = field(init=False)
     codec: Codec = field(init=False)
@@ -99,6 +102,8 @@ class AppContext:
         reseal_salts(self.store, self.pii_sealer)
         self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
+        self.xapi_log = StatementLog(self.store)
+        self.xapi_mappings = MappingRegistry(self.store)
         self.sso = SignIn(self.store, s, self.secrets, self.tenants)
         self.sso.reseal()
         self.kafka = KafkaProbe(self.kafka_bootstrap)

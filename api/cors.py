@@ -16,9 +16,15 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # path -> methods a browser may use on it
-INGEST = {"/v1/events/batch": "POST", "/v1/events/dictionary": "GET"}
+INGEST = {
+    "/v1/events/batch": "POST",
+    "/v1/events": "POST",
+    "/v1/events/dictionary": "GET",
+    "/xapi/statements": "POST, PUT, GET",
+    "/xapi/about": "GET",
+}
 REPORTS_PREFIX = "/v1/reports/"
-ALLOW_HEADERS = "authorization, content-type"
+ALLOW_HEADERS = "authorization, content-type, x-experience-api-version"
 MAX_AGE_S = "600"
 
 
@@ -58,7 +64,7 @@ class BrowserCors:
                 out = list(message.get("headers", []))
                 out += [
                     (b"access-control-allow-origin", origin.encode("latin-1")),
-                    (b"access-control-expose-headers", b"Retry-After"),
+                    (b"access-control-expose-headers", b"Retry-After, X-Experience-API-Version"),
                     (b"vary", b"Origin"),
                 ]
                 message = {**message, "headers": out}

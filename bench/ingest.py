@@ -13,6 +13,12 @@ same machine in the same run:
   time (so a stall counts against every batch it delays), against issue
   15's bound of 20 ms per 100 events.
 
+* **xAPI**: the same events as xAPI statements (api/xapi/: a lesson
+  completed is ADL ``completed`` of a lesson in its course, any other event a
+  statement of its name), 100 per ``POST /xapi/statements``, same
+  connections, same run: statements/s against the batch endpoint's events/s
+  (issue 32's goal: at least 0.7x).
+
 The ratio front door / baseline is the figure that matters; absolute numbers
 drift on shared machines. The baseline's latency is per 100 events too: the
 time from the first produce of a batch to the last acknowledgement in it.
@@ -21,6 +27,7 @@ time from the first produce of a batch to the last acknowledgement in it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import multiprocessing as mp
 import subprocess
@@ -46,9 +53,36 @@ def make_events(n: int, seed: int = 11) -> list[dict]:
     return events[:n]
 
 
+def as_statement(ev: dict) -> dict:
+    """The event as the xAPI statement a learning tool would send for it."""
+    import uuid
+
+    from api.xapi.mapping import ADL, ADL_ACT
+
+    learner = ev.get("user_id") or ev["anonymous_id"]
+    lesson = ev["event_name"] == "lesson_completed"
+    st = {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, ev["client_event_id"])),
+        "actor": {"objectType": "Agent",
+                  "account": {"homePage": "https://lms.example", "name": learner}},
+        "verb": {"id": ADL + "completed" if lesson else f"https://lms.example/verbs/{ev['event_name']}"},
+        "object": {"objectType": "Activity",
+                   "id": f"https://lms.example{ev['context_page']}",
+                   "definition": {"type": ADL_ACT + ("lesson" if lesson else "interaction")}},
+        "timestamp": ev["event_timestamp"],
+    }  # fmt: skip
+    if ev.get("program_id"):
+        course = {
+            "id": f"https://lms.example/programs/{ev['program_id']}",
+            "definition": {"type": ADL_ACT + "course"},
+        }
+        st["context"] = {"contextActivities": {"grouping": [course]}}
+    return st
+
+
 # --- front door load generator (runs in its own process) --------------------
 def _load_generator(
-    url: str, key: str, batches: list[list[dict]], conc: int, pace_s: float, out
+    url: str, key: str, batches: list[list[dict]], conc: int, pace_s: float, xapi: bool, out
 ) -> None:
     """Post every batch with ``conc`` connections: as fast as they go, or the
     i-th batch at ``i * pace_s`` after the start (latency then counted from
@@ -58,7 +92,13 @@ def _load_generator(
     async def run() -> dict:
         queue: asyncio.Queue = asyncio.Queue()
         for i, b in enumerate(batches):  # bodies encoded before the clock starts
-            queue.put_nowait((i, json.dumps({"events": b})))
+            queue.put_nowait((i, json.dumps(b if xapi else {"events": b})))
+        path = "/xapi/statements" if xapi else "/v1/events/batch"
+        headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+        if xapi:
+            basic = base64.b64encode(f"{key}:".encode()).decode()
+            headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/json",
+                       "X-Experience-API-Version": "1.0.3"}  # fmt: skip
         latencies: list[float] = []
         accepted = 0
         limits = httpx.Limits(max_connections=conc, max_keepalive_connections=conc)
@@ -73,17 +113,10 @@ def _load_generator(
                     if pace_s:
                         t = t0 + i * pace_s
                         await asyncio.sleep(max(0.0, t - time.perf_counter()))
-                    r = await client.post(
-                        "/v1/events/batch",
-                        content=body,
-                        headers={
-                            "Authorization": f"Bearer {key}",
-                            "Content-Type": "application/json",
-                        },
-                    )
+                    r = await client.post(path, content=body, headers=headers)
                     latencies.append(time.perf_counter() - t)
                     r.raise_for_status()
-                    accepted += len(r.json()["accepted"])
+                    accepted += len(r.json() if xapi else r.json()["accepted"])
 
             await asyncio.gather(*(worker() for _ in range(conc)))
             elapsed = time.perf_counter() - t0
@@ -181,7 +214,13 @@ def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
         key = HttpControl(url, load_secrets(settings).admin_secret).create_tenant("bench")[1]
         events = make_events(n_events)
         batches = [events[i : i + 100] for i in range(0, len(events), 100)]
-        door = _in_process(_load_generator, url, key, batches, concurrency, 0.0)
+        door = _in_process(_load_generator, url, key, batches, concurrency, 0.0, False)
+        # the same events as xAPI statements, new ids (none is a retry), to a fresh tenant
+        xkey = HttpControl(url, load_secrets(settings).admin_secret).create_tenant("bench_xapi")[1]
+        statements = [as_statement(ev) for ev in events]
+        xapi = _in_process(_load_generator, url, xkey,
+                           [statements[i : i + 100] for i in range(0, len(statements), 100)],
+                           concurrency, 0.0, True)  # fmt: skip
         base_res = _in_process(
             _raw_producer, ctx.bootstrap, settings.topic("bench.baseline"), events
         )
@@ -189,11 +228,13 @@ def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
         fresh = make_events(n_events, seed=12)
         paced = _in_process(_load_generator, url, key,
                             [fresh[i : i + 100] for i in range(0, len(fresh), 100)],
-                            concurrency, 100 / half)  # fmt: skip
+                            concurrency, 100 / half, False)  # fmt: skip
     finally:
         stop(api, 30)
     lat = door.pop("latencies")
     door_rate = door["accepted"] / door["elapsed_s"]
+    xapi_lat = xapi.pop("latencies")
+    xapi_rate = xapi["accepted"] / xapi["elapsed_s"]
     base_rate = base_res["accepted"] / base_res["elapsed_s"]
     base_lat = base_res.pop("latencies")
     paced_lat = paced.pop("latencies")
@@ -204,6 +245,15 @@ def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
         "ingest",
         rows=[
             Row("accepted events/s", round(door_rate), round(base_rate), "ev/s", "higher", raw),
+            Row(
+                "xAPI statements accepted/s, same content",
+                round(xapi_rate),
+                round(door_rate),
+                "st/s",
+                "higher",
+                "the batch endpoint's events/s, same run",
+                f"goal >= 0.7x; p50 {percentile(xapi_lat, 50) * 1000:.0f} ms per 100",
+            ),
             Row(
                 "p50 latency per 100 events",
                 round(percentile(lat, 50) * 1000, 1),
@@ -244,6 +294,7 @@ def run(scale: Scale, ctx: Context, concurrency: int = 8) -> Result:
             "batch_size": 100,
             "concurrency": concurrency,
             "front_door": door,
+            "xapi": {**xapi, "ratio_to_batch": round(xapi_rate / door_rate, 3)},
             "baseline_raw_producer": base_res,
             "paced": {
                 **paced,

@@ -185,6 +185,21 @@ def cmd_tenant_term(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tenant_xapi(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from api.admin.operations import XAPI_MAPPING
+    from ops.control import control_for
+
+    rules = json.loads(Path(args.rules).read_text()) if args.rules else None
+    out = control_for(get_settings()).run(
+        XAPI_MAPPING, tenant=args.name, rules=rules, persona=args.persona
+    )
+    print(json.dumps({"rules": out["rules"], "persona": out["persona"]}, indent=2))
+    return 0
+
+
 def cmd_sql(args: argparse.Namespace) -> int:
     from api.admin.operations import SQL
     from ops.control import control_for
@@ -499,6 +514,13 @@ def build_parser() -> argparse.ArgumentParser:
     term.add_argument("name", help="tenant name")
     term.add_argument("--set", choices=["month", "quarter", "half", "year"], default=None)
     term.set_defaults(func=cmd_tenant_term)
+    xapi = tsub.add_parser(
+        "xapi", help="the tenant's xAPI mapping rules, tried before the defaults (audited)"
+    )
+    xapi.add_argument("name", help="tenant name")
+    xapi.add_argument("--rules", metavar="FILE", help='JSON: [{"verb", "activity_type", "event"}]')
+    xapi.add_argument("--persona", choices=["student", "career_changer"], default=None)
+    xapi.set_defaults(func=cmd_tenant_xapi)
 
     aud = sub.add_parser("audit", help="the hash-chained audit log")
     asub = aud.add_subparsers(dest="action", required=True, metavar="ACTION")

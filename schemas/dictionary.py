@@ -249,6 +249,15 @@ EVENTS: tuple[EventSpec, ...] = (
         retention_years=2,  # as the plan's session metrics
         since_version=3,
     ),
+    # --- envelope v4: xAPI statements (docs/ingestion.md, "xAPI") -----------------
+    EventSpec(
+        "xapi_statement_recorded",
+        "An xAPI statement no mapping rule turns into a dictionary event: verb, object, result",
+        ALL,
+        "XapiStatementRecorded",
+        category="engagement",
+        since_version=4,
+    ),
 )
 
 BY_NAME: dict[str, EventSpec] = {e.name: e for e in EVENTS}

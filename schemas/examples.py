@@ -35,6 +35,13 @@ PROPERTIES: dict[str, dict[str, Any]] = {
     "survey_response_submitted": {"survey_id": "srv_1", "rating": 4, "free_text": "Great"},
     "roadmap_task_assigned": {"task_id": "task_1", "due_at": "2026-05-30T00:00:00Z"},
     "career_changer_financial_planner_viewed": {"duration_ms": 95000, "session_id": "ses_1"},
+    "xapi_statement_recorded": {
+        "verb_id": "http://adlnet.gov/expapi/verbs/experienced",
+        "object_id": "https://lms.example/media/intro-video",
+        "activity_type": "http://adlnet.gov/expapi/activities/media",
+        "completion": True,
+        "duration_ms": 95000,
+    },
 }
 
 CONDITIONAL_VALUES: dict[str, Any] = {

@@ -16,6 +16,7 @@ from api.exports.storage import ObjectStore
 from api.origins import OriginRegistry
 from api.sso.service import SignIn
 from api.tenants import TenantRegistry
+from api.xapi.store import MappingRegistry
 from core.secrets import Secrets
 from core.settings import Settings
 from sinks.store import Store
@@ -35,6 +36,7 @@ class Env(Protocol):
     objects: ObjectStore
     origins: OriginRegistry
     sso: SignIn
+    xapi_mappings: MappingRegistry
 
 
 class LocalEnv:
@@ -60,6 +62,10 @@ class LocalEnv:
     @cached_property
     def origins(self) -> OriginRegistry:
         return OriginRegistry(self.store)
+
+    @cached_property
+    def xapi_mappings(self) -> MappingRegistry:
+        return MappingRegistry(self.store)
 
     @cached_property
     def sso(self) -> SignIn:

@@ -281,6 +281,26 @@ def readiness_term(env: Env, req: TermRequest) -> dict[str, Any]:
     }
 
 
+class XapiMappingRequest(BaseModel):
+    tenant: str = Field(description="Tenant name.")
+    rules: list[dict[str, Any]] | None = Field(
+        None,
+        description="Replace the tenant's rules, tried before the defaults: "
+        "[{verb, activity_type (optional), event}] (docs/ingestion.md, 'xAPI'). "
+        "None: keep them; []: none.",
+    )
+    persona: str | None = Field(None, description="Persona of xAPI learners (student by default).")
+
+
+def xapi_mapping(env: Env, req: XapiMappingRequest) -> dict[str, Any]:
+    """The tenant's xAPI mapping rules and persona; a change is audited."""
+    tid = _tenant_id(env, req.tenant)
+    if req.rules is None and req.persona is None:
+        return {"tenant": req.tenant, **env.xapi_mappings.describe(tid)}
+    now = env.xapi_mappings.change(tid, rules=req.rules, persona=req.persona, **OPERATOR)
+    return {"tenant": req.tenant, **now}
+
+
 # --- sign-in with the tenant's identity provider (docs/sign-in.md) -----------------
 class TenantSso(SsoSettings):
     tenant: str = Field(description="Tenant name.")
@@ -439,6 +459,14 @@ IMPORT_FINISH = Op(
     import_finish,
     summary="`skillstream import`: how it ended (audited)",
 )
+XAPI_MAPPING = Op(
+    "xapi_mapping",
+    "POST",
+    f"{A}/tenants/xapi-mapping",
+    XapiMappingRequest,
+    xapi_mapping,
+    summary="`skillstream tenant xapi`: the tenant's xAPI mapping rules (audited)",
+)
 
 OPS: tuple[Op, ...] = (
     CREATE_TENANT,
@@ -458,4 +486,5 @@ OPS: tuple[Op, ...] = (
     TENANT_SSO,
     IMPORT_START,
     IMPORT_FINISH,
+    XAPI_MAPPING,
 )

@@ -1,5 +1,5 @@
-"""`POST /v1/events/batch`: the ingest front door, and `GET /v1/events/dictionary`
-for SDKs.
+"""`POST /v1/events/batch`: the ingest front door; `POST /v1/events` for one
+event (a batch of one); and `GET /v1/events/dictionary` for SDKs.
 
 Each event is validated on its own; valid ones are produced to Kafka and
 reported `accepted` only once Kafka acknowledged them. The tenant is the
@@ -199,6 +199,27 @@ ERRORS = {
 }  # fmt: skip
 
 
+async def _admitted_body(request: Request, ctx: Ctx) -> tuple[Tenant, Any] | JSONResponse:
+    """The write key's tenant and the parsed body, or the answer refusing them."""
+    beacon = _is_beacon(request)
+    # A beacon's key is in its body: the body is read first for that one content type.
+    tenant = None if beacon else await browser_tenant(request, ctx)
+    s = ctx.settings
+    body = await _read_body(request, s.ingest_max_body_bytes)
+    if body is None:
+        return _error(413, f"body larger than {s.ingest_max_body_bytes} bytes")
+    try:
+        payload = _parse(body)
+    except ValueError as exc:
+        return _error(400, f"malformed JSON: {exc}")
+    if beacon:
+        key = payload.pop("write_key", None) if isinstance(payload, dict) else None
+        tenant = await _tenant_for_key(ctx, key)
+        await _check_origin(request, ctx, tenant)
+    assert tenant is not None
+    return tenant, payload
+
+
 @router.post(
     "/batch",
     response_model=BatchResult,
@@ -208,30 +229,48 @@ ERRORS = {
 )
 async def ingest_batch(request: Request, ctx: Ctx) -> Any:
     with BATCH_SECONDS.time():
-        beacon = _is_beacon(request)
-        # A beacon's key is in its body: the body is read first for that one content type.
-        tenant = None if beacon else await browser_tenant(request, ctx)
-        s = ctx.settings
-        body = await _read_body(request, s.ingest_max_body_bytes)
-        if body is None:
-            return _error(413, f"body larger than {s.ingest_max_body_bytes} bytes")
-        try:
-            payload = _parse(body)
-        except ValueError as exc:
-            return _error(400, f"malformed JSON: {exc}")
-        if beacon:
-            key = payload.pop("write_key", None) if isinstance(payload, dict) else None
-            tenant = await _tenant_for_key(ctx, key)
-            await _check_origin(request, ctx, tenant)
+        admitted = await _admitted_body(request, ctx)
+        if isinstance(admitted, JSONResponse):
+            return admitted
+        tenant, payload = admitted
         if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
             return _error(400, 'body must be a JSON object {"events": [...]}')
         events = payload["events"]
-        if len(events) > s.ingest_max_batch_events:
-            return _error(413, f"more than {s.ingest_max_batch_events} events in one batch")
+        if len(events) > ctx.settings.ingest_max_batch_events:
+            return _error(
+                413, f"more than {ctx.settings.ingest_max_batch_events} events in one batch"
+            )
         wait = ctx.rate_limiter.take(tenant.tenant_id, len(events))
         if wait:
             return _error(429, "tenant event rate exceeded", retry_after=wait)
         return await _ingest(ctx, tenant, events)
+
+
+@router.post(
+    "",
+    response_model=BatchResult,
+    responses={**ERRORS, 400: {"description": "Malformed JSON, or the body is no JSON object."}},
+    openapi_extra={"requestBody": {"content": {"application/json": {
+        "schema": EventIn.model_json_schema()}}, "required": True}},
+    summary="Ingest one event (the tracking plan's single-event endpoint)",
+)  # fmt: skip
+async def ingest_one(request: Request, ctx: Ctx) -> Any:
+    """One event, validated, answered and acknowledged exactly as a batch of
+    one: the same fields, the same answer (``accepted``, ``duplicates``,
+    ``rejected``), accepted only once Kafka has it."""
+    with BATCH_SECONDS.time():
+        admitted = await _admitted_body(request, ctx)
+        if isinstance(admitted, JSONResponse):
+            return admitted
+        tenant, payload = admitted
+        if not isinstance(payload, dict) or "events" in payload:
+            return _error(
+                400, "body must be one event, a JSON object (a batch: POST /v1/events/batch)"
+            )
+        wait = ctx.rate_limiter.take(tenant.tenant_id, 1)
+        if wait:
+            return _error(429, "tenant event rate exceeded", retry_after=wait)
+        return await _ingest(ctx, tenant, [payload])
 
 
 def _parse(body: bytes) -> Any:
