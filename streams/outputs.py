@@ -15,7 +15,7 @@ from core.keys import learner_key
 from streams import aggregates
 from streams.faust.checkpoint import RECORDS_OUT
 from streams.pipeline import Item, Outcome, dead_letter_headers
-from streams.records import iso_day, origin_headers
+from streams.records import iso_day, json_arrays, origin_headers
 from streams.steps.identity import identity_pending_entry
 from streams.topology import Tables, Topics
 
@@ -45,10 +45,11 @@ class Outputs:
     async def send(self, t: faust.TopicT, key: str, value: dict) -> None:
         self._produce(t.get_topic_name(), key, value, origin_headers())
 
-    def _produce(self, topic: str, key: str, value: dict | list, headers: list) -> None:
+    def _produce(self, topic: str, key: str, value: dict | bytes, headers: list) -> None:
         # Straight to librdkafka, no future per record: Faust's flush before
         # each commit waits for these too (streams/faust/producer.py).
-        self.app.producer.produce(topic, key.encode(), orjson.dumps(value), headers=headers)
+        raw = value if isinstance(value, bytes) else orjson.dumps(value)
+        self.app.producer.produce(topic, key.encode(), raw, headers=headers)
         RECORDS_OUT.labels(topic).inc()
 
     def send_now(self, t: faust.TopicT, key: str, value: dict) -> None:
@@ -117,7 +118,9 @@ class Outputs:
         if rows:
             first = rows[0]
             key = learner_key(first["tenant_id"], first.get("learner_id") or first["anonymous_id"])
-            self._produce(self.topics.clean.get_topic_name(), key, rows, origin_headers())
+            topic, headers = self.topics.clean.get_topic_name(), origin_headers()
+            for value in json_arrays(rows):
+                self._produce(topic, key, value, headers)
 
     def flush(self) -> int:
         """The checkpoint's step 3: every held row; every due live score

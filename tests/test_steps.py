@@ -27,3 +27,17 @@ def test_an_attributed_anonymous_event_always_replaces_its_unattributed_row():
     assert forwarded["version"] == replayed["version"] == 2
     # an event that named its user has one row only
     assert _enriched(user_id="u1", learner_id="u1")["version"] == 1
+
+
+def test_a_records_clean_rows_split_below_the_brokers_message_limit():
+    """An imported record holds thousands of events, and their JSON is larger
+    than their Avro: the clean rows go out in as many arrays as fit."""
+    import orjson
+
+    from streams.records import CLEAN_RECORD_MAX_BYTES, json_arrays
+
+    rows = [{"client_event_id": f"e{i}", "pad": "x" * 700} for i in range(4000)]
+    arrays = list(json_arrays(rows))
+    assert len(arrays) > 1 and all(len(a) <= CLEAN_RECORD_MAX_BYTES for a in arrays)
+    assert [r for a in arrays for r in orjson.loads(a)] == rows  # all of them, in order
+    assert list(json_arrays(rows[:3])) == [orjson.dumps(rows[:3])]
