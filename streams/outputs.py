@@ -15,7 +15,7 @@ from core.keys import learner_key
 from streams import aggregates
 from streams.faust.checkpoint import RECORDS_OUT
 from streams.pipeline import Item, Outcome, dead_letter_headers
-from streams.records import iso_day, origin_headers
+from streams.records import clean_records, iso_day, origin_headers
 from streams.steps.identity import identity_pending_entry
 from streams.topology import Tables, Topics
 
@@ -112,12 +112,18 @@ class Outputs:
 
     def send_clean(self, source: str) -> None:
         """The clean events of the record of ``source`` just processed, as
-        one record keyed by its first event's learner (the sink reads it whole)."""
+        one record keyed by its first event's learner (the sink reads it
+        whole); an import's record holds a chunk's events for a partition
+        (thousands), so its rows go as several records of at most
+        ``records.CLEAN_RECORD_BYTES`` each, under Kafka's message size."""
         rows = self._clean.pop(source, None)
         if rows:
             first = rows[0]
             key = learner_key(first["tenant_id"], first.get("learner_id") or first["anonymous_id"])
-            self._produce(self.topics.clean.get_topic_name(), key, rows, origin_headers())
+            topic, headers = self.topics.clean.get_topic_name(), origin_headers()
+            for value in clean_records(rows):
+                self.app.producer.produce(topic, key.encode(), value, headers=headers)
+                RECORDS_OUT.labels(topic).inc()
 
     def flush(self) -> int:
         """The checkpoint's step 3: every held row; every due live score

@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
 
+import orjson
+
 from schemas import dictionary
 
 DAY_MS = 86_400_000
@@ -90,3 +92,17 @@ def origin_headers() -> list[tuple[str, bytes]]:
     headers = [(ORIGIN_HEADER, str(origin_ms(msg.headers, int(msg.timestamp * 1000))).encode())]
     _last = (event, headers)
     return headers
+
+
+# a clean record's bound: well under Kafka's default message.max.bytes (1 MB)
+CLEAN_RECORD_BYTES = 512 * 1024
+
+
+def clean_records(rows: list[dict], limit: int = CLEAN_RECORD_BYTES) -> list[bytes]:
+    """``rows`` as JSON arrays of at most ``limit`` bytes (a single row
+    over it alone), in order: one array for a live request's events."""
+    data = orjson.dumps(rows)
+    if len(data) <= limit or len(rows) == 1:
+        return [data]
+    mid = len(rows) // 2
+    return clean_records(rows[:mid], limit) + clean_records(rows[mid:], limit)

@@ -237,3 +237,15 @@ def test_a_finished_import_reports_its_job_as_data_import_completed(
     finished = datetime.fromtimestamp(st.finished_at, UTC)  # type: ignore[arg-type]
     assert abs((props["completed_at"] - finished).total_seconds()) < 0.001
     assert done["event_timestamp"] == props["completed_at"]
+
+
+def test_the_clean_records_of_an_imported_chunk_stay_under_kafkas_message_size() -> None:
+    """An import record holds a chunk's events for a partition (thousands):
+    the worker writes their clean rows as several records, in order."""
+    from streams.records import CLEAN_RECORD_BYTES, clean_records
+
+    rows = [{**e, "pad": "x" * 400} for e in events(3000)]
+    parts = clean_records(rows)
+    assert len(parts) > 1 and all(len(p) <= CLEAN_RECORD_BYTES for p in parts)
+    assert [r for p in parts for r in orjson.loads(p)] == orjson.loads(orjson.dumps(rows))
+    assert clean_records(rows[:10]) == [orjson.dumps(rows[:10])]  # a live request: one record
