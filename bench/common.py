@@ -41,6 +41,7 @@ class Scale:
     # so not in the small smoke run that CI and `make test` do
     pathway_peer: bool = True
     scale_workers: tuple[int, ...] = (1, 2, 3)  # worker counts of the scale scenario
+    import_events: int = 20_000  # events of the import scenario's year of history
 
 
 SCALES: dict[str, Scale] = {
@@ -59,7 +60,16 @@ SCALES: dict[str, Scale] = {
         pathway_peer=False,
     ),  # fmt: skip
     "medium": Scale(
-        "medium", 20_000, 100_000, 900, (250, 500, 1_000, 1_500), 15, (1_000_000,), 20, 100_000
+        "medium",
+        20_000,
+        100_000,
+        900,
+        (250, 500, 1_000, 1_500),
+        15,
+        (1_000_000,),
+        20,
+        100_000,
+        import_events=100_000,
     ),
     # The sizes.
     "full": Scale(
@@ -72,6 +82,7 @@ SCALES: dict[str, Scale] = {
         (1_000_000, 10_000_000),
         30,
         10_000_000,
+        import_events=1_000_000,
     ),
 }
 

@@ -1,6 +1,7 @@
 """The benchmark suite: every scenario against a baseline in the same run.
 
     python -m bench [--scale small|medium|full] [--only ingest,stream,...] [--out DIR]
+    python -m bench --scale small --only import   (not in the default run)
     skillstream bench ...        make bench   (medium)
 
 Each scenario runs in a fresh process (chdb serves one data path per
@@ -30,11 +31,14 @@ from typing import Any
 from bench.common import RESULTS, SCALES, Context, Result, Scale, machine, now_iso
 
 SCENARIOS = ("ingest", "stream", "scale", "freshness", "query", "export", "memory")
+# run only when named (--only): longer than the smoke run affords
+OPTIONAL = ("import",)
+MODULES = {"import": "import_"}  # a scenario whose module name is not its own
 
 
 def _scenario_process(name: str, scale: Scale, ctx: Context, out: Any) -> None:
     try:
-        mod = importlib.import_module(f"bench.{name}")
+        mod = importlib.import_module(f"bench.{MODULES.get(name, name)}")
         res: Result = mod.run(scale, ctx)
     except Exception as exc:
         traceback.print_exc()
@@ -108,7 +112,8 @@ def _kafka() -> tuple[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--scale", choices=list(SCALES), default="medium")
-    ap.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenarios")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help=f"comma-separated scenarios (also: {', '.join(OPTIONAL)})")  # fmt: skip
     ap.add_argument("--out", type=Path, default=RESULTS, help="where the JSON results go")
     ap.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, state)")
     ap.add_argument("--events", type=int, help="stream: events to pre-load (overrides the scale)")
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
-    unknown = set(names) - set(SCENARIOS)
+    unknown = set(names) - set(SCENARIOS) - set(OPTIONAL)
     if unknown:
         ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -46,7 +46,7 @@ class EventSpec:
     retention_years: int = DEFAULT_RETENTION_YEARS
     requires: tuple[str, ...] = ()  # conditional envelope fields this event must carry
     essential: bool = False  # kept for opted-out users (security, compliance)
-    category: str = "product"  # product | engagement | security | compliance
+    category: str = "product"  # product | engagement | security | compliance | operations
     engagement_component: str | None = None  # what it feeds in the engagement score
     since_version: int = 1  # first envelope version that knows the event
     free_text_fields: tuple[str, ...] = field(default=())  # redacted below company_admin
@@ -257,6 +257,17 @@ EVENTS: tuple[EventSpec, ...] = (
         "XapiStatementRecorded",
         category="engagement",
         since_version=4,
+    ),
+    # --- envelope v5: data-import job telemetry (docs/ingestion.md, "Data freshness") ---
+    EventSpec(
+        "data_import_completed",
+        "A data-import job finished: its dataset, the release's publication time, when the job "
+        "started and completed (the platform's data freshness SLA)",
+        ALL,  # a platform event, not a learner's: sent without a user
+        "DataImportCompleted",
+        retention_years=7,  # as the plan's other operational records (reports, notes)
+        category="operations",
+        since_version=5,
     ),
 )
 

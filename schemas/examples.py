@@ -42,6 +42,14 @@ PROPERTIES: dict[str, dict[str, Any]] = {
         "completion": True,
         "duration_ms": 95000,
     },
+    "data_import_completed": {
+        "job_id": "job_onet_29_1",
+        "dataset": "onet",
+        "released_at": "2026-05-01T12:00:00Z",
+        "started_at": "2026-05-02T08:00:00Z",
+        "completed_at": "2026-05-02T09:30:00Z",
+        "events_imported": 1016,
+    },
 }
 
 CONDITIONAL_VALUES: dict[str, Any] = {

@@ -113,7 +113,10 @@ class Outputs:
 
     def send_clean(self, source: str) -> None:
         """The clean events of the record of ``source`` just processed, as
-        one record keyed by its first event's learner (the sink reads it whole)."""
+        one record keyed by its first event's learner (the sink reads it
+        whole); an import's record holds a chunk's events for a partition
+        (thousands), so its rows go as several records of at most
+        ``records.CLEAN_RECORD_MAX_BYTES`` each, under Kafka's message size."""
         rows = self._clean.pop(source, None)
         if rows:
             first = rows[0]

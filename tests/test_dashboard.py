@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.exports.model import ExportRepo, new_export
+from api.imports.service import states as import_states
+from api.imports.state import ImportState
 from api.reports.org import Link, OrgRegistry
 from api.security import issue_token
 from core.settings import Settings
@@ -103,8 +105,21 @@ def test_dashboard_shows_chart_tiles_and_numbers(browser, api, store, artifacts)
     today = datetime.now(UTC).date()
     want = rd.expected_week(org, set(org.users), rd.monday(today))
     prev = rd.expected_week(org, set(org.users), rd.monday(today) - timedelta(days=7))
+    # an import of this tenant's history under way (as `skillstream import` records it)
+    iid = f"imp_{uuid.uuid4().hex[:16]}"
+    running = ImportState(iid, org.tenant_id, "acme", "history.csv.gz", status="sending",
+                          read=12_000, accepted=11_990, rejected=10, bytes_total=1000,
+                          bytes_done=300, events_per_s=2500.0, eta_s=140.0)  # fmt: skip
+    import_states(api.ctx.settings).save(running)
     page = _open(browser, f"{api.url}/#token={token}")
     assert page.locator("h1").inner_text() == "Engagement · last 8 weeks"
+    panel = page.locator(f"#imports [data-import='{running.import_id}']")
+    panel.wait_for(timeout=10000)
+    assert page.locator("#imports").is_visible()
+    text = panel.inner_text()
+    for part in ("30% · read 12,000 · accepted 11,990 · rejected 10", "2,500 events/s",
+                 "ETA 2 min"):  # fmt: skip
+        assert part in text, text
     page.wait_for_selector("#chart canvas")  # uPlot drew the chart
     value = lambda key: page.locator(f"#tile-{key} .value").inner_text()  # noqa: E731
     assert value("weekly_active_learners") == str(want["active"])
@@ -171,6 +186,10 @@ def test_platform_admin_picks_a_tenant_and_the_badge_names_it(browser, api, stor
     assert value("weekly_active_learners") == str(want["active"])
     assert value("reports_generated") == "3"
     assert value("audit_events") == str(audit_rows(store, org.tenant_id))
+    # seed 003's platform-wide KPI, for platform admins only
+    assert page.locator("#kpi-table tr").count() == 10
+    kpi_names = page.locator("#kpi-table td:first-child").all_text_contents()
+    assert any("O*NET" in n for n in kpi_names), kpi_names
     page.screenshot(path=str(artifacts / "dashboard-tenant-pick.png"), full_page=True)
     page.close()
 

@@ -187,3 +187,53 @@ def test_recompute_span_reaches_the_scores_an_import_changed() -> None:
     )
     assert recompute_span("2026-06-01", "2026-06-01", today) is None
     assert recompute_span(None, None, today) is None
+
+
+class AppliedOut(FakeOut):
+    """Kafka and a worker that has applied everything: keeps what was sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[bytes] = []
+
+    def send(self, groups, headers, ts_ms) -> None:
+        super().send(groups, headers, ts_ms)
+        self.values += [g.value for g in groups]
+
+    def end_offsets(self) -> dict[int, int]:
+        return {0: 0}
+
+    def behind(self, group, ends) -> int:
+        return 0
+
+
+def test_a_finished_import_reports_its_job_as_data_import_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The data freshness SLA's telemetry: the import's own completion event,
+    validated as any other and sent after its events, one id per import."""
+    import streams.ticks
+
+    monkeypatch.setattr(streams.ticks, "request_recompute", lambda *a: None)
+    good = events(6)
+    path = write_ndjson(tmp_path / "h.ndjson",
+                        [json.dumps(e) for e in good] + ["{not json"])  # fmt: skip
+    out = AppliedOut()
+    imp = importer(tmp_path, str(path), out=out)
+    imp.send_all()
+    st = imp.finish(wait_s=5, poll_s=0.01)
+    assert st.status == "done" and out.sent == [6, 1]
+    (done,) = imp.codec.decode_many(out.values[-1])
+    assert done["event_name"] == "data_import_completed" and done["tenant_id"] == "t1"
+    assert done["client_event_id"] == f"data-import:{st.import_id}"
+    assert done["schema_version"] >= 5 and done["user_id"] is None
+    record, props = done["properties"]  # (Avro record name, fields)
+    assert record.endswith("DataImportCompleted")
+    assert (props["job_id"], props["dataset"]) == (st.import_id, "history")
+    assert (props["events_imported"], props["rows_rejected"]) == (6, 1)
+    started = datetime.fromtimestamp(st.started_at, UTC)
+    assert abs((props["released_at"] - started).total_seconds()) < 0.001
+    assert props["started_at"] == props["released_at"]
+    finished = datetime.fromtimestamp(st.finished_at, UTC)  # type: ignore[arg-type]
+    assert abs((props["completed_at"] - finished).total_seconds()) < 0.001
+    assert done["event_timestamp"] == props["completed_at"]

@@ -102,6 +102,8 @@ def test_a_year_imported_beside_live_events_is_exact_and_counted_once(
     path.write_bytes(gzip.compress("".join(json.dumps(e) + "\n" for e in imported).encode()))
     truth = list({e["client_event_id"]: e for e in imported + live}.values())
     want = scenario.expected(truth, {name: tid})
+    # the import reports its job (the data freshness SLA's telemetry), once
+    want["totals"][(tid, "data_import_completed")] = 1
     env = cli_env(settings, kafka_bootstrap)
     worker = start_worker(settings, kafka_bootstrap)
     try:
@@ -154,10 +156,24 @@ def test_a_year_imported_beside_live_events_is_exact_and_counted_once(
             time.sleep(0.5)
             st = httpx.get(f"{api.url}{r.json()['status_url']}", headers=admin).json()
         assert (st["status"], st["read"], st["accepted"]) == ("done", len(imported), len(imported))
+        want["totals"][(tid, "data_import_completed")] = 2  # another import: its own report
         listed = httpx.get(f"{api.url}/v1/imports", headers=admin).json()
         assert r.json()["import_id"] in [i["import_id"] for i in listed]
-        time.sleep(3)
-        problems = diff(want, observed(api.ctx.store.query, [tid]))
+        # its completion event follows everything it sent (applied before it is
+        # sent): once counted, the upload's events are in, and added nothing
+        deadline, problems = time.monotonic() + 90, ["not checked"]
+        while problems and time.monotonic() < deadline:
+            time.sleep(1)
+            problems = diff(want, observed(api.ctx.store.query, [tid]))
         assert not problems, "\n".join(problems[:20])
+        jobs = api.ctx.store.query(
+            "SELECT JSONExtractString(properties, 'job_id') AS job,"
+            " JSONExtractString(properties, 'dataset') AS dataset,"
+            " JSONExtractInt(properties, 'events_imported') AS n FROM events FINAL"
+            " WHERE tenant_id = {t:String} AND event_name = 'data_import_completed'",
+            {"t": tid},
+        )
+        assert sorted((j["dataset"], j["n"]) for j in jobs) == [("history", len(imported))] * 2
+        assert r.json()["import_id"] in {j["job"] for j in jobs}
     finally:
         stop(worker)

@@ -226,3 +226,67 @@ def test_roi_projection_engagement_is_the_median_session(store):
                   programs=None)  # fmt: skip
     none = {k["key"]: k for k in all_kpis(store, empty, now=now)["kpis"]}
     assert none["roi_projection_engagement"]["value"] is None
+
+
+def test_onet_freshness_sla_is_for_platform_admins_and_matches_ground_truth(store):
+    """Seed 003's "% of O*NET updates processed within 48 hours of release",
+    from data_import_completed events (any tenant), against releases written
+    out here: a release counts once, by its first job's completion."""
+    tenants = [_tenant(store), _tenant(store)]
+    now = datetime.now(UTC).replace(microsecond=0)
+    ago = lambda d, h=0.0: now - timedelta(days=d) + timedelta(hours=h)  # noqa: E731
+    # release published at, completions (hours after) of its jobs, in job order
+    releases = {
+        "r1": (ago(10), [12.0]),  # within
+        "r2": (ago(20), [60.0, 70.0]),  # late, run again later: still late
+        "r3": (ago(5), [47.9]),  # within, its event replayed below
+        "r4": (ago(40), [10.0]),  # completed before the window
+        "r5": (ago(31), [30.0]),  # released before the window, completed in it, within
+        "r6": (ago(6), [48.0]),  # exactly 48 h: within
+        "r7": (ago(3), [49.0]),  # late
+        "r8": (ago(29), [0.5]),  # within, near the start of the window
+    }
+    rows = []
+    for i, (name, (released, hours)) in enumerate(releases.items()):
+        for j, h in enumerate(hours):
+            done = released + timedelta(hours=h)
+            props = {"job_id": f"{name}-{j}", "dataset": "onet", "released_at": _ms(released),
+                     "started_at": _ms(done - timedelta(hours=0.25)), "completed_at": _ms(done),
+                     "events_imported": 1000}  # fmt: skip
+            ev = rd._event(tenants[i % 2], f"dic-{uuid.uuid4().hex}", "importer",
+                           "data_import_completed", done, None, props)  # fmt: skip
+            rows.append({**ev, "user_id": None, "learner_id": None, "persona": "advisor"})
+    # an ISO-written release (an external importer), and a tenant's own history import
+    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    ev = rd._event(tenants[0], f"dic-{uuid.uuid4().hex}", "importer", "data_import_completed",
+                   ago(2), None, {"job_id": "x", "dataset": "onet", "released_at": iso(ago(4)),
+                                  "completed_at": iso(ago(2))})  # fmt: skip
+    rows.append({**ev, "user_id": None, "learner_id": None})
+    releases["r9"] = (ago(4), [48.0])
+    ev = rd._event(tenants[1], f"dic-{uuid.uuid4().hex}", "importer", "data_import_completed",
+                   ago(1), None, {"job_id": "h", "dataset": "history", "released_at": _ms(ago(9)),
+                                  "completed_at": _ms(ago(1))})  # fmt: skip
+    rows.append({**ev, "user_id": None, "learner_id": None})
+    rows.append({**rows[2], "version": 2})  # a replayed event
+    store.insert("events", rows)
+
+    since = now - timedelta(days=30)
+    num = den = 0
+    for released, hours in releases.values():
+        first = released + timedelta(hours=min(hours))
+        if since <= first <= now:
+            den += 1
+            num += first <= released + timedelta(hours=48)
+    assert (num, den) == (6, 8)  # the data exercises every case above
+
+    def seen(role: str, tenant: str | None) -> dict | None:
+        scope = Scope(role=role, actor_id="x", tenant_id=tenant, learners=None, programs=None)
+        got = {k["key"]: k for k in all_kpis(store, scope, days=30, now=now)["kpis"]}
+        return got.get("onet_updates_within_48h")
+
+    for tenant in (None, tenants[0]):  # platform-wide, whichever tenant is picked
+        kpi = seen("platform_admin", tenant)
+        assert kpi is not None
+        assert (kpi["numerator"], kpi["denominator"]) == (num, den)
+        assert kpi["value"] == round(num / den, 4) and kpi["window"] == "last 30 days"
+    assert seen("company_admin", tenants[0]) is None

@@ -18,7 +18,13 @@
 4. once every file is sent: wait until the worker has applied (committed)
    everything on ``events.import``, then recompute the daily scores of the
    days the import touched and the 21 after them (a score looks back
-   WINDOW_DAYS + INACTIVE_DAYS), as the nightly recompute would have.
+   WINDOW_DAYS + INACTIVE_DAYS), as the nightly recompute would have;
+5. then report the job done: one ``data_import_completed`` event (dataset
+   ``history``, released when the import was first requested, started and
+   completed times, events imported), validated and sent as any other, under
+   the importing tenant: the data-import telemetry the platform's data
+   freshness KPI reads (api/reports/kpis.py). Its client event id is the
+   import's, so running a finished import again reports it once.
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ from schemas.codec import codec_for
 
 log = logging.getLogger("skillstream.import")
 SCORE_REACH_DAYS = 21  # a daily score reads the 14-day window and 7 days of inactivity
+COMPLETED_EVENT = "data_import_completed"
+DATASET = "history"  # what this importer loads: a tenant's event history
 
 
 class ImportAborted(RuntimeError):
@@ -308,8 +316,56 @@ class Importer:
 
             request_recompute(out.bootstrap, self.settings, *days)
         st.status, st.finished_at = "done", time.time()
+        self._report_done()
         self._save()
         return st
+
+    # --- 5: the job's telemetry ---------------------------------------------------------
+    def completed_event(self) -> dict:
+        """The ``data_import_completed`` event of this import, as a client sends it."""
+        st = self.state
+        iso = lambda t: datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")  # noqa: E731
+        done = st.finished_at or time.time()
+        return {
+            "event_name": COMPLETED_EVENT,
+            "client_event_id": f"data-import:{st.import_id}",
+            "event_timestamp": iso(done),
+            "anonymous_id": "data-importer",  # a platform event: no learner
+            "persona": "advisor",  # staff-side; the event allows every persona
+            "context_page": "/imports",
+            "opt_out_status": False,
+            "properties": {
+                "job_id": st.import_id,
+                "dataset": DATASET,
+                "released_at": iso(st.started_at),
+                "started_at": iso(st.started_at),
+                "completed_at": iso(done),
+                "events_imported": st.accepted,
+                "rows_rejected": st.rejected,
+            },
+        }
+
+    def _report_done(self) -> None:
+        """Send the completion event the way the import's events went. Best
+        effort: the import itself is done and stays so if Kafka refuses it."""
+        if self.out is None:
+            return
+        t = self.target
+        received = datetime.now(UTC)
+        rec, errors = validate_event(self.completed_event(), tenant_id=t.tenant_id,
+                                     pii_salt=t.pii_salt, received_at=received,
+                                     bounds=self.bounds)  # fmt: skip
+        if rec is None:
+            log.warning("import %s: completion event invalid: %s", self.state.import_id, errors)
+            return
+        key = learner_key_bytes(t.tenant_id, rec["anonymous_id"])
+        groups = encode_groups([rec], [key], self.out.partitions, self.codec.encode_batch)
+        headers = [("tenant_id", t.tenant_id.encode()),
+                   ("import_id", self.state.import_id.encode())]  # fmt: skip
+        try:
+            self.out.send(groups, headers, int(received.timestamp() * 1000))
+        except ImportAborted as e:
+            log.warning("import %s: completion event not sent: %s", self.state.import_id, e)
 
 
 def recompute_span(first: str | None, last: str | None, today: date) -> tuple[date, date] | None:

@@ -173,6 +173,26 @@ INTERVENTIONS = """
 """
 
 
+# Data freshness SLA (platform-wide, platform admins only): O*NET releases
+# whose first import job completed in the window, and those completed within
+# 48 h of the release's publication (data_import_completed rows of
+# kpi_events: migration 0021). A release is (dataset, released_at); a job
+# run twice, or its event replayed, counts once (its first completion).
+FRESHNESS_SLA_HOURS = 48
+DATA_FRESHNESS = """
+    SELECT count() AS den, countIf(done <= released + INTERVAL {hours:UInt32} HOUR) AS num
+    FROM (
+        SELECT assumeNotNull(released_at) AS released, min(assumeNotNull(completed_at)) AS done
+        FROM kpi_events
+        WHERE event_name = 'data_import_completed' AND dataset = {dataset:String}
+          AND released_at IS NOT NULL AND completed_at IS NOT NULL
+          AND event_timestamp <= {now:DateTime64(3)}
+          AND event_timestamp >= {since:DateTime64(3)} - INTERVAL 30 DAY
+        GROUP BY released
+    ) WHERE done >= {since:DateTime64(3)} AND done <= {now:DateTime64(3)}
+"""
+
+
 def kpis(
     store: Store,
     scope: Scope,
@@ -208,6 +228,8 @@ def kpis(
         )
     )
     items = [onboarding, adherence, resume, planner, activation, readiness, by_term, iv, wau]
+    if scope.role == "platform_admin":
+        items.append(data_freshness(store, now - timedelta(days=days), now))
     _windows(items, days, by_term["term"])
     del by_term["term"]
     return {
@@ -217,6 +239,22 @@ def kpis(
         "computed_at": iso(datetime.now(UTC)),
         "data_fresh_as_of": iso(fresh),
     }
+
+
+def data_freshness(store: Store, since: datetime, now: datetime) -> dict[str, Any]:
+    """Seed 003's platform-wide "% of O*NET updates processed within 48 hours
+    of release", from ``data_import_completed`` (data-import job telemetry):
+    platform-wide whatever tenant the job reported under, so for platform
+    admins only (kpis() adds it for them; figures.read adds it to kept ones)."""
+    p = {"since": since, "now": now, "dataset": "onet", "hours": FRESHNESS_SLA_HOURS}
+    row = store.query(DATA_FRESHNESS, p)[0]
+    return _ratio_kpi("onet_updates_within_48h", "Data freshness SLA (O*NET within 48 h)",
+                      "platform", int(row["num"]), int(row["den"]),
+                      "% of O*NET updates processed within 48 hours of release: "
+                      "O*NET releases whose first import job completed in the window and did so "
+                      "within 48 h of the release's publication / O*NET releases whose first "
+                      "import job completed in the window (data_import_completed, every "
+                      "tenant)")  # fmt: skip
 
 
 def _onboarding(store: Store, f: Filter, p: dict[str, Any]) -> dict[str, Any]:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from schemas import dictionary
+
 COMPONENTS = (
     "sign_ins", "live_sessions", "phase_advances", "submissions", "lessons_completed",
     "active_minutes", "events",
 )  # fmt: skip
+
+
+# platform events (a data-import job's telemetry): never a learner's
+OPERATIONS = [e.name for e in dictionary.EVENTS if e.category == "operations"]
 
 
 def observed(query, tenant_ids: list[str]) -> dict:
@@ -49,8 +55,8 @@ def observed(query, tenant_ids: list[str]) -> dict:
     }
     unattributed = query(
         "SELECT count() AS n FROM events FINAL WHERE tenant_id IN {t:Array(String)}"
-        " AND learner_id IS NULL",
-        p,
+        " AND learner_id IS NULL AND event_name NOT IN {ops:Array(String)}",
+        {**p, "ops": OPERATIONS},
     )[0]["n"]
     return {
         "daily": daily,
