@@ -6,7 +6,8 @@ asks: each is checked (api/xapi/validation.py), mapped onto one event
 (api/xapi/mapping.py), and the events go through the batch endpoint's own
 path (``check_events`` → ``send_batches``: the dictionary's validation,
 PII hashing, Kafka records, acknowledged only when Kafka has them). Then
-each statement's row is stored (api/xapi/store.py).
+each statement's row is journaled and stored behind the answer
+(api/xapi/store.py).
 """
 
 from __future__ import annotations
@@ -135,9 +136,9 @@ async def accept(ctx: AppContext, tenant: Tenant, statements: list) -> list[str]
                                  f"{sent.first_error}", retry_after=5)  # fmt: skip
     rows = [_row(tenant, statements[i], m, digests[i], ts, received_at)
             for i, m, ts in zip(fresh, mapped, stamps, strict=True)]  # fmt: skip
-    try:
+    try:  # journaled now, stored behind the answer (api/xapi/store.py)
         await run_in_threadpool(ctx.xapi_log.record, rows)
-    except Exception as exc:  # in Kafka, not stored: a retry stores it (and counts once)
+    except Exception as exc:  # in Kafka, not logged: a retry logs it (and counts once)
         raise XapiError(503, f"statements not stored: {exc}", retry_after=5) from exc
     return ids
 
