@@ -382,6 +382,14 @@ def to_event(st: dict, mapping: Mapping, *, salt: str, timestamp: datetime) -> M
 PSEUDONYM_HOME = "urn:skillstream:learner"
 
 
+_MAY_HOLD_AGENTS = frozenset({"actor", "object", "context", "authority"})
+
+
+def pseudonymised_statement(st: dict, salt: str) -> dict:
+    """``pseudonymised`` of a statement, looking only where agents may be."""
+    return {k: pseudonymised(v, salt) if k in _MAY_HOLD_AGENTS else v for k, v in st.items()}
+
+
 def pseudonymised(value: Any, salt: str) -> Any:
     """A copy where every agent's identifier is its tenant-keyed hash as an
     account (an account's own name, a user id, is kept) and no agent has a name."""

@@ -136,6 +136,22 @@ def _empties(value: Any, path: str, out: list[tuple[str, str]]) -> None:
             _empties(v, here, out)
 
 
+_AGENTS = ("actor", "authority")
+
+
+def _shape(value: Any) -> Any:
+    """An agent or group with every name (its own, its account's, its
+    members') as one placeholder: any non-empty string is a valid name to
+    Ralph (``NonEmptyStrictStr``) and to the rules here, so learners share
+    one verdict per shape; anything else is kept as it is."""
+    if isinstance(value, list):
+        return [_shape(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    return {k: "·" if k == "name" and isinstance(v, str) and v else _shape(v)
+            for k, v in value.items()}  # fmt: skip
+
+
 PART_CACHE_MAX = 65_536
 _verdicts: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
 
@@ -146,7 +162,7 @@ def _part_verdict(name: str, value: Any) -> tuple[tuple[str, str], ...]:
     and Ralph's model of the part. Kept by the part's ``repr`` (one string
     per JSON value): a tool's statements repeat most parts, so most are
     checked once and the rest cost a lookup."""
-    key = (name, repr(value))
+    key = (name, repr(_shape(value) if name in _AGENTS else value))
     found = _verdicts.get(key)
     if found is None:
         if len(_verdicts) >= PART_CACHE_MAX:
