@@ -171,7 +171,7 @@ def _keyed(salt: str, ifi: str) -> str:
     return hmac.new(salt.encode(), ifi.encode(), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Learner:
     user_id: str | None
     email: str | None
@@ -232,7 +232,7 @@ def _as_list(value: Any) -> list[dict]:  # 0.95-era statements give one object, 
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Said:
     """What the mapping and the analysts need of one statement."""
 
@@ -342,7 +342,7 @@ BUILDERS: dict[str, Callable[[Said], Built]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Mapped:
     event: dict[str, Any]  # a batch event, as a client of /v1/events/batch sends it
     said: Said
