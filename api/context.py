@@ -102,7 +102,7 @@ class AppContext:
         reseal_salts(self.store, self.pii_sealer)
         self.tenants = TenantRegistry(self.store, self.pii_sealer)
         self.origins = OriginRegistry(self.store)
-        self.xapi_log = StatementLog(self.store)
+        self.xapi_log = StatementLog(self.store, s.run_dir / "xapi-journal")
         self.xapi_mappings = MappingRegistry(self.store)
         self.sso = SignIn(self.store, s, self.secrets, self.tenants)
         self.sso.reseal()
@@ -288,4 +288,5 @@ class AppContext:
             self.sink.stop()
         if self.lag:
             self.lag.stop()
+        self.xapi_log.close()
         self.producer.close()

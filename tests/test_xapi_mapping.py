@@ -22,6 +22,7 @@ from api.xapi.mapping import (
     duration_ms,
     parse_rules,
     pseudonymised,
+    pseudonymised_statement,
     to_event,
 )
 from api.xapi.validation import check_request, check_statement
@@ -168,6 +169,7 @@ def test_xapi_2_context_agents_are_accepted():
 def test_stored_statement_has_no_raw_identifier_or_name_and_hash_ignores_lrs_fields():
     st = lesson(context={"instructor": {"name": "Ivy", "mbox": "mailto:ivy@example.com"}})
     kept = json.dumps(pseudonymised(st, "salt"))
+    assert pseudonymised_statement(st, "salt") == pseudonymised(st, "salt")
     assert 'example.com"' not in kept.replace("lms.example", "") and "Ivy" not in kept
     assert "Ann" not in kept
     assert content_hash(st) == content_hash({**st, "stored": "x", "version": "1.0.3"})
@@ -179,3 +181,33 @@ def test_durations():
     assert duration_ms("P1D") == 86_400_000
     assert duration_ms("P4W") == 4 * 7 * 86_400_000
     assert duration_ms("1H") is None
+
+
+def test_empty_extensions_and_basic_format_times_are_accepted_as_xapi_allows():
+    # an empty extensions map breaks no rule of xAPI 1.0.3 (Data 4.2.7, empty
+    # objects are a SHOULD NOT); a Timestamp MUST be ISO 8601, basic format too
+    ext = {"extensions": {}}
+    st = lesson(result={"completion": True, **ext}, context={**lesson()["context"], **ext},
+                timestamp="20261208T103000.123Z")  # fmt: skip
+    st["object"]["definition"]["extensions"] = {}
+    assert check_statement(0, st) == []
+    assert [p.path for p in check_statement(0, lesson(result={"extensions": None}))] == [
+        "result.extensions"
+    ]
+    assert [p.path for p in check_statement(0, lesson(timestamp="12/08/2026"))] == ["timestamp"]
+
+
+def test_interaction_components_must_fit_the_interaction_type():
+    obj = {"id": "https://lms.example/q/1", "definition": {"interactionType": "choice",
+           "choices": [{"id": "a", "description": {"en-US": "A"}}],
+           "scale": [{"id": "b", "description": {"en-US": "B"}}]}}  # fmt: skip
+    assert [p.path for p in check_statement(0, lesson(object=obj))] == ["object.definition.scale"]
+    del obj["definition"]["scale"]
+    assert check_statement(0, lesson(object=obj)) == []
+
+
+def test_learners_share_a_verdict_but_not_a_bad_name():
+    assert check_statement(0, lesson(actor={"account": {"homePage": "https://x.example",
+                                                        "name": "u1"}})) == []  # fmt: skip
+    bad = lesson(actor={"account": {"homePage": "https://x.example", "name": ""}})
+    assert "actor.account.name" in [p.path for p in check_statement(0, bad)]

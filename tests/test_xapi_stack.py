@@ -191,9 +191,10 @@ def test_the_statuses_an_lrs_client_expects(stack, unique):
     assert bad.status_code == 422
     ctx = {"contextActivities": {"grouping": [{"id": "https://lms.example/courses/c1"}]}}
     r = httpx.post(u, json=_ok(context=ctx), headers=_basic(key))
-    row = stack.ctx.store.query("SELECT event_name FROM xapi_statements WHERE tenant_id ="
-                                " {t:String} AND statement_id = {s:String}",
-                                {"t": tid, "s": r.json()[0]})  # fmt: skip
+    row = _wait(stack.ctx.store.query,  # the statement log is stored behind the answer
+                "SELECT event_name FROM xapi_statements WHERE tenant_id ="
+                " {t:String} AND statement_id = {s:String}",
+                {"t": tid, "s": r.json()[0]}, [{"event_name": "lesson_completed"}], 10)  # fmt: skip
     assert row == [{"event_name": "lesson_completed"}]
     one = {"event_name": "session_started", "client_event_id": f"one-{unique}",
            "event_timestamp": NOW, "anonymous_id": str(uuid.uuid4()),

@@ -1,8 +1,9 @@
 """Deletion requests (right to erasure) for one user: raw events (identified
-and the anonymous visits linked to them), identity links, aggregates,
-opt-out state, notification data and the files the user exported — unless a
-legal hold covers any of it, then the whole request is refused with the
-reason. Either way the request and its outcome are recorded and audited.
+and the anonymous visits linked to them), accepted xAPI statements (the same
+way), identity links, aggregates, opt-out state, notification data and the
+files the user exported — unless a legal hold covers any of it, then the
+whole request is refused with the reason. Either way the request and its
+outcome are recorded and audited.
 
 The stream worker's own state goes through Kafka: ``publish`` hands the
 request to it first (streams/erasure.py: its tables, their changelogs and
@@ -68,7 +69,8 @@ def _why_held(store: Store, tenant_id: str, user_id: str) -> str:
     return ""
 
 
-# Each table's rows of one user; events first: its condition reads identity_links.
+# Each table's rows of one user; events and xapi_statements first: their
+# condition reads identity_links.
 _ANON = (
     "anonymous_id IN (SELECT anonymous_id FROM identity_links"
     " WHERE tenant_id = {t:String} AND user_id = {u:String})"
@@ -78,6 +80,9 @@ TARGETS = {
     "events": "tenant_id = {t:String} AND (learner_id = {u:String} OR user_id = {u:String} OR "
     + _ANON
     + ")",
+    # accepted xAPI statements (api/xapi/store.py): the actor's account name
+    # is the learner id; an mbox/openid actor is found by its visitor id
+    "xapi_statements": "tenant_id = {t:String} AND (learner_id = {u:String} OR " + _ANON + ")",
     "identity_links": _USER,
     "learner_daily": _USER,
     "learner_scores": _USER,

@@ -1,5 +1,6 @@
-"""The scheduled purge: delete what is past retention from raw events,
-aggregates and exports, never a row under legal hold, and record what went.
+"""The scheduled purge: delete what is past retention from raw events (and
+the xAPI statements they came from), aggregates and exports, never a row
+under legal hold, and record what went.
 
 Every delete is ``ALTER TABLE ... DELETE`` with the same WHERE as the count
 before it (synchronous mutation), with the holds' predicate negated in it,
@@ -139,6 +140,16 @@ def _plan_events(
     # the KPIs' read model of the same events (api/reports/kpis.py)
     for table in READ_MODEL_EVENTS:
         rep.removed[table] = _planned(store, plan, table, f"{base} AND NOT ({held})", p)
+    # accepted xAPI statements, each aged as the event it became
+    xheld, xp = held_sql(holds, user_col="learner_id", time_col="timestamp", prefix="x")
+    xbase = base.replace("event_timestamp", "timestamp")
+    xq = {**p, **xp}
+    rep.kept_on_hold["xapi_statements"] = _count(
+        store, "xapi_statements", f"{xbase} AND ({xheld})", xq
+    )
+    rep.removed["xapi_statements"] = _planned(
+        store, plan, "xapi_statements", f"{xbase} AND NOT ({xheld})", xq
+    )
 
 
 def _plan_aggregates(

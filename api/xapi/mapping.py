@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from api.ingest.pii import hash_pii
@@ -170,7 +171,7 @@ def _keyed(salt: str, ifi: str) -> str:
     return hmac.new(salt.encode(), ifi.encode(), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Learner:
     user_id: str | None
     email: str | None
@@ -178,18 +179,26 @@ class Learner:
     pseudonym: str  # what a stored statement shows instead of the identifier
 
 
+@lru_cache(maxsize=65_536)
+def _ids(salt: str, ifi: str) -> tuple[str, str]:
+    """An identifier's keyed hash and anonymous id (a tool's statements
+    repeat their learners)."""
+    keyed = _keyed(salt, ifi)
+    return keyed, str(uuid.uuid5(_NS, keyed))
+
+
 def learner_of(actor: dict, salt: str) -> Learner:
     ifi = _ifi_key(actor)
     if ifi is None:  # an anonymous group: its members, in order
         members = actor.get("member") or []
         ifi = "group:" + ",".join(sorted(filter(None, (_ifi_key(m) for m in members))))
-    keyed = _keyed(salt, ifi)
+    keyed, anonymous_id = _ids(salt, ifi)
     acct = actor.get("account") if isinstance(actor.get("account"), dict) else None
     user_id = acct.get("name") if acct and actor.get("objectType") != "Group" else None
     email = None
     if ifi.startswith("mbox:") and actor.get("objectType") != "Group":
         email = ifi.removeprefix("mbox:mailto:")
-    return Learner(user_id, email, str(uuid.uuid5(_NS, keyed)), user_id or keyed)
+    return Learner(user_id, email, anonymous_id, user_id or keyed)
 
 
 def _activity_type(obj: dict) -> str | None:
@@ -223,7 +232,7 @@ def _as_list(value: Any) -> list[dict]:  # 0.95-era statements give one object, 
     return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Said:
     """What the mapping and the analysts need of one statement."""
 
@@ -333,7 +342,7 @@ BUILDERS: dict[str, Callable[[Said], Built]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Mapped:
     event: dict[str, Any]  # a batch event, as a client of /v1/events/batch sends it
     said: Said
@@ -373,6 +382,14 @@ def to_event(st: dict, mapping: Mapping, *, salt: str, timestamp: datetime) -> M
 PSEUDONYM_HOME = "urn:skillstream:learner"
 
 
+_MAY_HOLD_AGENTS = frozenset({"actor", "object", "context", "authority"})
+
+
+def pseudonymised_statement(st: dict, salt: str) -> dict:
+    """``pseudonymised`` of a statement, looking only where agents may be."""
+    return {k: pseudonymised(v, salt) if k in _MAY_HOLD_AGENTS else v for k, v in st.items()}
+
+
 def pseudonymised(value: Any, salt: str) -> Any:
     """A copy where every agent's identifier is its tenant-keyed hash as an
     account (an account's own name, a user id, is kept) and no agent has a name."""
@@ -385,7 +402,7 @@ def pseudonymised(value: Any, salt: str) -> Any:
         out = {k: pseudonymised(v, salt) for k, v in value.items()
                if k not in ("mbox", "mbox_sha1sum", "openid", "name")}  # fmt: skip
         if ifi is not None and not ifi.startswith("account:"):
-            out["account"] = {"homePage": PSEUDONYM_HOME, "name": _keyed(salt, ifi)}
+            out["account"] = {"homePage": PSEUDONYM_HOME, "name": _ids(salt, ifi)[0]}
         return out
     return {k: pseudonymised(v, salt) for k, v in value.items()}
 

@@ -6,7 +6,8 @@ asks: each is checked (api/xapi/validation.py), mapped onto one event
 (api/xapi/mapping.py), and the events go through the batch endpoint's own
 path (``check_events`` → ``send_batches``: the dictionary's validation,
 PII hashing, Kafka records, acknowledged only when Kafka has them). Then
-each statement's row is stored (api/xapi/store.py).
+each statement's row is journaled and stored behind the answer
+(api/xapi/store.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from fastapi.concurrency import run_in_threadpool
 
 from api.context import AppContext
 from api.ingest.accept import check_events, send_batches
 from api.ingest.producer import ProducerUnavailable
 from api.tenants import Tenant
-from api.xapi.mapping import VOIDED_VERB, Mapped, content_hash, pseudonymised, to_event
+from api.xapi.mapping import VOIDED_VERB, Mapped, content_hash, pseudonymised_statement, to_event
 from api.xapi.validation import Problem, check_request
 
 LRS_HOME = "urn:skillstream:tenant"
@@ -58,6 +60,13 @@ def parse_timestamp(value: Any) -> datetime | None:
     return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _compact(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits (in extensions)
+        return json.dumps(value, separators=(",", ":"))
+
+
 def _refused(problems: list[Problem]) -> XapiError:
     first = problems[0]
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -71,7 +80,7 @@ def _authority(tenant: Tenant) -> dict[str, Any]:
 def _row(tenant: Tenant, st: dict, m: Mapped, digest: str, ts: datetime,
          stored: datetime) -> dict[str, Any]:  # fmt: skip
     s = m.said
-    kept = pseudonymised(st, tenant.pii_salt)
+    kept = pseudonymised_statement(st, tenant.pii_salt)
     kept.update(stored=stored.isoformat().replace("+00:00", "Z"), authority=_authority(tenant))
     kept.setdefault("timestamp", kept["stored"])
     kept.setdefault("version", "1.0.0")
@@ -92,7 +101,7 @@ def _row(tenant: Tenant, st: dict, m: Mapped, digest: str, ts: datetime,
         "duration_ms": s.duration_ms,
         "timestamp": ts,
         "stored": stored,
-        "statement": json.dumps(kept, separators=(",", ":")),
+        "statement": _compact(kept),
     }
 
 
@@ -135,9 +144,9 @@ async def accept(ctx: AppContext, tenant: Tenant, statements: list) -> list[str]
                                  f"{sent.first_error}", retry_after=5)  # fmt: skip
     rows = [_row(tenant, statements[i], m, digests[i], ts, received_at)
             for i, m, ts in zip(fresh, mapped, stamps, strict=True)]  # fmt: skip
-    try:
+    try:  # journaled now, stored behind the answer (api/xapi/store.py)
         await run_in_threadpool(ctx.xapi_log.record, rows)
-    except Exception as exc:  # in Kafka, not stored: a retry stores it (and counts once)
+    except Exception as exc:  # in Kafka, not logged: a retry logs it (and counts once)
         raise XapiError(503, f"statements not stored: {exc}", retry_after=5) from exc
     return ids
 
