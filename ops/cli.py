@@ -355,15 +355,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
 
 
 def _bootstrap() -> str:
-    from ops.kafka_launcher import KafkaCluster, KafkaLauncherError
+    from ops.kafka_launcher import running_bootstrap
 
     s = get_settings()
-    if s.kafka_bootstrap:
-        return s.kafka_bootstrap
-    c = KafkaCluster.load(s.kafka_dir)
-    if not c or not c.is_running():
-        raise KafkaLauncherError("no Kafka: set KAFKA_BOOTSTRAP or run `skillstream up`")
-    return c.bootstrap
+    return running_bootstrap(s.kafka_bootstrap, s.kafka_dir)
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:

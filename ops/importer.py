@@ -23,7 +23,7 @@ from api.imports.run import ImportAborted, Importer, KafkaOut, Target
 from api.imports.sources import S3Reader, SourceError, resolve
 from api.imports.state import ImportBusy, ImportState, StateStore, import_id
 from core.settings import Settings, get_settings
-from ops.kafka_launcher import KafkaLauncherError
+from ops.kafka_launcher import KafkaLauncherError, running_bootstrap
 
 OK, REJECTED, BAD, STOPPED, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -49,17 +49,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar, a line a minute")
     p.set_defaults(func=cmd_import)
-
-
-def _bootstrap(settings: Settings) -> str:
-    from ops.kafka_launcher import KafkaCluster
-
-    if settings.kafka_bootstrap:
-        return settings.kafka_bootstrap
-    c = KafkaCluster.load(settings.kafka_dir)
-    if not c or not c.is_running():
-        raise KafkaLauncherError("no Kafka: set KAFKA_BOOTSTRAP or run `skillstream up`")
-    return c.bootstrap
 
 
 def _s3(settings: Settings, source: str) -> S3Reader | None:
@@ -170,7 +159,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         out = None
         if not args.dry_run:
-            out = KafkaOut(_bootstrap(settings), settings.topic("events.import"))
+            out = KafkaOut(
+                running_bootstrap(settings.kafka_bootstrap, settings.kafka_dir),
+                settings.topic("events.import"),
+            )
         rejects = Path(args.rejects) if args.rejects else None
         imp = Importer(settings, target, files, st, states, out=out, mapping=mapping,
                        s3=_s3(settings, args.source), rejects=rejects,

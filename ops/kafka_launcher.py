@@ -440,6 +440,17 @@ class KafkaCluster:
         return proc.pid
 
 
+def running_bootstrap(kafka_bootstrap: str | None, kafka_dir: Path) -> str:
+    """Where a command finds Kafka: ``KAFKA_BOOTSTRAP``, else the local
+    cluster `skillstream up` runs."""
+    if kafka_bootstrap:
+        return kafka_bootstrap
+    c = KafkaCluster.load(kafka_dir)
+    if not c or not c.is_running():
+        raise KafkaLauncherError("no Kafka: set KAFKA_BOOTSTRAP or run `skillstream up`")
+    return c.bootstrap
+
+
 def wipe(data_dir: Path) -> None:
     """Remove a stopped cluster's data for good (``skillstream reset --yes``)."""
     cluster = KafkaCluster.load(data_dir)
