@@ -36,6 +36,7 @@ import orjson
 
 from api.audit.chain import audit
 from api.xapi.mapping import VOIDED_VERB, Mapping, check_persona, parse_rules
+from core.threads import BackgroundThread
 from sinks.store import Store, encode_rows
 
 log = logging.getLogger("skillstream.api")
@@ -53,7 +54,7 @@ class StatementLog:
                  flush_s: float = 0.02) -> None:  # fmt: skip
         self.store = store
         self.flush_s = flush_s
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
         self._recent: OrderedDict[tuple[str, str], str] = OrderedDict()
         # rows accepted, not yet stored (or being stored): key -> row
         self._pending: dict[tuple[str, str], dict[str, Any]] = {}
@@ -62,8 +63,7 @@ class StatementLog:
         self._segment: Any = None  # the open journal file of the rows in _queue
         self._seq = 0
         self._unstored: list[Path] = []  # segments of rows a failed flush put back
-        self._thread: threading.Thread | None = None
-        self._stopping = False
+        self._writer = BackgroundThread("xapi-log", self._run)
         if journal_dir is not None:
             journal_dir.mkdir(parents=True, exist_ok=True)
             self._replay()
@@ -109,19 +109,11 @@ class StatementLog:
             self._queue.extend(rows)
             while len(self._recent) > RECENT_MAX:
                 self._recent.popitem(last=False)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="xapi-log", daemon=True)
-                self._thread.start()
-            self._lock.notify()
+            self._writer.start()  # on the first statement: no thread where xAPI is unused
 
     def _run(self) -> None:
-        while True:
-            with self._lock:
-                while not self._queue and not self._stopping:
-                    self._lock.wait()
-                if not self._queue:
-                    return
-            time.sleep(self.flush_s)  # let the requests in flight join the batch
+        # every flush_s: the requests in flight meanwhile join one insert
+        while not self._writer.stopping.wait(self.flush_s):
             self.flush()
 
     def flush(self) -> bool:
@@ -157,12 +149,7 @@ class StatementLog:
         return True
 
     def close(self, timeout_s: float = 10.0) -> None:
-        with self._lock:
-            self._stopping = True
-            self._lock.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
+        self._writer.stop(timeout_s)
         self.flush()
 
     # --- reading --------------------------------------------------------------
