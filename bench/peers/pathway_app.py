@@ -35,7 +35,6 @@ timing includes start-up like the others'.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -47,7 +46,7 @@ from typing import Any
 
 import pathway as pw
 
-from bench.peers.learner_daily import EVENTS_SQL, TOTALS_SQL
+from bench.peers.learner_daily import TOTALS_SQL, peer_arguments, wait_until_counted
 from schemas.codec import SingleObjectCodec
 from schemas.dictionary import BY_NAME
 from sinks.store import Store, open_store
@@ -174,26 +173,14 @@ def build(bootstrap: str, topic: str, group: str, store: Store) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--chdb", required=True)
-    ap.add_argument("--state-dir", required=True)
-    ap.add_argument("--expect", type=int, required=True, help="sum(events) when complete")
-    ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--partitions", type=int, default=6, help="unused: no topic of its own")
-    args = ap.parse_args(argv)
+    args = peer_arguments(__doc__.splitlines()[0], "unused: no topic of its own", argv)
     store = open_store(None, Path(args.chdb))
     build(args.bootstrap, args.topic, f"pathway-peer-{time.time_ns()}", store)
     result: dict[str, Any] = {"complete": False}
 
     def watch() -> None:
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            if int(store.query(EVENTS_SQL)[0]["n"] or 0) >= args.expect:
-                result.update(complete=True, done_at=time.time())
-                break
+        if wait_until_counted(store, args.expect, args.timeout):
+            result.update(complete=True, done_at=time.time())
         # pw.run has no stop call: the measurement is over, report and leave
         result["totals"] = store.query(TOTALS_SQL)[0]
         print(json.dumps(result, default=str), flush=True)

@@ -45,7 +45,6 @@ expected event, so the timing includes start-up like the worker's does.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
@@ -58,7 +57,7 @@ from quixstreams.models import TopicConfig
 from quixstreams.models.serializers import Deserializer
 from quixstreams.sinks import BatchingSink, SinkBatch
 
-from bench.peers.learner_daily import COUNTERS, TOTALS_SQL
+from bench.peers.learner_daily import COUNTERS, TOTALS_SQL, peer_arguments, wait_until_counted
 from core.keys import learner_key_bytes
 from schemas.codec import SingleObjectCodec
 from schemas.dictionary import BY_NAME
@@ -234,15 +233,7 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--bootstrap", required=True)
-    ap.add_argument("--topic", required=True)
-    ap.add_argument("--chdb", required=True)
-    ap.add_argument("--state-dir", required=True)
-    ap.add_argument("--expect", type=int, required=True, help="sum(events) when complete")
-    ap.add_argument("--timeout", type=float, default=3600)
-    ap.add_argument("--partitions", type=int, default=6, help="of the topics it writes")
-    args = ap.parse_args(argv)
+    args = peer_arguments(__doc__.splitlines()[0], "of the topics it writes", argv)
     from pathlib import Path
 
     store = open_store(None, Path(args.chdb))
@@ -251,13 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"complete": False}
 
     def watch() -> None:
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            n = int(store.query("SELECT sum(events) AS n FROM learner_daily FINAL")[0]["n"] or 0)
-            if n >= args.expect:
-                result.update(complete=True, done_at=time.time())
-                break
+        if wait_until_counted(store, args.expect, args.timeout):
+            result.update(complete=True, done_at=time.time())
         app.stop()
 
     threading.Thread(target=watch, daemon=True).start()
